@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Hot numeric code (quant dot products, the CPU backend) is built optimized even in debug builds,
+/// so that `swift test` runs real models in reasonable time on a 2-core machine.
+let optimizedAlways: [SwiftSetting] = [
+    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"]),
+]
+
+let package = Package(
+    name: "Shard",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "shardctl", targets: ["shardctl"]),
+        .executable(name: "shard-worker", targets: ["shard-worker"]),
+        .library(name: "ShardCore", targets: ["GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .target(name: "GGUF", swiftSettings: optimizedAlways),
+        .target(name: "Quant", dependencies: ["GGUF"], swiftSettings: optimizedAlways),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimizedAlways),
+        .target(name: "Model", dependencies: ["GGUF", "Quant"]),
+        .target(name: "Compute", dependencies: ["GGUF", "Quant"], swiftSettings: optimizedAlways),
+        .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
+        .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
+        .target(name: "ShardCLI", dependencies: [
+            "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "shardctl", dependencies: ["ShardCLI"]),
+        .executableTarget(name: "shard-worker", dependencies: ["ShardCLI"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "QuantTests", dependencies: ["GGUF", "Quant"], resources: [.copy("Golden")]),
+        .testTarget(name: "TokenizerTests", dependencies: ["GGUF", "Tokenizer"]),
+        .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
+        .testTarget(name: "CLITests", dependencies: ["ShardCLI"]),
+    ]
+)
