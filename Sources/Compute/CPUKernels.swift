@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Scalar/SIMD float kernels of the CPU backend (everything but the quantized matmuls).
+enum CPUKernels {
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc = acc.addingProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self),
+                                    UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self))
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    /// y += a * x
+    @inline(__always)
+    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        let av = SIMD16<Float>(repeating: a)
+        while i + 16 <= n {
+            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: yv.addingProduct(av, xv), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < n { y[i] += a * x[i]; i += 1 }
+    }
+
+    static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, _ eps: Float) {
+        var sum: Double = 0
+        for i in 0..<n { sum += Double(x[i]) * Double(x[i]) }
+        let scale = 1 / sqrtf(Float(sum / Double(n)) + eps)
+        for i in 0..<n { out[i] = x[i] * scale * w[i] }
+    }
+
+    static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) {
+        for i in 0..<n { x[i] += y[i] }
+    }
+
+    static func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n {
+            let x = g[i]
+            out[i] = x / (1 + expf(-x)) * u[i]
+        }
+    }
+
+    /// Rotates every head of one row by `position`, computing angles the way ggml does
+    /// (theta = pos · base^(-2i/dims), accumulated in f32).
+    static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int, params: RopeParams) {
+        let half = params.dims / 2
+        let thetaScale = powf(params.base, -2 / Float(params.dims))
+        var cosines = [Float](repeating: 0, count: half), sines = [Float](repeating: 0, count: half)
+        var theta = Float(position)
+        for i in 0..<half {
+            cosines[i] = cosf(theta)
+            sines[i] = sinf(theta)
+            theta *= thetaScale
+        }
+        for h in 0..<heads {
+            let v = x + h * headDim
+            for i in 0..<half {
+                let (a, b) = params.neox ? (i, i + half) : (2 * i, 2 * i + 1)
+                let x0 = v[a], x1 = v[b]
+                v[a] = x0 * cosines[i] - x1 * sines[i]
+                v[b] = x0 * sines[i] + x1 * cosines[i]
+            }
+        }
+    }
+
+    /// Softmax(q·K^T · scale) · V for one head over positions 0..<length of one sequence.
+    static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                           storage: CPUKVStorage, table: UnsafePointer<Int32>, length: Int, kvOffset: Int,
+                           headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        var maxScore = -Float.infinity
+        for i in 0..<length {
+            let s = dot(query, keys + storage.slot(table, i) + kvOffset, headDim) * scale
+            scores[i] = s
+            maxScore = max(maxScore, s)
+        }
+        var sum: Float = 0
+        for i in 0..<length {
+            let e = expf(scores[i] - maxScore)
+            scores[i] = e
+            sum += e
+        }
+        out.initialize(repeating: 0, count: headDim)
+        let inv = 1 / sum
+        for i in 0..<length {
+            axpy(scores[i] * inv, values + storage.slot(table, i) + kvOffset, out, headDim)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import GGUF
+
+/// Which kind of backend computes a shard's layers.
+public enum BackendKind: String, Sendable, CaseIterable {
+    case cpu
+    case vulkan
+}
+
+public struct ComputeError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A weight tensor resident on a backend (CPU: a view into the mmapped file; GPU: device memory).
+open class Weight {
+    public let name: String
+    /// Innermost first, as in GGUF: `shape[0]` is the row length.
+    public let shape: [Int]
+    public let type: GGMLType
+    public init(name: String, shape: [Int], type: GGMLType) {
+        self.name = name
+        self.shape = shape
+        self.type = type
+    }
+    public var rowLength: Int { shape[0] }
+    public var rowCount: Int { shape.dropFirst().reduce(1, *) }
+}
+
+/// A row-major f32 matrix of activations, `rowCapacity` × `columns`, on a backend.
+/// A step uses its first `rows` rows (one per token in the batch).
+open class Activations {
+    public let rowCapacity: Int
+    public let columns: Int
+    public init(rowCapacity: Int, columns: Int) {
+        self.rowCapacity = rowCapacity
+        self.columns = columns
+    }
+}
+
+/// Shape of a paged KV store: for each layer, K and V pages of `pageSize` positions × `kvDim` values.
+public struct KVShape: Sendable, Equatable {
+    public var layers: Int
+    public var pages: Int
+    public var pageSize: Int
+    public var kvDim: Int
+    public init(layers: Int, pages: Int, pageSize: Int, kvDim: Int) {
+        self.layers = layers
+        self.pages = pages
+        self.pageSize = pageSize
+        self.kvDim = kvDim
+    }
+    /// Bytes per stored value (f32 on the CPU for now).
+    public func bytes(elementSize: Int) -> Int { layers * 2 * pages * pageSize * kvDim * elementSize }
+}
+
+/// KV storage on a backend; which page holds which positions is the cache manager's business.
+open class KVStorage {
+    public let shape: KVShape
+    public init(shape: KVShape) { self.shape = shape }
+}
+
+/// What one step computes over: one row per token, each with its sequence's page table and position.
+/// Rows of one sequence are consecutive and in position order (a prefill chunk or one decode token).
+public struct StepBatch: Sendable {
+    /// Position of each row's token in its sequence.
+    public var positions: [Int32]
+    /// Index into `pageTables` for each row.
+    public var tableIndex: [Int32]
+    /// Page tables of the sequences in the batch: page i holds positions [i·pageSize, (i+1)·pageSize).
+    public var pageTables: [[Int32]]
+
+    public init(positions: [Int32], tableIndex: [Int32], pageTables: [[Int32]]) {
+        self.positions = positions
+        self.tableIndex = tableIndex
+        self.pageTables = pageTables
+    }
+    public var rows: Int { positions.count }
+}
+
+/// Rotary position embedding parameters.
+public struct RopeParams: Sendable, Equatable {
+    public var dims: Int
+    public var base: Float
+    public var neox: Bool
+    public init(dims: Int, base: Float, neox: Bool) {
+        self.dims = dims
+        self.base = base
+        self.neox = neox
+    }
+}
+
+/// Attention geometry.
+public struct AttentionParams: Sendable, Equatable {
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var scale: Float
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.scale = scale
+    }
+}
+
+/// The ops a transformer layer needs, for a batch of rows. Model code is written only against this
+/// protocol. A backend may record ops between `beginStep` and `endStep` and run them at `endStep`
+/// (one submit per step on a GPU); the CPU backend runs each op as it is called. Reads of results
+/// (`download`) happen after `endStep`.
+public protocol ComputeBackend: AnyObject {
+    var kind: BackendKind { get }
+    /// Human-readable device name ("CPU (2 threads)", "NVIDIA H100 …").
+    var deviceName: String { get }
+
+    func loadWeight(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight
+    func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations
+    func makeKVStorage(_ shape: KVShape) throws -> KVStorage
+
+    /// Starts a step over `batch`; every op until `endStep` works on `batch.rows` rows.
+    func beginStep(_ batch: StepBatch) throws
+    func endStep() throws
+
+    func upload(_ values: [Float], to a: Activations)
+    func download(_ a: Activations, rows: Range<Int>) -> [Float]
+
+    /// out[i] = dequantized row `tokens[i]` of `table`.
+    func embed(_ table: Weight, tokens: [Int32], into out: Activations)
+    /// out = x / rms(x) * weight, per row.
+    func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations)
+    /// out[i] = W · x[i] (+ bias). `rows` overrides the step's row count (e.g. logits for chosen rows).
+    func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?)
+    /// Rotates each head of each row in place by its row's position.
+    func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams)
+    /// Writes the rows' K and V into layer `layer` of `storage` at their positions.
+    func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int)
+    /// Causal attention of each row's query over its sequence's cached K/V up to its position.
+    func attention(q: Activations, storage: KVStorage, layer: Int, params: AttentionParams, into out: Activations)
+    /// out = silu(gate) * up.
+    func swiglu(gate: Activations, up: Activations, into out: Activations)
+    /// x += y.
+    func add(_ x: Activations, _ y: Activations)
+    /// Copies `count` rows of `src` starting at `srcRow` to `dst` starting at `dstRow`.
+    func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int)
+}
