@@ -75,7 +75,7 @@ def main():
                 nll += lse - row[toks[c * n_ctx + j + 1]]
                 count += 1
         out["perplexity"] = {"file": a.ppl_file, "ctx": n_ctx, "tokens": len(toks), "add_bos": bool(add_bos),
-                             "ppl": math.exp(nll / count), "scored": count}
+                             "ppl": math.exp(nll / count), "scored": count, "ids": list(toks)}
         print(f"PPL = {out['perplexity']['ppl']:.4f}", file=sys.stderr)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)

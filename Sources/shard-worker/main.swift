@@ -1,1 +1,2 @@
-print("shard-worker")
+import ShardCLI
+ShardWorker.runMain()

@@ -1,0 +1,58 @@
+import Compute
+import GGUF
+import Model
+import ShardRuntime
+import Tokenizer
+
+/// Options for loading a model into this process.
+public struct LoadOptions {
+    public var shards: Int = 1
+    /// Layer counts per shard (`--split`); nil splits evenly.
+    public var split: [Int]?
+    public var backend: BackendKind = .cpu
+    /// Context length; nil takes the model's, capped at `defaultContextCap`.
+    public var contextLength: Int?
+    public var maxBatchRows: Int = 512
+    public var threads: Int = Parallel.defaultThreads
+    public static let defaultContextCap = 4096
+    public init() {}
+}
+
+/// A model loaded in this process: file, hyperparameters, tokenizer and a pipeline of shards.
+public final class LocalModel {
+    public let file: GGUFFile
+    public let config: ModelConfig
+    public let tokenizer: Tokenizer
+    public let pipeline: LocalPipeline
+    public let generator: Generator
+    public let plan: [Range<Int>]
+
+    /// Loads `path`. `progress(done, total)` reports weights loaded (for a progress bar).
+    public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
+        file = try GGUFFile(path: path)
+        config = try ModelConfig(gguf: file)
+        tokenizer = try Tokenizer(gguf: file)
+        plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
+            ?? LayerPlan.even(layers: config.layerCount, shards: options.shards)
+        let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
+        guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
+        let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx))
+        var shards: [ModelShard] = []
+        let total = plan.count
+        for (i, range) in plan.enumerated() {
+            let backend = try LocalModel.makeBackend(options.backend, threads: options.threads)
+            shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
+                progress?(i * 1000 + done * 1000 / n, total * 1000)
+            })
+        }
+        pipeline = LocalPipeline(shards: shards)
+        generator = Generator(pipeline: pipeline)
+    }
+
+    public static func makeBackend(_ kind: BackendKind, threads: Int) throws -> any ComputeBackend {
+        switch kind {
+        case .cpu: return CPUBackend(threads: threads)
+        case .vulkan: throw ComputeError("the Vulkan backend is not built yet (use --backend cpu)")
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Coordinator
+import ShardRuntime
+
+extension Shardctl {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Measure prefill and decode speed.")
+        @OptionGroup var model: ModelOption
+        @Option(name: .customLong("prompt-tokens"), help: "Prompt length for the prefill measurement.")
+        var promptTokens: Int = 512
+        @Option(name: .customLong("gen-tokens"), help: "Tokens generated for the decode measurement.")
+        var genTokens: Int = 128
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Concurrent streams.")
+        var concurrency: Int = 1
+        @Flag(help: "One JSON object instead of a table.")
+        var json = false
+
+        func validate() throws {
+            guard promptTokens >= 1, genTokens >= 1 else { throw ValidationError("--prompt-tokens and --gen-tokens must be ≥ 1") }
+            guard concurrency == 1 else {
+                throw ValidationError("--concurrency above 1 needs the HybridScheduler, which is not built yet")
+            }
+        }
+
+        func run() throws {
+            var options = compute.loadOptions()
+            options.contextLength = max(compute.ctx ?? 0, promptTokens + genTokens + 1)
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let m = try loadModel(model.model, options)
+            let loadSeconds = (clock.now - t0).seconds
+            // A deterministic prompt of ordinary tokens (ids spread over the vocabulary, no specials).
+            let vocab = Int32(m.config.vocabSize)
+            let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + 1000) % Int64(vocab - 1000)) + 500 }
+            var greedy = SamplingParams.greedy
+            greedy.seed = 1
+            // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop.
+            let result = try m.generator.generate(prompt: prompt, maxTokens: genTokens, sampling: greedy,
+                                                  isEndOfGeneration: { _ in false }, onToken: { _ in true })
+            let backend = m.pipeline.shards[0].backend
+            if json {
+                Terminal.write(JSON.object([
+                    ("prefill_tokens_per_s", JSON.number(result.prefillTokensPerSecond)),
+                    ("decode_tokens_per_s", JSON.number(result.decodeTokensPerSecond)),
+                    ("prompt_tokens", "\(promptTokens)"),
+                    ("gen_tokens", "\(result.generated.count)"),
+                    ("backend", JSON.string(backend.kind.rawValue)),
+                    ("device", JSON.string(backend.deviceName)),
+                    ("shards", "\(m.pipeline.shards.count)"),
+                    ("concurrency", "\(concurrency)"),
+                    ("load_seconds", JSON.number(loadSeconds)),
+                ]) + "\n")
+            } else {
+                Terminal.write("""
+                model     \(model.model)
+                backend   \(backend.kind.rawValue) — \(backend.deviceName), \(m.pipeline.shards.count) shard(s)
+                load      \(fixed(loadSeconds, 3)) s
+                prefill   \(promptTokens) tokens: \(fixed(result.prefillTokensPerSecond, 1)) tok/s
+                decode    \(result.generated.count) tokens: \(fixed(result.decodeTokensPerSecond, 1)) tok/s
+
+                """)
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Compute
+import Coordinator
+
+extension BackendKind: ExpressibleByArgument {}
+
+/// `--backend cpu|vulkan|auto`.
+public enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
+    case cpu, vulkan, auto
+    /// `auto` picks Vulkan when a device exists, else the CPU.
+    var resolved: BackendKind {
+        switch self {
+        case .cpu, .auto: return .cpu  // no Vulkan backend in this build yet
+        case .vulkan: return .vulkan
+        }
+    }
+}
+
+struct ModelOption: ParsableArguments {
+    @Option(name: .long, help: "Path of a GGUF model file.")
+    var model: String
+}
+
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Number of shards the model's layers are cut into.")
+    var shards: Int = 1
+    @Option(help: "Compute backend: cpu, vulkan or auto.")
+    var backend: BackendChoice = .auto
+    @Option(help: "GPU devices to use, e.g. 0,1 (Vulkan backend).")
+    var devices: String?
+    @Option(help: "Context length (default: the model's, at most 4096).")
+    var ctx: Int?
+    @Option(help: "CPU threads per shard (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
+        if let ctx, ctx < 1 { throw ValidationError("--ctx must be positive") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+    }
+
+    func loadOptions() -> LoadOptions {
+        var o = LoadOptions()
+        o.shards = shards
+        o.backend = backend.resolved
+        o.contextLength = ctx
+        if let threads { o.threads = threads }
+        return o
+    }
+}
+
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the K most likely tokens (0: all).")
+    var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling threshold (1: off).")
+    var topP: Float = 0.95
+    @Option(name: .customLong("min-p"), help: "Drop tokens below P × the top probability (0: off).")
+    var minP: Float = 0.05
+    @Option(name: .customLong("repeat-penalty"), help: "Repetition penalty over the last 64 tokens (1: off).")
+    var repeatPenalty: Float = 1.0
+    @Option(help: "Random seed (default: random).")
+    var seed: UInt64?
+
+    func validate() throws {
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0, minP <= 1 else { throw ValidationError("--min-p must be in [0, 1]") }
+        guard repeatPenalty > 0, repeatPenalty.isFinite else { throw ValidationError("--repeat-penalty must be > 0") }
+    }
+
+    var params: SamplingParams {
+        var p = SamplingParams()
+        p.temperature = temperature
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
+        p.repeatPenalty = repeatPenalty
+        p.seed = seed ?? UInt64.random(in: 0...UInt64.max)
+        return p
+    }
+}
+
+/// Loads a model with a progress bar when stdout is a terminal.
+func loadModel(_ path: String, _ options: LoadOptions) throws -> LocalModel {
+    let bar = Terminal.ProgressBar("loading")
+    return try LocalModel(path: path, options: options) { done, total in bar.update(done, total) }
+}
