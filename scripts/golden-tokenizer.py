@@ -11,7 +11,7 @@ import llama_cpp
 from llama_cpp import Llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tokenizer_prompts import PROMPTS
+from tokenizer_prompts import PROMPTS, fuzz_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("SHARD_MODELS_DIR", ROOT / "models"))
@@ -53,9 +53,12 @@ def main():
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         cases = []
-        for text in PROMPTS:
+        fuzz = fuzz_prompts()
+        for text in PROMPTS + fuzz:
             for add_special in (True, False):
                 for parse_special in (True, False):
+                    if text in fuzz and add_special is False:
+                        continue  # fuzz strings: (add_special true) x (parse_special true/false) is enough
                     ids = llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
                     dec = detokenize(vocab, ids)
                     cases.append({

@@ -82,3 +82,31 @@ PROMPTS = [
     "zero\u200bwidth",
     LONG_PARAGRAPH,
 ]
+
+
+def fuzz_prompts(n=120, seed=1234):
+    """Deterministic random strings mixing the character classes the splitters care about, including
+    special-token texts, combining marks, odd whitespace and code points newer than llama.cpp's Unicode 15.1
+    tables (U+1C89, U+A7CB: assigned in Unicode 16)."""
+    import random
+    rnd = random.Random(seed)
+    pools = [
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "0123456789", "     ", "\n\n\r\t", "!?.,;:'\"-_()[]{}<>/\\|@#$%^&*+=~`",
+        "'s 't 're 've 'm 'll 'd 'S 'T 'RE",
+        "éüßñçøåÆŒ", "\u0301\u0308\u0327", "ΑβγΔεζ", "абвгдЖЗИ", "中文字符测试", "ひらがなカタカナ", "한국어",
+        "مرحبا", "😀🎉🚀👍🏽👨‍👩‍👧", "\u00a0\u2003\u200b\u3000\u0085", "½⅔٣٤٥①", "\u1c89\ua7cb\U0001fae8",
+    ]
+    specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>",
+                "<unk>", "</s>", "<table>", "<h1>", "<reponame>", "<fim_pad>"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rnd.randint(1, 12)):
+            if rnd.random() < 0.08:
+                parts.append(rnd.choice(specials))
+            else:
+                pool = rnd.choice(pools)
+                parts.append("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 6))))
+        out.append("".join(parts))
+    return out
