@@ -29,11 +29,14 @@ public final class LocalModel {
 
     /// Loads `path`. `progress(done, total)` reports weights loaded (for a progress bar).
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
-        file = try GGUFFile(path: path)
-        config = try ModelConfig(gguf: file)
-        tokenizer = try Tokenizer(gguf: file)
-        plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
+        let file = try GGUFFile(path: path)
+        let config = try ModelConfig(gguf: file)
+        let plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
             ?? LayerPlan.even(layers: config.layerCount, shards: options.shards)
+        self.file = file
+        self.config = config
+        self.plan = plan
+        tokenizer = try Tokenizer(gguf: file)
         let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
         let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx))

@@ -30,8 +30,7 @@ extension Shardctl {
             let m = try loadModel(path, compute.loadOptions())
             var text = prompt
             if chat {
-                let template = ChatTemplate(gguf: m.file)
-                text = template.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true)
+                text = m.tokenizer.chatRenderer.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true)
             }
             let ids = m.tokenizer.encode(text, addSpecial: true, parseSpecial: true)
             var decoder = StreamingDecoder(tokenizer: m.tokenizer)

@@ -22,7 +22,7 @@ extension Shardctl {
             let text = String(decoding: bytes, as: UTF8.self)
             let tokens = m.tokenizer.encode(text, addSpecial: true, parseSpecial: true)
             let result = try PerplexityRunner(generator: m.generator, vocabSize: m.config.vocabSize,
-                                              bos: m.tokenizer.addsBOS ? m.tokenizer.bosID : nil)
+                                              bos: m.tokenizer.addBOS ? m.tokenizer.bosID : nil)
                 .run(tokens: tokens, context: ctx) { chunk, total, ppl in
                     Terminal.write("[\(chunk)/\(total)] \(fixed(ppl, 4))\n")
                 }
