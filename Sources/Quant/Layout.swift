@@ -1,6 +1,6 @@
 import GGUF
 
-// (helpers: `QK` in Kernels.swift)
+// Field accessors and the `QK` scale helpers live in Kernels.swift (same-file inlining for debug builds).
 
 /// Byte offsets of the fields inside ggml's quantized blocks (ggml-common.h), and small shared helpers.
 ///
@@ -16,4 +16,4 @@ import GGUF
 ///     Q5_K (176): d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
 ///     Q6_K (210): ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208
 ///     Q8_K (292): d f32 @0, qs[256] int8 @4, bsums[16] int16 @260
-enum BlockLayout {}
+enum BlockLayout {} // documentation anchor for the table above
