@@ -46,7 +46,7 @@ enum Act {
                 var sum: Int32 = 0
                 for i in 0..<16 {
                     let j = 16 * g + i
-                    let q = Int16(truncatingIfNeeded: Swift.min(127, Quantize.nearestInt(iscale * xb[j])))
+                    let q = Int16(truncatingIfNeeded: Swift.min(127, nearestInt(iscale * xb[j])))
                     yb.storeBytes(of: q, toByteOffset: 48 + 2 * j, as: Int16.self)
                     sum &+= Int32(q)
                 }
@@ -54,5 +54,11 @@ enum Act {
             }
             yb.storeBytes(of: 1 / iscale, toByteOffset: 0, as: Float.self)
         }
+    }
+
+    @inline(__always)
+    static func nearestInt(_ f: Float) -> Int32 {
+        let v = f + 12582912.0
+        return Int32(bitPattern: v.bitPattern & 0x007f_ffff) - 0x0040_0000
     }
 }

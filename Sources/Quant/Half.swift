@@ -13,14 +13,6 @@ public enum Half {
         return Float(bitPattern: (Float(bitPattern: em &<< 13) * 0x1p112).bitPattern | sign)
     }
 
-    /// Fast conversion for finite values (scales in quantized blocks): no inf/NaN branch.
-    @inline(__always)
-    static func toFloatFinite(_ h: UInt16) -> Float {
-        let sign = UInt32(h & 0x8000) &<< 16
-        let em = UInt32(h & 0x7fff)
-        return Float(bitPattern: (Float(bitPattern: em &<< 13) * 0x1p112).bitPattern | sign)
-    }
-
     @inline(__always)
     public static func fromFloat(_ f: Float) -> UInt16 {
         Float16(f).bitPattern
@@ -44,12 +36,3 @@ public enum BFloat16 {
     }
 }
 
-/// Unaligned little-endian field access inside quantized blocks.
-extension UnsafeRawPointer {
-    @inline(__always) func u8(_ o: Int) -> UInt8 { load(fromByteOffset: o, as: UInt8.self) }
-    @inline(__always) func u16(_ o: Int) -> UInt16 { loadUnaligned(fromByteOffset: o, as: UInt16.self) }
-    @inline(__always) func u32(_ o: Int) -> UInt32 { loadUnaligned(fromByteOffset: o, as: UInt32.self) }
-    @inline(__always) func f32(_ o: Int) -> Float { loadUnaligned(fromByteOffset: o, as: Float.self) }
-    @inline(__always) func f16(_ o: Int) -> Float { Half.toFloat(u16(o)) }
-    @inline(__always) func f16fast(_ o: Int) -> Float { Half.toFloatFinite(u16(o)) }
-}

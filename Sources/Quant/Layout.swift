@@ -1,5 +1,7 @@
 import GGUF
 
+// Field accessors and the `QK` scale helpers live in Kernels.swift (same-file inlining for debug builds).
+
 /// Byte offsets of the fields inside ggml's quantized blocks (ggml-common.h), and small shared helpers.
 ///
 ///     Q4_0 (18):  d f16 @0, qs[16] @2                  elements j / j+16 = low / high nibble of qs[j]
@@ -14,26 +16,4 @@ import GGUF
 ///     Q5_K (176): d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
 ///     Q6_K (210): ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208
 ///     Q8_K (292): d f32 @0, qs[256] int8 @4, bsums[16] int16 @260
-enum QK {
-    static let k = 256
-
-    /// `get_scale_min_k4`: 6-bit scale and min of sub-block j (0..<8) of a Q4_K/Q5_K block.
-    @inline(__always)
-    static func scaleMinK4(_ j: Int, _ q: UnsafeRawPointer) -> (sc: UInt8, m: UInt8) {
-        if j < 4 {
-            return (q.u8(j) & 63, q.u8(j + 4) & 63)
-        } else {
-            let sc = (q.u8(j + 4) & 0xF) | ((q.u8(j - 4) >> 6) << 4)
-            let m = (q.u8(j + 4) >> 4) | ((q.u8(j) >> 6) << 4)
-            return (sc, m)
-        }
-    }
-
-    /// Signed 6-bit scale j (0..<16) of a Q3_K block, already minus 32.
-    @inline(__always)
-    static func scaleQ3K(_ j: Int, _ s: UnsafeRawPointer) -> Int32 {
-        let lo = j < 8 ? s.u8(j) & 0xF : s.u8(j - 8) >> 4
-        let hi = (s.u8(8 + j % 4) >> (2 * (j / 4))) & 3
-        return Int32(lo | (hi << 4)) - 32
-    }
-}
+enum BlockLayout {} // documentation anchor for the table above

@@ -44,7 +44,7 @@ public enum Quantize {
     @inline(__always)
     static func trunc(_ f: Float) -> Int32 {
         guard f == f else { return 0 }
-        return Int32(Swift.max(-2_147_483_000, Swift.min(2_147_483_000, f)))
+        return Int32(Swift.max(-2e9, Swift.min(2e9, f)))
     }
 
     @inline(__always)
