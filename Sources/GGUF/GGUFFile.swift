@@ -195,7 +195,7 @@ enum Parser {
                 throw GGUFError("tensor '\(name)' data offset \(offset) is not aligned to \(alignment)")
             }
             guard offset <= UInt64(size) else {
-                throw GGUFError("tensor '\(name)' data offset \(offset) is beyond the end of the file (\(size) bytes)")
+                throw GGUFError("tensor '\(name)' data offset \(offset) is beyond the end of the file (\(size) bytes): truncated file or wrong offset")
             }
             infos.append(GGUFTensorInfo(name: name, shape: shape, type: type, offset: Int(offset),
                                         byteCount: rowBytes * (elements / shape[0])))

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func gguftestsBuilds() { #expect(Bool(true)) }
