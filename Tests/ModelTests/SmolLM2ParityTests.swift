@@ -8,6 +8,9 @@ import Testing
 /// Parity with llama.cpp on SmolLM2-135M (Q4_1): logits, greedy continuations, perplexity.
 @Suite(.serialized) struct SmolLM2ParityTests {
     static let golden = try! ModelGolden.load("smollm2.json")
+    /// A gap between llama.cpp's top two logits below which its greedy choice is a coin toss
+    /// (switching its own flash attention moves logits by up to ~1.1; see shared/reference/README.md).
+    static let nearTie: Float = 0.5
 
     func pipeline(shards: Int, ctx: Int = 512) throws -> (LocalPipeline, Generator) {
         let file = try GGUFFile(path: try modelPath(smolLM2))
@@ -27,11 +30,18 @@ import Testing
             let logits = try gen.prefill(c.ids, sequence: 7)
             try p.release(7)
             let ours = Sampler.topK(logits, 10)
-            #expect(ours[0].id == c.top10[0].id, "top-1 differs for \(c.prompt.debugDescription)")
+            // llama.cpp's top two can nearly tie; then either order is right.
+            if c.margins[0] > Self.nearTie {
+                #expect(ours[0].id == c.top10[0].id, "top-1 differs for \(c.prompt.debugDescription)")
+            }
+            let ourTop = logits[Int(c.top10[0].id)], theirTop = c.top10[0].logit
             for t in c.top10 {
-                let diff = abs(logits[Int(t.id)] - t.logit)
-                // llama.cpp rounds activations to 8 bits; its own distance from exact math is up to ~0.6.
-                #expect(diff < 0.35, "logit of \(t.id) after \(c.prompt.debugDescription): ours \(logits[Int(t.id)]), llama.cpp \(t.logit)")
+                let ours = logits[Int(t.id)]
+                // llama.cpp rounds activations to 8 bits, and so do we: each is up to ~0.6 from exact math
+                // (shared/reference/README.md). Differences to the top logit agree more tightly.
+                #expect(abs(ours - t.logit) < 0.6, "logit of \(t.id) after \(c.prompt.debugDescription): ours \(ours), llama.cpp \(t.logit)")
+                #expect(abs((ours - ourTop) - (t.logit - theirTop)) < 0.4,
+                        "logit gap of \(t.id) to the top after \(c.prompt.debugDescription): ours \(ours - ourTop), llama.cpp \(t.logit - theirTop)")
             }
         }
     }
@@ -45,7 +55,7 @@ import Testing
             let seq = SequenceID(100 + n)
             var logits = try gen.prefill(c.ids, sequence: seq)
             for (step, expected) in c.greedy.enumerated() {
-                if c.margins[step] > 0.25 {
+                if c.margins[step] > Self.nearTie {
                     #expect(Sampler.argmax(logits) == expected, "step \(step) of \(c.prompt.debugDescription)")
                     decisive += 1
                 }
@@ -55,7 +65,7 @@ import Testing
 
             let result = try gen.generate(prompt: c.ids, maxTokens: c.greedy.count, sampling: .greedy,
                                           isEndOfGeneration: { _ in false }, onToken: { _ in true })
-            let untilTie = c.margins.firstIndex { $0 <= 0.25 } ?? c.greedy.count
+            let untilTie = c.margins.firstIndex { $0 <= Self.nearTie } ?? c.greedy.count
             #expect(Array(result.generated.prefix(untilTie)) == Array(c.greedy.prefix(untilTie)),
                     "free-running greedy differs before the first near-tie for \(c.prompt.debugDescription)")
         }
