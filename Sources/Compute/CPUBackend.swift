@@ -59,12 +59,33 @@ public final class CPUBackend: ComputeBackend {
     private var scratch: UnsafeMutableRawPointer
     private var scratchBytes: Int
 
+    private let pool: ThreadPool
+
     public init(threads: Int = Parallel.defaultThreads) {
         self.threads = max(1, threads)
+        pool = ThreadPool(threads: self.threads)
         scratchBytes = 1 << 16
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
     }
-    deinit { scratch.deallocate() }
+    deinit {
+        pool.shutdown()
+        scratch.deallocate()
+    }
+
+    /// Calls `body(range)` over chunks covering 0..<count (boundaries on multiples of `granularity`),
+    /// about four chunks per thread so that uneven work balances.
+    @inline(__always)
+    private func parallel(_ count: Int, granularity: Int = 1, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let units = (count + granularity - 1) / granularity
+        let chunks = max(1, min(threads * 4, units, count / max(minimumChunk, 1)))
+        if chunks == 1 { body(0..<count); return }
+        pool.run(chunks: chunks) { c in
+            let lo = units * c / chunks * granularity
+            let hi = min(count, units * (c + 1) / chunks * granularity)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
 
     public func loadWeight(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
         CPUWeight(tensor, file: file)
@@ -103,31 +124,66 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?) {
-        let w = w as! CPUWeight, x = x as! CPUActivations, o = out as! CPUActivations
+        matmuls(x, [MatmulItem(weight: w, bias: bias, output: out)], rows: rows)
+    }
+
+    /// Several weights applied to the same input: the input is quantized once per activation type
+    /// and all weights' rows run in one parallel region.
+    public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int? = nil) {
+        let x = x as! CPUActivations
         let columns = rows ?? batch.rows  // tokens
-        let k = w.rowLength, m = w.rowCount
-        precondition(x.columns == k && o.columns == m, "matmul \(w.name): x has \(x.columns) columns, out \(o.columns)")
-        let actBytes = QuantDot.activationBytes(for: w.type, count: k)
-        ensureScratch(actBytes * columns)
-        let act = scratch
-        Parallel.forChunks(columns, threads: threads, minimumChunk: 4) { range in
-            for t in range {
-                QuantDot.quantizeActivation(for: w.type, x.row(t), count: k, into: act + t * actBytes)
+        let k = x.columns
+        // Quantized copies of x, one per distinct activation type, in the scratch buffer.
+        var slots: [GGMLType: (offset: Int, weightType: GGMLType)] = [:]
+        var total = 0
+        for item in items {
+            let w = item.weight as! CPUWeight
+            precondition(w.rowLength == k && item.output.columns == w.rowCount,
+                         "matmul \(w.name): x has \(k) columns, out \(item.output.columns)")
+            let t = QuantDot.activationType(for: w.type)
+            if slots[t] == nil {
+                slots[t] = (total, w.type)
+                total += (QuantDot.activationBytes(for: w.type, count: k) * columns + 63) / 64 * 64
             }
         }
-        // Split the weight rows across threads; each thread does all tokens for its rows.
-        Parallel.forChunks(m, threads: threads, granularity: 16, minimumChunk: 64) { range in
-            if columns == 1 {
-                QuantDot.matVec(w.type, weights: w.data, rowBytes: w.rowBytes, rows: range,
-                                activation: act, count: k, output: o.storage + range.lowerBound)
-            } else {
-                QuantDot.matMat(w.type, weights: w.data, rowBytes: w.rowBytes, rows: range,
-                                activations: act, activationStride: actBytes, columns: columns, count: k,
-                                output: o.storage + range.lowerBound, outputStride: m)
+        ensureScratch(total)
+        for slot in slots.values {
+            let act = scratch + slot.offset, actBytes = QuantDot.activationBytes(for: slot.weightType, count: k)
+            parallel(columns, minimumChunk: 4) { range in
+                for c in range {
+                    QuantDot.quantizeActivation(for: slot.weightType, x.row(c), count: k, into: act + c * actBytes)
+                }
             }
         }
-        if let bias = bias as? CPUWeight {
-            for t in 0..<columns { CPUKernels.add(o.row(t), bias.floats, m) }
+        // One region over the rows of all weights: row r of the concatenation.
+        let weights = items.map { $0.weight as! CPUWeight }
+        let outs = items.map { $0.output as! CPUActivations }
+        let acts = weights.map { scratch + slots[QuantDot.activationType(for: $0.type)]!.offset }
+        let starts = weights.reduce(into: [0]) { $0.append($0.last! + $1.rowCount) }
+        parallel(starts.last!, granularity: 16, minimumChunk: 32) { range in
+            var lo = range.lowerBound
+            while lo < range.upperBound {
+                var i = 0
+                while starts[i + 1] <= lo { i += 1 }
+                let hi = min(range.upperBound, starts[i + 1])
+                let w = weights[i], o = outs[i], base = starts[i]
+                let rows = (lo - base)..<(hi - base)
+                let actBytes = QuantDot.activationBytes(for: w.type, count: k)
+                if columns == 1 {
+                    QuantDot.matVec(w.type, weights: w.data, rowBytes: w.rowBytes, rows: rows,
+                                    activation: acts[i], count: k, output: o.storage + rows.lowerBound)
+                } else {
+                    QuantDot.matMat(w.type, weights: w.data, rowBytes: w.rowBytes, rows: rows,
+                                    activations: acts[i], activationStride: actBytes, columns: columns, count: k,
+                                    output: o.storage + rows.lowerBound, outputStride: w.rowCount)
+                }
+                lo = hi
+            }
+        }
+        for item in items {
+            guard let bias = item.bias as? CPUWeight else { continue }
+            let o = item.output as! CPUActivations
+            for t in 0..<columns { CPUKernels.add(o.row(t), bias.floats, o.columns) }
         }
     }
 
@@ -157,20 +213,19 @@ public final class CPUBackend: ComputeBackend {
         let group = p.heads / p.kvHeads
         let keys = s.keys[layer], values = s.values[layer]
         // One task per (row, head).
-        Parallel.forChunks(rows * p.heads, threads: threads, minimumChunk: 2) { range in
-            var scores = [Float](repeating: 0, count: 0)
-            for task in range {
-                let r = task / p.heads, h = task % p.heads
-                let kvHead = h / group
-                let length = Int(batch.positions[r]) + 1
-                if scores.count < length { scores = [Float](repeating: 0, count: length) }
-                batch.pageTables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
-                    scores.withUnsafeMutableBufferPointer { sc in
+        let longest = Int(batch.positions.max() ?? 0) + 1
+        // One task per (row, head).
+        parallel(rows * p.heads) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: longest) { scores in
+                for task in range {
+                    let r = task / p.heads, h = task % p.heads
+                    let kvHead = h / group
+                    batch.pageTables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
                         CPUKernels.attendHead(
-                            query: q.row(r) + h * p.headDim, keys: keys, values: values, storage: s,
-                            table: table.baseAddress!, length: length, kvOffset: kvHead * p.headDim,
-                            headDim: p.headDim, scale: p.scale, scores: sc.baseAddress!,
-                            out: o.row(r) + h * p.headDim)
+                            query: q.row(r) + h * p.headDim, keys: keys, values: values, table: table,
+                            pageSize: s.shape.pageSize, kvDim: s.shape.kvDim, length: Int(batch.positions[r]) + 1,
+                            kvOffset: kvHead * p.headDim, headDim: p.headDim, scale: p.scale,
+                            scores: scores.baseAddress!, out: o.row(r) + h * p.headDim)
                     }
                 }
             }

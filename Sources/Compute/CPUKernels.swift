@@ -55,33 +55,44 @@ enum CPUKernels {
     static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int, params: RopeParams) {
         let half = params.dims / 2
         let thetaScale = powf(params.base, -2 / Float(params.dims))
-        var cosines = [Float](repeating: 0, count: half), sines = [Float](repeating: 0, count: half)
-        var theta = Float(position)
-        for i in 0..<half {
-            cosines[i] = cosf(theta)
-            sines[i] = sinf(theta)
-            theta *= thetaScale
-        }
-        for h in 0..<heads {
-            let v = x + h * headDim
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * half) { table in
+            let cosines = table.baseAddress!, sines = table.baseAddress! + half
+            var theta = Float(position)
             for i in 0..<half {
-                let (a, b) = params.neox ? (i, i + half) : (2 * i, 2 * i + 1)
-                let x0 = v[a], x1 = v[b]
-                v[a] = x0 * cosines[i] - x1 * sines[i]
-                v[b] = x0 * sines[i] + x1 * cosines[i]
+                cosines[i] = cosf(theta)
+                sines[i] = sinf(theta)
+                theta *= thetaScale
+            }
+            for h in 0..<heads {
+                let v = x + h * headDim
+                for i in 0..<half {
+                    let (a, b) = params.neox ? (i, i + half) : (2 * i, 2 * i + 1)
+                    let x0 = v[a], x1 = v[b]
+                    v[a] = x0 * cosines[i] - x1 * sines[i]
+                    v[b] = x0 * sines[i] + x1 * cosines[i]
+                }
             }
         }
     }
 
-    /// Softmax(q·K^T · scale) · V for one head over positions 0..<length of one sequence.
+    /// Softmax(q·K^T · scale) · V for one head over positions 0..<length of one sequence,
+    /// walking the sequence's pages (K/V of page p start at p · pageSize · kvDim).
     static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                           storage: CPUKVStorage, table: UnsafePointer<Int32>, length: Int, kvOffset: Int,
+                           table: UnsafeBufferPointer<Int32>, pageSize: Int, kvDim: Int, length: Int, kvOffset: Int,
                            headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         var maxScore = -Float.infinity
-        for i in 0..<length {
-            let s = dot(query, keys + storage.slot(table, i) + kvOffset, headDim) * scale
-            scores[i] = s
-            maxScore = max(maxScore, s)
+        var pos = 0
+        var page = 0
+        while pos < length {
+            let base = Int(table[page]) * pageSize * kvDim + kvOffset
+            let n = min(pageSize, length - pos)
+            for j in 0..<n {
+                let s = dot(query, keys + base + j * kvDim, headDim) * scale
+                scores[pos + j] = s
+                maxScore = max(maxScore, s)
+            }
+            pos += n
+            page += 1
         }
         var sum: Float = 0
         for i in 0..<length {
@@ -91,8 +102,14 @@ enum CPUKernels {
         }
         out.initialize(repeating: 0, count: headDim)
         let inv = 1 / sum
-        for i in 0..<length {
-            axpy(scores[i] * inv, values + storage.slot(table, i) + kvOffset, out, headDim)
+        pos = 0
+        page = 0
+        while pos < length {
+            let base = Int(table[page]) * pageSize * kvDim + kvOffset
+            let n = min(pageSize, length - pos)
+            for j in 0..<n { axpy(scores[pos + j] * inv, values + base + j * kvDim, out, headDim) }
+            pos += n
+            page += 1
         }
     }
 }

@@ -77,6 +77,18 @@ public struct StepBatch: Sendable {
     public var rows: Int { positions.count }
 }
 
+/// One weight of a `matmuls` group.
+public struct MatmulItem {
+    public var weight: Weight
+    public var bias: Weight?
+    public var output: Activations
+    public init(weight: Weight, bias: Weight? = nil, output: Activations) {
+        self.weight = weight
+        self.bias = bias
+        self.output = output
+    }
+}
+
 /// Rotary position embedding parameters.
 public struct RopeParams: Sendable, Equatable {
     public var dims: Int
@@ -129,6 +141,9 @@ public protocol ComputeBackend: AnyObject {
     func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations)
     /// out[i] = W · x[i] (+ bias). `rows` overrides the step's row count (e.g. logits for chosen rows).
     func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?)
+    /// Several weights applied to one input (q/k/v; gate/up): lets a backend share the input's
+    /// preparation and run them as one pass.
+    func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?)
     /// Rotates each head of each row in place by its row's position.
     func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams)
     /// Writes the rows' K and V into layer `layer` of `storage` at their positions.

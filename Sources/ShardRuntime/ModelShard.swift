@@ -174,9 +174,9 @@ public final class ModelShard {
     private func runLayer(_ w: LayerWeights, index: Int) {
         let c = config
         backend.rmsNorm(x, weight: w.attnNorm, eps: c.rmsEps, into: xn)
-        backend.matmul(w.q, xn, bias: w.qBias, into: q, rows: nil)
-        backend.matmul(w.k, xn, bias: w.kBias, into: k, rows: nil)
-        backend.matmul(w.v, xn, bias: w.vBias, into: v, rows: nil)
+        backend.matmuls(xn, [MatmulItem(weight: w.q, bias: w.qBias, output: q),
+                             MatmulItem(weight: w.k, bias: w.kBias, output: k),
+                             MatmulItem(weight: w.v, bias: w.vBias, output: v)], rows: nil)
         let rope = RopeParams(dims: c.ropeDim, base: c.ropeBase, neox: c.ropeNeox)
         backend.rope(q, heads: c.headCount, headDim: c.headDim, params: rope)
         backend.rope(k, heads: c.kvHeadCount, headDim: c.headDim, params: rope)
@@ -187,8 +187,7 @@ public final class ModelShard {
         backend.matmul(w.o, attn, bias: nil, into: proj, rows: nil)
         backend.add(x, proj)
         backend.rmsNorm(x, weight: w.ffnNorm, eps: c.rmsEps, into: xn)
-        backend.matmul(w.gate, xn, bias: nil, into: gate, rows: nil)
-        backend.matmul(w.up, xn, bias: nil, into: up, rows: nil)
+        backend.matmuls(xn, [MatmulItem(weight: w.gate, output: gate), MatmulItem(weight: w.up, output: up)], rows: nil)
         backend.swiglu(gate: gate, up: up, into: gate)
         backend.matmul(w.down, gate, bias: nil, into: proj, rows: nil)
         backend.add(x, proj)

@@ -1,0 +1,123 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A persistent pool of worker threads for the CPU backend's parallel loops.
+///
+/// A decode step runs a few hundred short parallel loops (tens of microseconds each), so waking
+/// threads through the OS each time costs as much as the work. Workers here spin briefly on a job
+/// counter after each job and only then sleep on a condition variable; the calling thread takes part
+/// in every job. Chunks are handed out through an atomic counter, so uneven chunks balance themselves.
+public final class ThreadPool: @unchecked Sendable {
+    public let threadCount: Int
+
+    private let generation = Atomic<Int>(0)
+    private let nextChunk = Atomic<Int>(0)
+    private let busyWorkers = Atomic<Int>(0)
+    private let shuttingDown = Atomic<Bool>(false)
+    private var chunkCount = 0
+    private var body: ((Int) -> Void)?
+    // Heap-allocated: pthread objects must not move.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var sleepers = 0
+    private var workers: [pthread_t] = []
+
+    /// Spin iterations before a worker sleeps (a few tens of microseconds).
+    private static let spinLimit = 20_000
+
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        for _ in 1..<threadCount {
+            let box = Unmanaged.passRetained(self).toOpaque()
+            var tid = pthread_t()
+            pthread_create(&tid, nil, { arg in
+                let pool = Unmanaged<ThreadPool>.fromOpaque(arg!).takeUnretainedValue()
+                pool.workerLoop()
+                Unmanaged<ThreadPool>.fromOpaque(arg!).release()
+                return nil
+            }, box)
+            workers.append(tid)
+        }
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        pthread_cond_destroy(condition)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    /// Stops the workers (a pool lives as long as its backend).
+    public func shutdown() {
+        guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        pthread_mutex_lock(mutex)
+        generation.add(1, ordering: .releasing)
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+        for t in workers { pthread_join(t, nil) }
+    }
+
+    /// Calls `body(i)` for every i in 0..<chunks, spread over the pool; returns when all are done.
+    public func run(chunks: Int, _ body: (Int) -> Void) {
+        guard chunks > 0 else { return }
+        if threadCount == 1 || chunks == 1 {
+            for i in 0..<chunks { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            self.body = escapable
+            chunkCount = chunks
+            nextChunk.store(0, ordering: .relaxed)
+            busyWorkers.store(threadCount - 1, ordering: .relaxed)
+            pthread_mutex_lock(mutex)
+            generation.add(1, ordering: .releasing)
+            if sleepers > 0 { pthread_cond_broadcast(condition) }
+            pthread_mutex_unlock(mutex)
+            drain(escapable)
+            while busyWorkers.load(ordering: .acquiring) > 0 { spinPause() }
+            self.body = nil
+        }
+    }
+
+    private func drain(_ body: (Int) -> Void) {
+        while true {
+            let i = nextChunk.add(1, ordering: .relaxed).oldValue
+            if i >= chunkCount { return }
+            body(i)
+        }
+    }
+
+    private func workerLoop() {
+        var seen = generation.load(ordering: .acquiring)
+        while true {
+            var spins = 0
+            var current = generation.load(ordering: .acquiring)
+            while current == seen {
+                if spins < Self.spinLimit {
+                    spins += 1
+                    spinPause()
+                } else {
+                    pthread_mutex_lock(mutex)
+                    sleepers += 1
+                    while generation.load(ordering: .acquiring) == seen {
+                        pthread_cond_wait(condition, mutex)
+                    }
+                    sleepers -= 1
+                    pthread_mutex_unlock(mutex)
+                }
+                current = generation.load(ordering: .acquiring)
+            }
+            seen = current
+            if shuttingDown.load(ordering: .acquiring) { return }
+            if let body { drain(body) }
+            busyWorkers.subtract(1, ordering: .releasing)
+        }
+    }
+
+    /// A short busy wait between polls.
+    @inline(never) private func spinPause() {}
+}
