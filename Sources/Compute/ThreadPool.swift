@@ -78,7 +78,13 @@ public final class ThreadPool: @unchecked Sendable {
             if sleepers > 0 { pthread_cond_broadcast(condition) }
             pthread_mutex_unlock(mutex)
             drain(escapable)
-            while busyWorkers.load(ordering: .acquiring) > 0 { spinPause() }
+            // Wait for the workers; yield now and then so that, on an oversubscribed machine, a
+            // worker that has not been scheduled yet gets the core.
+            var spins = 0
+            while busyWorkers.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins % 256 == 0 { sched_yield() } else { spinPause() }
+            }
             self.body = nil
         }
     }
@@ -92,14 +98,16 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        var seen = generation.load(ordering: .acquiring)
+        // Generation 0 is "no job yet": a worker that starts after the first job was posted must
+        // still see that job, so it does not read the current generation here.
+        var seen = 0
         while true {
             var spins = 0
             var current = generation.load(ordering: .acquiring)
             while current == seen {
                 if spins < Self.spinLimit {
                     spins += 1
-                    spinPause()
+                    if spins % 256 == 0 { sched_yield() } else { spinPause() }
                 } else {
                     pthread_mutex_lock(mutex)
                     sleepers += 1

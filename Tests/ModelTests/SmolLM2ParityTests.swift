@@ -26,49 +26,16 @@ import Testing
 
     @Test func topLogitsMatchLlamaCpp() throws {
         let (p, gen) = try pipeline(shards: 1)
-        for c in Self.golden.cases {
-            let logits = try gen.prefill(c.ids, sequence: 7)
-            try p.release(7)
-            let ours = Sampler.topK(logits, 10)
-            // llama.cpp's top two can nearly tie; then either order is right.
-            if c.margins[0] > Self.nearTie {
-                #expect(ours[0].id == c.top10[0].id, "top-1 differs for \(c.prompt.debugDescription)")
-            }
-            let ourTop = logits[Int(c.top10[0].id)], theirTop = c.top10[0].logit
-            for t in c.top10 {
-                let ours = logits[Int(t.id)]
-                // llama.cpp rounds activations to 8 bits, and so do we: each is up to ~0.6 from exact math
-                // (shared/reference/README.md). Differences to the top logit agree more tightly.
-                #expect(abs(ours - t.logit) < 0.6, "logit of \(t.id) after \(c.prompt.debugDescription): ours \(ours), llama.cpp \(t.logit)")
-                #expect(abs((ours - ourTop) - (t.logit - theirTop)) < 0.4,
-                        "logit gap of \(t.id) to the top after \(c.prompt.debugDescription): ours \(ours - ourTop), llama.cpp \(t.logit - theirTop)")
-            }
-        }
+        // llama.cpp rounds activations to 8 bits, and so do we: each is up to ~0.6 from exact math
+        // (shared/reference/README.md). Differences to the top logit agree more tightly.
+        try LlamaCppParity(golden: Self.golden, nearTie: Self.nearTie, logitTolerance: 0.6, gapTolerance: 0.4)
+            .checkTopLogits(p, gen)
     }
 
-    /// Feeds llama.cpp's greedy tokens and checks our argmax at every step where llama.cpp's
-    /// top two logits are not a near-tie; free-running greedy must agree up to the first near-tie.
     @Test func greedyTokensMatchLlamaCpp() throws {
         let (p, gen) = try pipeline(shards: 1)
-        var decisive = 0
-        for (n, c) in Self.golden.cases.enumerated() {
-            let seq = SequenceID(100 + n)
-            var logits = try gen.prefill(c.ids, sequence: seq)
-            for (step, expected) in c.greedy.enumerated() {
-                if c.margins[step] > Self.nearTie {
-                    #expect(Sampler.argmax(logits) == expected, "step \(step) of \(c.prompt.debugDescription)")
-                    decisive += 1
-                }
-                logits = try p.step(tokens: [expected], rows: [StepRow(sequence: seq, position: c.ids.count + step)], logitRows: [0])
-            }
-            try p.release(seq)
-
-            let result = try gen.generate(prompt: c.ids, maxTokens: c.greedy.count, sampling: .greedy,
-                                          isEndOfGeneration: { _ in false }, onToken: { _ in true })
-            let untilTie = c.margins.firstIndex { $0 <= Self.nearTie } ?? c.greedy.count
-            #expect(Array(result.generated.prefix(untilTie)) == Array(c.greedy.prefix(untilTie)),
-                    "free-running greedy differs before the first near-tie for \(c.prompt.debugDescription)")
-        }
+        let decisive = try LlamaCppParity(golden: Self.golden, nearTie: Self.nearTie, logitTolerance: 0.6, gapTolerance: 0.4)
+            .checkGreedy(p, gen)
         #expect(decisive > 100)
     }
 
