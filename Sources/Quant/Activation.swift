@@ -25,11 +25,7 @@ enum Act {
             let v1 = xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
             let v2 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
             let v3 = xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-            let m = pointwiseMax(pointwiseMax(pointwiseMax(v0, -v0), pointwiseMax(v1, -v1)),
-                                 pointwiseMax(pointwiseMax(v2, -v2), pointwiseMax(v3, -v3)))
-            let m4 = pointwiseMax(m.lowHalf, m.highHalf)
-            let m2 = pointwiseMax(m4.lowHalf, m4.highHalf)
-            let d = Swift.max(m2[0], m2[1]) / 127
+            let d = absMax(v0, v1, v2, v3) / 127
             let id: Float = d != 0 ? 1 / d : 0
             let r0 = (v0 * id).rounded(.toNearestOrAwayFromZero), r1 = (v1 * id).rounded(.toNearestOrAwayFromZero)
             let r2 = (v2 * id).rounded(.toNearestOrAwayFromZero), r3 = (v3 * id).rounded(.toNearestOrAwayFromZero)
@@ -41,6 +37,25 @@ enum Act {
             sc.storeBytes(of: d, toByteOffset: 8 * b, as: Float.self)
             sc.storeBytes(of: d * sum, toByteOffset: 8 * b + 4, as: Float.self)
         }
+    }
+
+    /// max |v| over 32 floats.
+    @inline(__always)
+    static func absMax(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ v2: SIMD8<Float>, _ v3: SIMD8<Float>) -> Float {
+        #if arch(x86_64)
+        let mask = unsafeBitCast(SIMD8<UInt32>(repeating: 0x7fff_ffff), to: SIMD8<Float>.self)
+        let m = _mm256_and_ps(_mm256_max_ps(_mm256_max_ps(_mm256_max_ps(v0, _mm256_sub_ps(.zero, v0)),
+                                                          _mm256_max_ps(v1, _mm256_sub_ps(.zero, v1))),
+                                            _mm256_max_ps(_mm256_max_ps(v2, _mm256_sub_ps(.zero, v2)),
+                                                          _mm256_max_ps(v3, _mm256_sub_ps(.zero, v3)))), mask)
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), m.highHalf)
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4))
+        return Swift.max(m2[0], m2[1])
+        #else
+        var m: Float = 0
+        for k in 0..<8 { m = Swift.max(m, abs(v0[k]), abs(v1[k]), abs(v2[k]), abs(v3[k])) }
+        return m
+        #endif
     }
 
     /// Stores 32 integral floats in [-127, 127] as int8.

@@ -42,13 +42,13 @@ enum Kernels {
         let lo = g.rows.lowerBound
         if g.columns == 1 {
             var r = g.rows.lowerBound
-            while r + 2 <= g.rows.upperBound {
+            while B.bytes < 32 && r + 2 <= g.rows.upperBound { // measured: Q8_0 streams from DRAM ~2x faster one row at a time
                 let v = LegacyDot.row2(B.self, g.weights + r * g.rowBytes, g.rowBytes, g.act, nb)
                 g.out[r - lo] = v.0
                 g.out[r + 1 - lo] = v.1
                 r += 2
             }
-            if r < g.rows.upperBound { g.out[r - lo] = LegacyDot.row(B.self, g.weights + r * g.rowBytes, g.act, nb) }
+            while r < g.rows.upperBound { g.out[r - lo] = LegacyDot.row(B.self, g.weights + r * g.rowBytes, g.act, nb); r += 1 }
             return
         }
         var t0 = lo
@@ -58,17 +58,10 @@ enum Kernels {
             while c + 4 <= g.columns {
                 let a = g.act + c * g.aStride
                 var r = t0
-                while r + 2 <= t1 {
-                    let (v, u) = LegacyDot.tile2x4(B.self, g.weights + r * g.rowBytes, g.rowBytes, a, g.aStride, nb)
-                    for k in 0..<4 {
-                        g.out[(c + k) * g.oStride + r - lo] = v[k]
-                        g.out[(c + k) * g.oStride + r + 1 - lo] = u[k]
-                    }
-                    r += 2
-                }
-                if r < t1 {
+                while r < t1 {
                     let v = LegacyDot.row4(B.self, g.weights + r * g.rowBytes, a, g.aStride, nb)
                     for k in 0..<4 { g.out[(c + k) * g.oStride + r - lo] = v[k] }
+                    r += 1
                 }
                 c += 4
             }
@@ -365,16 +358,23 @@ enum LegacyDot {
     static func row<B: LegacyBlock>(_: B.Type, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer, _ nb: Int) -> Float {
         let sc = a + 32 * nb
         #if arch(x86_64)
-        var acc = SIMD8<Float>()
-        var accm = SIMD4<Float>()
-        for b in 0..<nb {
+        var acc = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var accm = SIMD4<Float>(), accm1 = SIMD4<Float>()
+        @inline(__always) func step(_ b: Int, _ acc: inout SIMD8<Float>, _ accm: inout SIMD4<Float>) {
             let wp = w + b * B.bytes
             let q = B.quants(wp)
             let ds = B.scales(wp) * pair(sc, b)
             acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(ds), idot(B.self, prep(B.self, q), q, load256(a, 32 * b)), acc)
             if B.hasConst { accm += ds }
         }
-        return hsum(acc) + (B.hasConst ? accm[1] : 0)
+        var b = 0
+        while b + 2 <= nb {
+            step(b, &acc, &accm)
+            step(b + 1, &acc1, &accm1)
+            b += 2
+        }
+        if b < nb { step(b, &acc, &accm) }
+        return hsum(acc + acc1) + (B.hasConst ? (accm + accm1)[1] : 0)
         #else
         var s: Float = 0
         for b in 0..<nb {
@@ -437,48 +437,6 @@ enum LegacyDot {
         #else
         return SIMD4(row(B.self, w, a, nb), row(B.self, w, a + aStride, nb), row(B.self, w, a + 2 * aStride, nb),
                      row(B.self, w, a + 3 * aStride, nb))
-        #endif
-    }
-
-    /// Two consecutive weight rows against 4 activation columns.
-    @inline(__always)
-    static func tile2x4<B: LegacyBlock>(_: B.Type, _ w: UnsafeRawPointer, _ rb: Int, _ a: UnsafeRawPointer, _ aStride: Int,
-                                         _ nb: Int) -> (SIMD4<Float>, SIMD4<Float>) {
-        #if arch(x86_64)
-        let a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride
-        let s0 = a0 + 32 * nb, s1 = a1 + 32 * nb, s2 = a2 + 32 * nb, s3 = a3 + 32 * nb
-        var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
-        var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>(), c13 = SIMD8<Float>()
-        var m0 = SIMD4<Float>(), m1 = SIMD4<Float>()
-        for b in 0..<nb {
-            let wp0 = w + b * B.bytes, wp1 = wp0 + rb
-            let q0 = B.quants(wp0), x0 = prep(B.self, q0)
-            let q1 = B.quants(wp1), x1 = prep(B.self, q1)
-            let k0 = B.scales(wp0), k1 = B.scales(wp1)
-            let d0 = _mm256_broadcastss_ps(k0), d1 = _mm256_broadcastss_ps(k1)
-            let o = 32 * b
-            var y = load256(a0, o), e = SIMD8<Float>(repeating: s0.f32(8 * b))
-            c00 = _mm256_fmadd_ps(d0 * e, idot(B.self, x0, q0, y), c00)
-            c10 = _mm256_fmadd_ps(d1 * e, idot(B.self, x1, q1, y), c10)
-            y = load256(a1, o); e = SIMD8<Float>(repeating: s1.f32(8 * b))
-            c01 = _mm256_fmadd_ps(d0 * e, idot(B.self, x0, q0, y), c01)
-            c11 = _mm256_fmadd_ps(d1 * e, idot(B.self, x1, q1, y), c11)
-            y = load256(a2, o); e = SIMD8<Float>(repeating: s2.f32(8 * b))
-            c02 = _mm256_fmadd_ps(d0 * e, idot(B.self, x0, q0, y), c02)
-            c12 = _mm256_fmadd_ps(d1 * e, idot(B.self, x1, q1, y), c12)
-            y = load256(a3, o); e = SIMD8<Float>(repeating: s3.f32(8 * b))
-            c03 = _mm256_fmadd_ps(d0 * e, idot(B.self, x0, q0, y), c03)
-            c13 = _mm256_fmadd_ps(d1 * e, idot(B.self, x1, q1, y), c13)
-            if B.hasConst {
-                let sv = SIMD4(s0.f32(8 * b + 4), s1.f32(8 * b + 4), s2.f32(8 * b + 4), s3.f32(8 * b + 4))
-                m0 += SIMD4(repeating: k0[1]) * sv
-                m1 += SIMD4(repeating: k1[1]) * sv
-            }
-        }
-        return (SIMD4(hsum(c00), hsum(c01), hsum(c02), hsum(c03)) + m0,
-                SIMD4(hsum(c10), hsum(c11), hsum(c12), hsum(c13)) + m1)
-        #else
-        return (row4(B.self, w, a, aStride, nb), row4(B.self, w + rb, a, aStride, nb))
         #endif
     }
 }
