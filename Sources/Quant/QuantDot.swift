@@ -17,8 +17,8 @@ public enum QuantDot {
     /// Bytes needed to hold `count` activations quantized for `weight` (Shard's layout, see `Act`).
     public static func activationBytes(for weight: GGMLType, count: Int) -> Int {
         switch activationType(for: weight) {
-        case .q8_0, .q8_1: return count / 32 * Act.a32Bytes
-        case .q8_K: return count / 256 * Act.akBytes
+        case .q8_0, .q8_1: return Act.a32Bytes(count)
+        case .q8_K: return Act.akBytes(count)
         default: return count * 4
         }
     }
