@@ -27,10 +27,10 @@ final class CPUActivations: Activations {
     @inline(__always) func row(_ r: Int) -> UnsafeMutablePointer<Float> { storage + r * columns }
 }
 
+/// K and V in f16 (as llama.cpp stores them), per layer `pages * pageSize * kvDim` values each.
 final class CPUKVStorage: KVStorage {
-    /// Per layer: K then V, each `pages * pageSize * kvDim` floats.
-    let keys: [UnsafeMutablePointer<Float>]
-    let values: [UnsafeMutablePointer<Float>]
+    let keys: [UnsafeMutablePointer<UInt16>]
+    let values: [UnsafeMutablePointer<UInt16>]
     override init(shape: KVShape) {
         let n = shape.pages * shape.pageSize * shape.kvDim
         keys = (0..<shape.layers).map { _ in .allocate(capacity: n) }
@@ -200,8 +200,8 @@ public final class CPUBackend: ComputeBackend {
         for r in 0..<batch.rows {
             batch.pageTables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
                 let off = s.slot(table.baseAddress!, Int(batch.positions[r]))
-                (s.keys[layer] + off).update(from: k.row(r), count: kvDim)
-                (s.values[layer] + off).update(from: v.row(r), count: kvDim)
+                HalfVector.store(k.row(r), s.keys[layer] + off, count: kvDim)
+                HalfVector.store(v.row(r), s.values[layer] + off, count: kvDim)
             }
         }
     }
@@ -213,6 +213,8 @@ public final class CPUBackend: ComputeBackend {
         let group = p.heads / p.kvHeads
         let keys = s.keys[layer], values = s.values[layer]
         // One task per (row, head).
+        // K is f16, so q·k is a f16 × f16 product, as in llama.cpp: round q to f16 first.
+        HalfVector.roundInPlace(q.storage, count: rows * q.columns)
         let longest = Int(batch.positions.max() ?? 0) + 1
         // One task per (row, head).
         parallel(rows * p.heads) { range in

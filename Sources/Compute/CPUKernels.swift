@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Quant
 
 /// Scalar/SIMD float kernels of the CPU backend (everything but the quantized matmuls).
 enum CPUKernels {
@@ -77,7 +78,7 @@ enum CPUKernels {
 
     /// Softmax(q·K^T · scale) · V for one head over positions 0..<length of one sequence,
     /// walking the sequence's pages (K/V of page p start at p · pageSize · kvDim).
-    static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                            table: UnsafeBufferPointer<Int32>, pageSize: Int, kvDim: Int, length: Int, kvOffset: Int,
                            headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         var maxScore = -Float.infinity
@@ -87,7 +88,7 @@ enum CPUKernels {
             let base = Int(table[page]) * pageSize * kvDim + kvOffset
             let n = min(pageSize, length - pos)
             for j in 0..<n {
-                let s = dot(query, keys + base + j * kvDim, headDim) * scale
+                let s = HalfVector.dot(keys + base + j * kvDim, query, count: headDim) * scale
                 scores[pos + j] = s
                 maxScore = max(maxScore, s)
             }
@@ -107,7 +108,7 @@ enum CPUKernels {
         while pos < length {
             let base = Int(table[page]) * pageSize * kvDim + kvOffset
             let n = min(pageSize, length - pos)
-            for j in 0..<n { axpy(scores[pos + j] * inv, values + base + j * kvDim, out, headDim) }
+            for j in 0..<n { HalfVector.axpy(scores[pos + j] * inv, values + base + j * kvDim, out, count: headDim) }
             pos += n
             page += 1
         }

@@ -49,7 +49,7 @@ public struct KVShape: Sendable, Equatable {
         self.pageSize = pageSize
         self.kvDim = kvDim
     }
-    /// Bytes per stored value (f32 on the CPU for now).
+    /// Bytes of the whole store at `elementSize` bytes per value (2 for f16).
     public func bytes(elementSize: Int) -> Int { layers * 2 * pages * pageSize * kvDim * elementSize }
 }
 

@@ -25,10 +25,15 @@ enum Act {
             let v1 = xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
             let v2 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
             let v3 = xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-            let d = absMax(v0, v1, v2, v3) / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            let r0 = (v0 * id).rounded(.toNearestOrAwayFromZero), r1 = (v1 * id).rounded(.toNearestOrAwayFromZero)
-            let r2 = (v2 * id).rounded(.toNearestOrAwayFromZero), r3 = (v3 * id).rounded(.toNearestOrAwayFromZero)
+            // The quantization grid of ggml's AVX2 quantize_row_q8_0/q8_1: id = 127/amax, round half to
+            // even, scale rounded to f16 as ggml's blocks store it. The block sum s stays f32 (ggml
+            // rounds it to f16 too; on SmolLM2 that alone moves logits by ~0.3 through Q4_1's min term).
+            let amax = absMax(v0, v1, v2, v3)
+            let d32 = amax / 127
+            let id: Float = amax != 0 ? 127 / amax : 0
+            let d = Float(Float16(d32))
+            let r0 = (v0 * id).rounded(.toNearestOrEven), r1 = (v1 * id).rounded(.toNearestOrEven)
+            let r2 = (v2 * id).rounded(.toNearestOrEven), r3 = (v3 * id).rounded(.toNearestOrEven)
             let t = (r0 + r1) + (r2 + r3)
             let t4 = t.lowHalf + t.highHalf
             let t2 = t4.lowHalf + t4.highHalf

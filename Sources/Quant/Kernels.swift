@@ -358,23 +358,18 @@ enum LegacyDot {
     static func row<B: LegacyBlock>(_: B.Type, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer, _ nb: Int) -> Float {
         let sc = a + 32 * nb
         #if arch(x86_64)
-        var acc = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var accm = SIMD4<Float>(), accm1 = SIMD4<Float>()
-        @inline(__always) func step(_ b: Int, _ acc: inout SIMD8<Float>, _ accm: inout SIMD4<Float>) {
+        // One accumulator in block order, exactly as row2 and row4 do it: a row's result must not
+        // depend on how many columns or rows were computed with it (batched = alone, bit for bit).
+        var acc = SIMD8<Float>()
+        var accm = SIMD4<Float>()
+        for b in 0..<nb {
             let wp = w + b * B.bytes
             let q = B.quants(wp)
             let ds = B.scales(wp) * pair(sc, b)
             acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(ds), idot(B.self, prep(B.self, q), q, load256(a, 32 * b)), acc)
             if B.hasConst { accm += ds }
         }
-        var b = 0
-        while b + 2 <= nb {
-            step(b, &acc, &accm)
-            step(b + 1, &acc1, &accm1)
-            b += 2
-        }
-        if b < nb { step(b, &acc, &accm) }
-        return hsum(acc + acc1) + (B.hasConst ? (accm + accm1)[1] : 0)
+        return hsum(acc) + (B.hasConst ? accm[1] : 0)
         #else
         var s: Float = 0
         for b in 0..<nb {

@@ -120,3 +120,38 @@ func matMatMatchesReference(_ t: GGMLType) {
     #expect(QuantDot.activationType(for: .f16) == .f32)
     #expect(QuantDot.activationBytes(for: .f32, count: 64) == 256)
 }
+
+/// The activation values the kernels actually see: int8 quants times their block scale.
+func dequantizedActivation(_ t: GGMLType, _ act: UnsafeRawPointer, count: Int) -> [Double] {
+    let isK = QuantDot.activationType(for: t) == .q8_K
+    let block = isK ? 256 : 32
+    return (0..<count).map { i in
+        let b = i / block
+        let d = act.loadUnaligned(fromByteOffset: count + (isK ? 4 * b : 8 * b), as: Float.self)
+        return Double(d) * Double(act.load(fromByteOffset: i, as: Int8.self))
+    }
+}
+
+/// The integer kernels must be exact up to float summation: against the dot of the dequantized weights
+/// with the *quantized* activation, the error is rounding-level, far below the 8-bit quantization noise
+/// the looser test above allows. A systematic slip (a wrong scale, a dropped min term) fails here.
+@Test(arguments: weightTypes.filter { QuantDot.activationType(for: $0) != .f32 })
+func matVecIsExactForQuantizedActivation(_ t: GGMLType) {
+    let c = DotCase(t, rows: 7, blocks: 3, columns: 1, seed: 99)
+    var out = [Float](repeating: 0, count: c.rows)
+    c.weights.withUnsafeBytes { w in
+        c.act.withUnsafeBytes { a in
+            QuantDot.matVec(t, weights: w.baseAddress!, rowBytes: c.rowBytes, rows: 0..<c.rows,
+                            activation: a.baseAddress!, count: c.count, output: &out)
+        }
+    }
+    let xq = c.act.withUnsafeBytes { dequantizedActivation(t, $0.baseAddress!, count: c.count) }
+    for r in 0..<c.rows {
+        var exact = 0.0, scale = 0.0
+        for i in 0..<c.count {
+            exact += Double(c.deq[r * c.count + i]) * xq[i]
+            scale += abs(Double(c.deq[r * c.count + i]) * xq[i])
+        }
+        #expect(abs(Double(out[r]) - exact) <= 1e-5 * scale, "\(t) row \(r): \(out[r]) vs exact \(exact)")
+    }
+}
