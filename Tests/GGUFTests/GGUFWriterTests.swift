@@ -23,8 +23,8 @@ import Testing
         // The in-memory form is the same file.
         let onDisk = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(onDisk == (try w.bytes()))
-        // No temporary file left behind.
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: TestFiles.dir).filter { $0.contains(".tmp-") }
+        // No temporary file of this write left behind (other tests write into the same folder concurrently).
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: TestFiles.dir).filter { $0.hasPrefix("roundtrip.gguf.tmp-") }
         #expect(leftovers.isEmpty)
     }
 
