@@ -1,0 +1,57 @@
+import Coordinator
+import Testing
+
+@Suite struct SamplerTests {
+    let logits: [Float] = [1.0, 3.0, 2.5, -1.0, 0.5, 2.9]
+
+    func sample(_ p: SamplingParams, _ logits: [Float], times: Int = 1) -> [Int32] {
+        var s = Sampler(p)
+        return (0..<times).map { _ in logits.withUnsafeBufferPointer { s.sample($0) } }
+    }
+
+    @Test func greedyIsArgmax() {
+        #expect(sample(.greedy, logits) == [1])
+    }
+
+    @Test func sameSeedSameDraws() {
+        var p = SamplingParams()
+        p.temperature = 1.5; p.topK = 0; p.topP = 1; p.minP = 0; p.seed = 7
+        let a = sample(p, logits, times: 50), b = sample(p, logits, times: 50)
+        #expect(a == b)
+        p.seed = 8
+        #expect(sample(p, logits, times: 50) != a)
+        #expect(Set(a).count > 2, "a hot temperature explores several tokens")
+    }
+
+    @Test func topKKeepsOnlyTheKBest() {
+        var p = SamplingParams()
+        p.temperature = 5; p.topK = 2; p.topP = 1; p.minP = 0; p.seed = 1
+        #expect(Set(sample(p, logits, times: 200)).isSubset(of: [1, 5]))
+    }
+
+    @Test func topPKeepsTheSmallestNucleus() {
+        var p = SamplingParams()
+        p.temperature = 5; p.topK = 0; p.topP = 0.01; p.minP = 0; p.seed = 1
+        #expect(Set(sample(p, logits, times: 100)) == [1])
+    }
+
+    @Test func minPDropsUnlikelyTokens() {
+        var p = SamplingParams()
+        p.temperature = 5; p.topK = 0; p.topP = 1; p.minP = 0.5; p.seed = 3
+        // softmax at temperature 1: tokens within log(2) of the best survive: 1 (3.0), 5 (2.9), 2 (2.5)
+        #expect(Set(sample(p, logits, times: 300)) == [1, 2, 5])
+    }
+
+    @Test func repetitionPenaltyDemotesSeenTokens() {
+        var p = SamplingParams.greedy
+        p.repeatPenalty = 2
+        var s = Sampler(p)
+        s.accept(1)
+        #expect(logits.withUnsafeBufferPointer { s.sample($0) } == 5)
+    }
+
+    @Test func topKHelperOrdersByLogit() {
+        let top = Sampler.topK(logits, 3)
+        #expect(top.map(\.id) == [1, 5, 2])
+    }
+}
