@@ -181,16 +181,4 @@ import Testing
         }
     }
 
-    /// Writes a big synthetic model by hand, e.g.
-    /// `SHARD_SYNTH_WRITE=llama,7b,q4_k_m,/tmp/llama-7b.gguf swift test --filter writeOnRequest`.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["SHARD_SYNTH_WRITE"] != nil))
-    func writeOnRequest() throws {
-        let p = ProcessInfo.processInfo.environment["SHARD_SYNTH_WRITE"]!.split(separator: ",").map(String.init)
-        try #require(p.count == 4, "SHARD_SYNTH_WRITE=arch,preset,quant,path")
-        let start = Date()
-        try SyntheticModel.write(arch: p[0], preset: p[1], quant: p[2], to: p[3])
-        let seconds = Date().timeIntervalSince(start)
-        let f = try GGUFFile(path: p[3])
-        print("wrote \(p[3]): \(f.fileSize) bytes (\(Double(f.fileSize) / Double(1 << 30)) GiB) in \(seconds) s")
-    }
 }

@@ -1,0 +1,22 @@
+import ArgumentParser
+import GGUF
+import Quant
+
+extension Shardctl {
+    /// Single-core GB/s of the quantized dot kernels (a developer tool; not in the public contract).
+    struct KernelBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kernel-bench", abstract: "Measure the CPU dot-product kernels (GB/s of weights, one core).",
+            shouldDisplay: false)
+
+        func run() throws {
+            for t in [GGMLType.q4_1, .q8_0, .q4_K, .q6_K, .q5_0, .q4_0, .q5_K, .q3_K, .q2_K, .f16] {
+                Terminal.write("\(QuantDot.benchmark(t, rows: 1536, count: t.blockSize == 256 ? 512 : 576))\n")
+                Terminal.write("\(QuantDot.benchmark(t, rows: 49152, count: 512 + 64 * (t.blockSize == 256 ? 0 : 1)))\n")
+            }
+            for t in [GGMLType.q4_1, .q8_0, .q4_K] {
+                Terminal.write("\(QuantDot.benchmark(t, rows: 1536, count: 576 - (t.blockSize == 256 ? 64 : 0), columns: 8))\n")
+            }
+        }
+    }
+}
