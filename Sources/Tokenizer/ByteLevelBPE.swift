@@ -1,4 +1,4 @@
-import Foundation
+import Synchronization
 
 /// GPT-2's reversible byte ↔ printable-code-point mapping (llama.cpp `unicode_byte_to_utf8_map`).
 enum ByteUnicode {
@@ -31,8 +31,8 @@ final class ByteLevelBPE: @unchecked Sendable {
     /// (left id, right id) → (rank, merged id). First occurrence of a pair wins (std::map::emplace).
     private var merges: [UInt64: (rank: Int32, result: Int32)] = [:]
 
-    private let lock = NSLock()
-    private var cache: [ByteKey: [Int32]] = [:]
+    /// Word → ids cache, shared by threads encoding at once.
+    private let cache = Mutex<[ByteKey: [Int32]]>([:])
     private let cacheLimit = 100_000
 
     init(tokens: [[UInt8]], merges mergeLines: [String], pre: PreTokenizer.Config) {
@@ -89,14 +89,12 @@ final class ByteLevelBPE: @unchecked Sendable {
 
     private func encodeWord(_ raw: [UInt8], into out: inout [Int32]) {
         let key = ByteKey(raw)
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); out.append(contentsOf: hit); return }
-        lock.unlock()
+        if let hit = cache.withLock({ $0[key] }) { out.append(contentsOf: hit); return }
         let ids = bpe(raw)
-        lock.lock()
-        if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-        cache[key] = ids
-        lock.unlock()
+        cache.withLock { cache in
+            if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[key] = ids
+        }
         out.append(contentsOf: ids)
     }
 
