@@ -60,15 +60,19 @@ public final class CPUBackend: ComputeBackend {
     private var scratchBytes: Int
 
     private let pool: ThreadPool
+    private let ownsPool: Bool
 
-    public init(threads: Int = Parallel.defaultThreads) {
-        self.threads = max(1, threads)
-        pool = ThreadPool(threads: self.threads)
+    /// `pool` lets several CPU shards of one process share their worker threads (they run one after
+    /// the other; separate spinning pools would fight over the cores).
+    public init(threads: Int = Parallel.defaultThreads, pool: ThreadPool? = nil) {
+        self.threads = pool?.threadCount ?? max(1, threads)
+        self.pool = pool ?? ThreadPool(threads: self.threads)
+        ownsPool = pool == nil
         scratchBytes = 1 << 16
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
     }
     deinit {
-        pool.shutdown()
+        if ownsPool { pool.shutdown() }
         scratch.deallocate()
     }
 

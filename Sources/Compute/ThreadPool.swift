@@ -51,7 +51,7 @@ public final class ThreadPool: @unchecked Sendable {
         condition.deallocate()
     }
 
-    /// Stops the workers (a pool lives as long as its backend).
+    /// Stops the workers (call once nothing uses the pool any more).
     public func shutdown() {
         guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         pthread_mutex_lock(mutex)

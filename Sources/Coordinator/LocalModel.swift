@@ -26,6 +26,7 @@ public final class LocalModel {
     public let pipeline: LocalPipeline
     public let generator: Generator
     public let plan: [Range<Int>]
+    private let cpuPool: ThreadPool?
 
     /// Loads `path`. `progress(done, total)` reports weights loaded (for a progress bar).
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
@@ -42,8 +43,12 @@ public final class LocalModel {
         let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx))
         var shards: [ModelShard] = []
         let total = plan.count
+        // In-process CPU shards run one after the other, so they share one pool of worker threads.
+        let pool = options.backend == .cpu ? ThreadPool(threads: options.threads) : nil
+        cpuPool = pool
         for (i, range) in plan.enumerated() {
-            let backend = try LocalModel.makeBackend(options.backend, threads: options.threads)
+            let backend: any ComputeBackend = try pool.map { CPUBackend(pool: $0) }
+                ?? LocalModel.makeBackend(options.backend, threads: options.threads)
             shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
                 progress?(i * 1000 + done * 1000 / n, total * 1000)
             })
@@ -51,6 +56,8 @@ public final class LocalModel {
         pipeline = LocalPipeline(shards: shards)
         generator = Generator(pipeline: pipeline)
     }
+
+    deinit { cpuPool?.shutdown() }
 
     public static func makeBackend(_ kind: BackendKind, threads: Int) throws -> any ComputeBackend {
         switch kind {
