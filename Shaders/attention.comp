@@ -14,7 +14,7 @@ layout(push_constant) uniform Params {
 } p;
 
 #define MAX_HEAD_DIM 256u
-#define DIMS_PER_INVOCATION 4u   // headDim <= WG * 4 (the host checks)
+#define DIMS_PER_INVOCATION 8u   // headDim <= WG * 8 (the host checks)
 shared vec2 qsh[MAX_HEAD_DIM / 2u];
 shared float P[WG];
 shared uint SL[WG];

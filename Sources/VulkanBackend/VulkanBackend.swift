@@ -102,6 +102,13 @@ public final class VulkanBackend: ComputeBackend {
     private struct RopeKey: Hashable { let dims: Int; let base: UInt32 }
 
     private let dummy: GPUBuffer
+    /// Activations rounded to the 8-bit grids (index: quantize_act mode), reused by every matmul.
+    private var rounded: [GPUBuffer?] = [nil, nil]
+
+    /// Round activations to the 8-bit grid of the weight's int8 dot product before quantized
+    /// matmuls, as the CPU backend and llama.cpp do (default). Off: plain f32 activations, which is
+    /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
+    public var roundsActivations = true
     private var readback: GPUBuffer?
 
     /// Every physical device the Vulkan loader reports (empty if there is no driver).
@@ -118,12 +125,15 @@ public final class VulkanBackend: ComputeBackend {
         device = ctx.physical.info
         descriptors = DescriptorCache(ctx)
         let sg = device.subgroupSize
-        workgroupSize = min(256, max(64, sg * 4))
+        // GPUs: 4 subgroups per workgroup. CPU implementations (lavapipe) run a workgroup's subgroups
+        // as coroutines and pay for every barrier: one subgroup per workgroup there.
+        workgroupSize = device.type == "cpu" ? min(256, sg) : min(256, max(64, sg * 4))
         // attention: P[WG] + SL[WG] + q (256 floats) + reduction slots must fit in shared memory.
-        var awg = min(256, max(64, sg * 4))
+        var awg = device.type == "cpu" ? min(256, max(32, sg)) : min(256, max(64, sg * 4))
         while awg > 32 && 8 * awg + 1024 + 256 > device.maxSharedMemory { awg /= 2 }
         attentionWorkgroupSize = awg
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
+        if getenv("SHARD_VK_F32_ACT") != nil { roundsActivations = false }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
@@ -206,6 +216,7 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 4), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "quantize_act": (SPIRV.quantize_act, 2),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -399,17 +410,49 @@ public final class VulkanBackend: ComputeBackend {
     public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?) {
         let x = x as! VulkanActivations
         let n = rows ?? batch.rows
-        for (i, item) in items.enumerated() {
+        for item in items {
             let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
             guard w.rowLength == x.columns, o.columns == w.rowCount, x.columns % 4 == 0, Self.supportedTypes.contains(w.type) else {
                 return fail("matmul \(w.name) (\(w.type) \(w.shape)): x has \(x.columns) columns, out \(o.columns)")
             }
+            if let bias = item.bias, bias.type != .f32 || bias.rowLength != w.rowCount { return fail("bias \(bias.name) must be f32[\(w.rowCount)]") }
+        }
+        // The input rounded once per activation grid the weights need (as the CPU quantizes it once per type).
+        var inputs: [Int: GPUBuffer] = [:]
+        if roundsActivations {
+            for item in items {
+                guard let mode = Self.roundingMode(item.weight.type), inputs[mode] == nil else { continue }
+                let bytes = n * x.columns * 4
+                do {
+                    if (rounded[mode]?.size ?? 0) < bytes + 16 {
+                        rounded[mode] = try GPUBuffer(ctx, size: max(bytes, 1 << 16) * 2 + 16, hostVisible: false)
+                    }
+                } catch { deferredError = error; return }
+                let blocks = n * x.columns / (mode == 0 ? 32 : 256)
+                let (gx, gy) = grid((blocks + workgroupSize - 1) / workgroupSize)
+                dispatch("quantize_act", [x.buffer, rounded[mode]!], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1),
+                         barrierAfter: false)
+                inputs[mode] = rounded[mode]!
+            }
+            if !inputs.isEmpty { pendingBarrier = true }
+        }
+        for (i, item) in items.enumerated() {
+            let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
+            let input = Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer
             let bias = item.bias as? VulkanWeight
-            if let bias, bias.type != .f32 || bias.rowLength != w.rowCount { return fail("bias \(bias.name) must be f32[\(w.rowCount)]") }
             let (gx, gy) = grid(w.rowCount)
-            dispatch("matmul_\(Self.shaderSuffix(w.type))", [w.buffer, x.buffer, o.buffer, bias?.buffer ?? dummy],
+            dispatch("matmul_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), bias == nil ? 0 : 1],
                      groups: (gx, gy, (n + 7) / 8), barrierAfter: i == items.count - 1)
+        }
+    }
+
+    /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
+    static func roundingMode(_ t: GGMLType) -> Int? {
+        switch QuantDot.activationType(for: t) {
+        case .q8_0, .q8_1: 0
+        case .q8_K: 1
+        default: nil
         }
     }
 
@@ -461,7 +504,7 @@ public final class VulkanBackend: ComputeBackend {
 
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
         let q = q as! VulkanActivations, o = out as! VulkanActivations, s = storage as! VulkanKVStorage
-        guard let step = stepBuffer, p.headDim % 2 == 0, p.headDim <= min(256, 4 * attentionWorkgroupSize),
+        guard let step = stepBuffer, p.headDim % 2 == 0, p.headDim <= min(256, 8 * attentionWorkgroupSize),
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
               q.columns >= p.heads * p.headDim, o.columns == q.columns
         else { return fail("attention: \(p) with q of \(q.columns) columns, kvDim \(s.shape.kvDim)") }
