@@ -28,9 +28,14 @@
 //   build-time tool. A test recompiles with glslc (where installed) and fails if the file is stale.
 // - Numerics follow the CPU backend: weights dequantized with Dequant.row's arithmetic, f32
 //   accumulation, K/V stored as f16 (round to nearest even), q rounded to f16 before q·k, rope
-//   angles computed on the host exactly as CPUKernels.rope does. Differences: activations stay f32
-//   (the CPU quantizes them to 8 bits for its int8 dot products, as llama.cpp does), summation order,
-//   and an online softmax.
+//   angles computed on the host exactly as CPUKernels.rope does. Before a quantized matmul the input
+//   is rounded (quantize_act.comp) to the same 8-bit grid the CPU's int8 dot products use (Q8_0/Q8_1
+//   blocks of 32, Q8_K blocks of 256, as llama.cpp), so one matmul matches the CPU to f32 rounding;
+//   `roundsActivations = false` (or env SHARD_VK_F32_ACT=1) keeps plain f32 activations instead.
+//   Remaining differences: summation order and attention's online softmax (~1e-6 relative), which
+//   the 8-bit rounding occasionally amplifies (a flipped quant) to ~1% of logits on small models.
+// - Workgroup size: 4 subgroups on GPUs (128 on NVIDIA); one subgroup on CPU devices (lavapipe),
+//   where every barrier is a coroutine switch. Not thread-safe: one thread drives a backend.
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 import CVulkan
 import Compute
@@ -133,7 +138,7 @@ public final class VulkanBackend: ComputeBackend {
         while awg > 32 && 8 * awg + 1024 + 256 > device.maxSharedMemory { awg /= 2 }
         attentionWorkgroupSize = awg
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
-        if getenv("SHARD_VK_F32_ACT") != nil { roundsActivations = false }
+        if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
