@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: optimizedAlways),
         .target(name: "Model", dependencies: ["GGUF", "Quant"]),
         .target(name: "Compute", dependencies: ["GGUF", "Quant"], swiftSettings: optimizedAlways),
+        .systemLibrary(name: "CVulkan", path: "Sources/CVulkan", pkgConfig: "vulkan", providers: [.apt(["libvulkan-dev"])]),
+        .target(name: "VulkanBackend", dependencies: ["Compute", "GGUF", "Quant", "CVulkan"], swiftSettings: optimizedAlways),
         .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
         .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
         .target(name: "ShardCLI", dependencies: [
@@ -44,6 +46,7 @@ let package = Package(
         .testTarget(name: "QuantTests", dependencies: ["GGUF", "Quant"], resources: [.copy("Golden")]),
         .testTarget(name: "TokenizerTests", dependencies: ["GGUF", "Tokenizer"]),
         .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
+        .testTarget(name: "VulkanBackendTests", dependencies: ["VulkanBackend", "Compute", "GGUF", "Quant", "Model", "ShardRuntime", "Coordinator"]),
         .testTarget(name: "CLITests", dependencies: ["ShardCLI"]),
     ],
     // Swift 5 mode: the numeric core passes raw pointers into worker threads, which Swift 6's

@@ -1,0 +1,442 @@
+import CVulkan
+import Compute
+
+// Vulkan plumbing: instance/device selection, buffers, pipelines. Handles are OpaquePointer
+// optionals in Swift; pNext chains must point at structs that outlive the call.
+
+@inline(__always)
+func check(_ result: VkResult, _ call: @autoclosure () -> String) throws {
+    guard result == VK_SUCCESS else { throw ComputeError("Vulkan: \(call()) failed (VkResult \(result.rawValue))") }
+}
+
+/// C flag enums import as RawRepresentable structs; masks are plain UInt32.
+@inline(__always)
+func flags<B: RawRepresentable>(_ bits: B...) -> VkFlags where B.RawValue == UInt32 {
+    bits.reduce(0) { $0 | $1.rawValue }
+}
+
+func cString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+/// What `VulkanBackend.available()` reports for each physical device.
+public struct VulkanDeviceInfo: Sendable, CustomStringConvertible {
+    public let index: Int
+    public let name: String
+    /// "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu", "other".
+    public let type: String
+    public let apiVersion: String
+    public let subgroupSize: Int
+    public let maxSharedMemory: Int
+    public let deviceLocalBytes: Int
+    /// Subgroup arithmetic in compute shaders and Vulkan >= 1.1: what the shaders need.
+    public let usable: Bool
+    public var description: String {
+        "\(index): \(name) [\(type)] Vulkan \(apiVersion) subgroup=\(subgroupSize) sharedMem=\(maxSharedMemory)B "
+            + "deviceLocal=\(deviceLocalBytes >> 20)MiB\(usable ? "" : " (unusable: needs Vulkan 1.1 + subgroup arithmetic)")"
+    }
+    var rank: Int {
+        switch type {
+        case "discrete-gpu": 0
+        case "integrated-gpu": 1
+        case "virtual-gpu": 2
+        case "cpu": 3
+        default: 4
+        }
+    }
+}
+
+/// Properties of one physical device, queried once.
+struct PhysicalDevice {
+    let handle: VkPhysicalDevice?
+    let info: VulkanDeviceInfo
+    let limits: VkPhysicalDeviceLimits
+    let memoryTypes: [VkMemoryType]
+
+    init(_ pd: VkPhysicalDevice?, index: Int) {
+        handle = pd
+        var subgroup = VkPhysicalDeviceSubgroupProperties()
+        subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES
+        var props2 = VkPhysicalDeviceProperties2()
+        props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+        withUnsafeMutablePointer(to: &subgroup) { sub in
+            props2.pNext = UnsafeMutableRawPointer(sub)
+            vkGetPhysicalDeviceProperties2(pd, &props2)
+        }
+        props2.pNext = nil
+        let p = props2.properties
+        var mem = VkPhysicalDeviceMemoryProperties()
+        vkGetPhysicalDeviceMemoryProperties(pd, &mem)
+        let heaps = withUnsafeBytes(of: mem.memoryHeaps) { Array($0.bindMemory(to: VkMemoryHeap.self).prefix(Int(mem.memoryHeapCount))) }
+        memoryTypes = withUnsafeBytes(of: mem.memoryTypes) { Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(mem.memoryTypeCount))) }
+        limits = p.limits
+        let type: String = switch p.deviceType {
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: "discrete-gpu"
+        case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: "integrated-gpu"
+        case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: "virtual-gpu"
+        case VK_PHYSICAL_DEVICE_TYPE_CPU: "cpu"
+        default: "other"
+        }
+        let local = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }.map { Int($0.size) }.max() ?? 0
+        let v = p.apiVersion
+        let arithmetic = subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0
+            && subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue != 0
+        info = VulkanDeviceInfo(
+            index: index, name: cString(p.deviceName), type: type,
+            apiVersion: "\(v >> 22 & 0x7F).\(v >> 12 & 0x3FF).\(v & 0xFFF)",
+            subgroupSize: Int(subgroup.subgroupSize), maxSharedMemory: Int(p.limits.maxComputeSharedMemorySize),
+            deviceLocalBytes: local, usable: v >= SHARD_VK_API_VERSION_1_1 && arithmetic && subgroup.subgroupSize >= 4)
+    }
+}
+
+/// Instance + logical device + one compute queue, command pool and fence. Owned by buffers and
+/// pipelines (strong references), so it is destroyed last.
+final class VulkanContext {
+    private(set) var instance: VkInstance?
+    private(set) var device: VkDevice?
+    private(set) var queue: VkQueue?
+    private(set) var commandPool: VkCommandPool?
+    private(set) var fence: VkFence?
+    let physical: PhysicalDevice
+
+    static func createInstance() throws -> VkInstance? {
+        var app = VkApplicationInfo()
+        app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO
+        app.apiVersion = SHARD_VK_API_VERSION_1_2
+        var instance: VkInstance?
+        let r = withUnsafePointer(to: &app) { app in
+            "Shard".withCString { name in
+                var a = app.pointee
+                a.pApplicationName = name
+                return withUnsafePointer(to: &a) { a in
+                    var ci = VkInstanceCreateInfo()
+                    ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO
+                    ci.pApplicationInfo = a
+                    return vkCreateInstance(&ci, nil, &instance)
+                }
+            }
+        }
+        guard r == VK_SUCCESS else {
+            throw ComputeError("Vulkan: no Vulkan instance (vkCreateInstance: VkResult \(r.rawValue)); is a Vulkan driver installed (e.g. mesa-vulkan-drivers, or the NVIDIA driver's ICD)?")
+        }
+        return instance
+    }
+
+    static func physicalDevices(_ instance: VkInstance?) throws -> [PhysicalDevice] {
+        var count: UInt32 = 0
+        try check(vkEnumeratePhysicalDevices(instance, &count, nil), "vkEnumeratePhysicalDevices")
+        var handles = [VkPhysicalDevice?](repeating: nil, count: Int(count))
+        try check(vkEnumeratePhysicalDevices(instance, &count, &handles), "vkEnumeratePhysicalDevices")
+        return handles.prefix(Int(count)).enumerated().map { PhysicalDevice($1, index: $0) }
+    }
+
+    init(deviceIndex: Int?) throws {
+        let instance = try Self.createInstance()
+        self.instance = instance
+        let all: [PhysicalDevice]
+        do { all = try Self.physicalDevices(instance) } catch { vkDestroyInstance(instance, nil); throw error }
+        let usable = all.filter(\.info.usable)
+        let chosen: PhysicalDevice
+        if let i = deviceIndex {
+            guard all.indices.contains(i) else {
+                vkDestroyInstance(instance, nil)
+                throw ComputeError("Vulkan: device \(i) does not exist (\(all.count) device(s): \(all.map(\.info.description)))")
+            }
+            guard all[i].info.usable else {
+                vkDestroyInstance(instance, nil)
+                throw ComputeError("Vulkan: device \(all[i].info) cannot run Shard's shaders")
+            }
+            chosen = all[i]
+        } else {
+            guard let best = usable.min(by: { ($0.info.rank, $0.info.index) < ($1.info.rank, $1.info.index) }) else {
+                vkDestroyInstance(instance, nil)
+                throw ComputeError(all.isEmpty
+                    ? "Vulkan: no Vulkan device found (install a driver: mesa-vulkan-drivers for lavapipe, or NVIDIA's)"
+                    : "Vulkan: no usable device among \(all.map(\.info.description))")
+            }
+            chosen = best
+        }
+        physical = chosen
+        let pd = chosen.handle
+
+        var familyCount: UInt32 = 0
+        vkGetPhysicalDeviceQueueFamilyProperties(pd, &familyCount, nil)
+        var families = [VkQueueFamilyProperties](repeating: .init(), count: Int(familyCount))
+        vkGetPhysicalDeviceQueueFamilyProperties(pd, &familyCount, &families)
+        // Prefer a compute-only family (async compute on discrete GPUs), else any with compute.
+        let compute = families.indices.filter { families[$0].queueFlags & VK_QUEUE_COMPUTE_BIT.rawValue != 0 }
+        guard let family = compute.first(where: { families[$0].queueFlags & VK_QUEUE_GRAPHICS_BIT.rawValue == 0 }) ?? compute.first else {
+            throw ComputeError("Vulkan: \(chosen.info.name) has no compute queue")
+        }
+        let priority: Float = 1
+        try withUnsafePointer(to: priority) { priority in
+            var qci = VkDeviceQueueCreateInfo()
+            qci.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+            qci.queueFamilyIndex = UInt32(family)
+            qci.queueCount = 1
+            qci.pQueuePriorities = priority
+            try withUnsafePointer(to: qci) { qci in
+                var dci = VkDeviceCreateInfo()
+                dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                dci.queueCreateInfoCount = 1
+                dci.pQueueCreateInfos = qci
+                try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
+            }
+        }
+        vkGetDeviceQueue(device, UInt32(family), 0, &queue)
+        var pci = VkCommandPoolCreateInfo()
+        pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
+        pci.flags = flags(VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT)
+        pci.queueFamilyIndex = UInt32(family)
+        try check(vkCreateCommandPool(device, &pci, nil, &commandPool), "vkCreateCommandPool")
+        var fci = VkFenceCreateInfo()
+        fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO
+        try check(vkCreateFence(device, &fci, nil, &fence), "vkCreateFence")
+    }
+
+    deinit {
+        if let device {
+            vkDeviceWaitIdle(device)
+            if fence != nil { vkDestroyFence(device, fence, nil) }
+            if commandPool != nil { vkDestroyCommandPool(device, commandPool, nil) }
+            vkDestroyDevice(device, nil)
+        }
+        if let instance { vkDestroyInstance(instance, nil) }
+    }
+
+    func memoryType(bits: UInt32, preferred: VkMemoryPropertyFlags, required: VkMemoryPropertyFlags) -> UInt32? {
+        let types = physical.memoryTypes
+        let ok = { (i: Int, want: VkMemoryPropertyFlags) in bits & (1 << UInt32(i)) != 0 && types[i].propertyFlags & want == want }
+        return (types.indices.first { ok($0, preferred | required) } ?? types.indices.first { ok($0, required) }).map(UInt32.init)
+    }
+
+    func allocateCommandBuffer() throws -> VkCommandBuffer? {
+        var ai = VkCommandBufferAllocateInfo()
+        ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO
+        ai.commandPool = commandPool
+        ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY
+        ai.commandBufferCount = 1
+        var cmd: VkCommandBuffer?
+        try check(vkAllocateCommandBuffers(device, &ai, &cmd), "vkAllocateCommandBuffers")
+        return cmd
+    }
+
+    func begin(_ cmd: VkCommandBuffer?) throws {
+        try check(vkResetCommandBuffer(cmd, 0), "vkResetCommandBuffer")
+        var bi = VkCommandBufferBeginInfo()
+        bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
+        bi.flags = flags(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
+        try check(vkBeginCommandBuffer(cmd, &bi), "vkBeginCommandBuffer")
+    }
+
+    /// Ends `cmd`, submits it alone and waits for it.
+    func submitAndWait(_ cmd: VkCommandBuffer?) throws {
+        try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer")
+        var cmd = cmd
+        try withUnsafePointer(to: &cmd) { cmds in
+            var si = VkSubmitInfo()
+            si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
+            si.commandBufferCount = 1
+            si.pCommandBuffers = cmds
+            try check(vkQueueSubmit(queue, 1, &si, fence), "vkQueueSubmit")
+        }
+        var f = fence
+        try check(vkWaitForFences(device, 1, &f, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
+        try check(vkResetFences(device, 1, &f), "vkResetFences")
+    }
+}
+
+/// A VkBuffer with its own memory. Device-local unless `hostVisible` (then persistently mapped).
+final class GPUBuffer {
+    let ctx: VulkanContext
+    private(set) var buffer: VkBuffer?
+    private(set) var memory: VkDeviceMemory?
+    let size: Int
+    private(set) var mapped: UnsafeMutableRawPointer?
+    /// Unique for the backend's lifetime (descriptor-set cache key; handles may be reused).
+    let id: UInt64
+    nonisolated(unsafe) private static var nextID: UInt64 = 0
+
+    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool) throws {
+        self.ctx = ctx
+        self.size = max(size, 16)
+        Self.nextID += 1
+        id = Self.nextID
+        var bci = VkBufferCreateInfo()
+        bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO
+        bci.size = VkDeviceSize(self.size)
+        bci.usage = flags(VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, VK_BUFFER_USAGE_TRANSFER_SRC_BIT, VK_BUFFER_USAGE_TRANSFER_DST_BIT)
+        bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE
+        try check(vkCreateBuffer(ctx.device, &bci, nil, &buffer), "vkCreateBuffer(\(self.size) bytes)")
+        var req = VkMemoryRequirements()
+        vkGetBufferMemoryRequirements(ctx.device, buffer, &req)
+        let host = flags(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
+        let local = flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
+        guard let type = hostVisible
+            ? ctx.memoryType(bits: req.memoryTypeBits, preferred: flags(VK_MEMORY_PROPERTY_HOST_CACHED_BIT), required: host)
+            : ctx.memoryType(bits: req.memoryTypeBits, preferred: local, required: 0)
+        else { throw ComputeError("Vulkan: no memory type for a \(hostVisible ? "host-visible" : "device") buffer") }
+        var mai = VkMemoryAllocateInfo()
+        mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO
+        mai.allocationSize = req.size
+        mai.memoryTypeIndex = type
+        try check(vkAllocateMemory(ctx.device, &mai, nil, &memory), "vkAllocateMemory(\(req.size) bytes)")
+        try check(vkBindBufferMemory(ctx.device, buffer, memory, 0), "vkBindBufferMemory")
+        if hostVisible {
+            try check(vkMapMemory(ctx.device, memory, 0, VkDeviceSize(VK_WHOLE_SIZE), 0, &mapped), "vkMapMemory")
+        }
+    }
+
+    deinit {
+        if mapped != nil { vkUnmapMemory(ctx.device, memory) }
+        if buffer != nil { vkDestroyBuffer(ctx.device, buffer, nil) }
+        if memory != nil { vkFreeMemory(ctx.device, memory, nil) }
+    }
+}
+
+/// A compute pipeline for one shader (one SPIR-V module), with its descriptor-set layout
+/// (`bindings` storage buffers), a push-constant range and specialization constants.
+final class Pipeline {
+    let ctx: VulkanContext
+    let name: String
+    let bindings: Int
+    private(set) var module: VkShaderModule?
+    private(set) var setLayout: VkDescriptorSetLayout?
+    private(set) var layout: VkPipelineLayout?
+    private(set) var pipeline: VkPipeline?
+
+    init(_ ctx: VulkanContext, name: String, spirv: [UInt32], bindings: Int, specialization: [UInt32]) throws {
+        self.ctx = ctx
+        self.name = name
+        self.bindings = bindings
+        let device = ctx.device
+        try spirv.withUnsafeBufferPointer { code in
+            var ci = VkShaderModuleCreateInfo()
+            ci.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO
+            ci.codeSize = code.count * 4
+            ci.pCode = code.baseAddress
+            try check(vkCreateShaderModule(device, &ci, nil, &module), "vkCreateShaderModule(\(name))")
+        }
+        let layoutBindings = (0..<bindings).map { i in
+            VkDescriptorSetLayoutBinding(binding: UInt32(i), descriptorType: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                         descriptorCount: 1, stageFlags: flags(VK_SHADER_STAGE_COMPUTE_BIT), pImmutableSamplers: nil)
+        }
+        try layoutBindings.withUnsafeBufferPointer { b in
+            var ci = VkDescriptorSetLayoutCreateInfo()
+            ci.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO
+            ci.bindingCount = UInt32(b.count)
+            ci.pBindings = b.baseAddress
+            try check(vkCreateDescriptorSetLayout(device, &ci, nil, &setLayout), "vkCreateDescriptorSetLayout")
+        }
+        var range = VkPushConstantRange(stageFlags: flags(VK_SHADER_STAGE_COMPUTE_BIT), offset: 0, size: 128)
+        try withUnsafePointer(to: &setLayout) { sl in
+            try withUnsafePointer(to: &range) { r in
+                var ci = VkPipelineLayoutCreateInfo()
+                ci.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
+                ci.setLayoutCount = 1
+                ci.pSetLayouts = sl
+                ci.pushConstantRangeCount = 1
+                ci.pPushConstantRanges = r
+                try check(vkCreatePipelineLayout(device, &ci, nil, &layout), "vkCreatePipelineLayout")
+            }
+        }
+        let entries = specialization.indices.map {
+            VkSpecializationMapEntry(constantID: UInt32($0), offset: UInt32($0 * 4), size: 4)
+        }
+        try entries.withUnsafeBufferPointer { entries in
+            try specialization.withUnsafeBytes { data in
+                var spec = VkSpecializationInfo(mapEntryCount: UInt32(entries.count), pMapEntries: entries.baseAddress,
+                                                dataSize: data.count, pData: data.baseAddress)
+                try withUnsafePointer(to: &spec) { spec in
+                    try "main".withCString { entry in
+                        var ci = VkComputePipelineCreateInfo()
+                        ci.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
+                        ci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO
+                        ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT
+                        ci.stage.module = module
+                        ci.stage.pName = entry
+                        ci.stage.pSpecializationInfo = spec
+                        ci.layout = layout
+                        try check(vkCreateComputePipelines(device, nil, 1, &ci, nil, &pipeline), "vkCreateComputePipelines(\(name))")
+                    }
+                }
+            }
+        }
+    }
+
+    deinit {
+        let device = ctx.device
+        if pipeline != nil { vkDestroyPipeline(device, pipeline, nil) }
+        if layout != nil { vkDestroyPipelineLayout(device, layout, nil) }
+        if setLayout != nil { vkDestroyDescriptorSetLayout(device, setLayout, nil) }
+        if module != nil { vkDestroyShaderModule(device, module, nil) }
+    }
+}
+
+/// Descriptor sets, one per (pipeline, bound buffers), allocated once and reused for every step
+/// (a model binds the same weights and activation buffers every step). Entries keep their buffers
+/// alive so that a cached set never points at a freed buffer.
+final class DescriptorCache {
+    struct Key: Hashable { let pipeline: ObjectIdentifier; let buffers: [UInt64] }
+    let ctx: VulkanContext
+    private var pools: [VkDescriptorPool?] = []
+    private var sets: [Key: (set: VkDescriptorSet?, keep: [GPUBuffer])] = [:]
+    private let setsPerPool: UInt32 = 512
+
+    init(_ ctx: VulkanContext) { self.ctx = ctx }
+    deinit { for p in pools { vkDestroyDescriptorPool(ctx.device, p, nil) } }
+
+    func set(for pipeline: Pipeline, _ buffers: [GPUBuffer]) throws -> VkDescriptorSet? {
+        let key = Key(pipeline: ObjectIdentifier(pipeline), buffers: buffers.map(\.id))
+        if let hit = sets[key] { return hit.set }
+        var set: VkDescriptorSet?
+        if pools.isEmpty || !allocate(pipeline, &set) {
+            try addPool()
+            guard allocate(pipeline, &set) else { throw ComputeError("Vulkan: vkAllocateDescriptorSets failed") }
+        }
+        let infos = buffers.map { VkDescriptorBufferInfo(buffer: $0.buffer, offset: 0, range: VkDeviceSize(VK_WHOLE_SIZE)) }
+        infos.withUnsafeBufferPointer { infos in
+            let writes = (0..<infos.count).map { i in
+                var w = VkWriteDescriptorSet()
+                w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+                w.dstSet = set
+                w.dstBinding = UInt32(i)
+                w.descriptorCount = 1
+                w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                w.pBufferInfo = infos.baseAddress! + i
+                return w
+            }
+            vkUpdateDescriptorSets(ctx.device, UInt32(writes.count), writes, 0, nil)
+        }
+        sets[key] = (set, buffers)
+        return set
+    }
+
+    private func allocate(_ pipeline: Pipeline, _ set: inout VkDescriptorSet?) -> Bool {
+        var layout = pipeline.setLayout
+        return withUnsafePointer(to: &layout) { sl in
+            var ai = VkDescriptorSetAllocateInfo()
+            ai.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
+            ai.descriptorPool = pools.last!
+            ai.descriptorSetCount = 1
+            ai.pSetLayouts = sl
+            return vkAllocateDescriptorSets(ctx.device, &ai, &set) == VK_SUCCESS
+        }
+    }
+
+    private func addPool() throws {
+        var size = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: setsPerPool * 4)
+        var ci = VkDescriptorPoolCreateInfo()
+        ci.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
+        ci.maxSets = setsPerPool
+        ci.poolSizeCount = 1
+        var pool: VkDescriptorPool?
+        try withUnsafePointer(to: &size) { s in
+            ci.pPoolSizes = s
+            try check(vkCreateDescriptorPool(ctx.device, &ci, nil, &pool), "vkCreateDescriptorPool")
+        }
+        pools.append(pool)
+    }
+}

@@ -1,0 +1,105 @@
+import Compute
+import Foundation
+import GGUF
+import Quant
+import Testing
+import VulkanBackend
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// One Vulkan backend for the whole (serialized) suite: pipelines compile once. No device is a
+/// failure, not a skip: CI installs mesa-vulkan-drivers (lavapipe).
+enum Shared {
+    nonisolated(unsafe) static var backend: VulkanBackend?
+    nonisolated(unsafe) static var initError: String?
+    nonisolated(unsafe) static let cpu = CPUBackend(threads: 2)
+
+    static func vulkan() throws -> VulkanBackend {
+        if let backend { return backend }
+        if let initError {
+            Issue.record(Comment(rawValue: initError))
+            throw CancellationError()
+        }
+        do {
+            let b = try VulkanBackend()
+            backend = b
+            return b
+        } catch {
+            initError = "No usable Vulkan device (install mesa-vulkan-drivers for lavapipe): \(error). Devices: \(VulkanBackend.available())"
+            Issue.record(Comment(rawValue: initError!))
+            throw CancellationError()
+        }
+    }
+}
+
+/// ||a − b|| / ||b||, with ||b|| required to be non-trivial (never compare all-zero data).
+func relativeError(_ a: [Float], _ b: [Float], sourceLocation: SourceLocation = #_sourceLocation) -> Double {
+    #expect(a.count == b.count, sourceLocation: sourceLocation)
+    var num = 0.0, den = 0.0
+    for (x, y) in zip(a, b) {
+        num += Double(x - y) * Double(x - y)
+        den += Double(y) * Double(y)
+    }
+    #expect(den > 1e-6, "reference is (nearly) all zero", sourceLocation: sourceLocation)
+    #expect(!a.contains { !$0.isFinite }, "non-finite values", sourceLocation: sourceLocation)
+    return (num / den).squareRoot()
+}
+
+func randomFloats(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var rng = SplitMix64(seed: seed)
+    return (0..<n).map { _ in (rng.unit() * 2 - 1) * scale }
+}
+
+/// A temporary GGUF file with random tensors (random valid blocks: every quant bit pattern occurs).
+final class TempGGUF {
+    let path: String
+    let file: GGUFFile
+    init(_ tensors: [(name: String, shape: [Int], type: GGMLType)], seed: UInt64 = 1) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-\(getpid())-\(UUID().uuidString).gguf").path
+        let w = GGUFWriter()
+        w.set("general.architecture", "test")
+        for (i, t) in tensors.enumerated() {
+            let s = seed &+ UInt64(i) &* 7919
+            try w.addTensor(name: t.name, shape: t.shape, type: t.type) { chunk, rows in
+                var rng = SplitMix64(seed: s &+ UInt64(rows.lowerBound))
+                if t.shape.count == 1 {
+                    SyntheticData.fillFloats(chunk, type: t.type, mean: 1, sigma: 0.3, rng: &rng)
+                } else {
+                    SyntheticData.fillWeights(chunk, type: t.type, sigma: 0.5, rng: &rng)
+                }
+            }
+        }
+        try w.write(to: path)
+        file = try GGUFFile(path: path)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func tensor(_ name: String) -> GGUFTensorInfo { file.tensor(named: name)! }
+
+    /// Dequantized rows of a tensor, as f32 (the reference for what a shader should read).
+    func dequantized(_ name: String) -> [Float] {
+        let t = tensor(name)
+        let data = file.data(for: t)
+        var out = [Float](repeating: 0, count: t.elementCount)
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<t.rowCount {
+                Dequant.row(t.type, data.baseAddress! + r * t.rowBytes, o.baseAddress! + r * t.shape[0], count: t.shape[0])
+            }
+        }
+        return out
+    }
+}
+
+/// Runs `body` on a backend inside one step and returns what it returns after `endStep`.
+func step<T>(_ b: any ComputeBackend, _ batch: StepBatch, _ body: () throws -> Void, then read: () -> T) throws -> T {
+    try b.beginStep(batch)
+    try body()
+    try b.endStep()
+    return read()
+}
+
+/// A batch of `rows` rows of one sequence at positions start..<start+rows, pages 0, 1, 2, … reversed
+/// (so that page lookups matter).
+func sequenceBatch(rows: Int, start: Int = 0, pageSize: Int, pages: Int) -> StepBatch {
+    StepBatch(positions: (0..<rows).map { Int32(start + $0) }, tableIndex: Array(repeating: 0, count: rows),
+              pageTables: [(0..<pages).map { Int32(pages - 1 - $0) }])
+}
