@@ -34,7 +34,7 @@ let package = Package(
         .systemLibrary(name: "CVulkan", path: "Sources/CVulkan", pkgConfig: "vulkan", providers: [.apt(["libvulkan-dev"])]),
         .target(name: "VulkanBackend", dependencies: ["Compute", "GGUF", "Quant", "CVulkan"], swiftSettings: optimizedAlways),
         .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
-        .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
+        .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "Compute", "VulkanBackend", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
         .target(name: "ShardCLI", dependencies: [
             "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,7 +4,10 @@
 set -euo pipefail
 command -v swift >/dev/null || { echo "error: swift not found: install the Swift 6 toolchain (swift.org) and put it on PATH" >&2; exit 1; }
 sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
-pkgs=(python3 python3-pip unzip ca-certificates)
+# Vulkan loader + headers, lavapipe (a CPU Vulkan driver: the real shaders run where there is no GPU),
+# glslc (shader compiler, to check the committed SPIR-V), ZeroMQ and protobuf-c.
+pkgs=(python3 python3-pip unzip ca-certificates libvulkan-dev mesa-vulkan-drivers glslc
+      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -3,6 +3,7 @@ import GGUF
 import Model
 import ShardRuntime
 import Tokenizer
+import VulkanBackend
 
 /// Options for loading a model into this process.
 public struct LoadOptions {
@@ -10,6 +11,8 @@ public struct LoadOptions {
     /// Layer counts per shard (`--split`); nil splits evenly.
     public var split: [Int]?
     public var backend: BackendKind = .cpu
+    /// GPU devices for Vulkan shards (shard i uses devices[i % count]); nil picks the best device.
+    public var devices: [Int]?
     /// Context length; nil takes the model's, capped at `defaultContextCap`.
     public var contextLength: Int?
     public var maxBatchRows: Int = 512
@@ -47,8 +50,9 @@ public final class LocalModel {
         let pool = options.backend == .cpu ? ThreadPool(threads: options.threads) : nil
         cpuPool = pool
         for (i, range) in plan.enumerated() {
+            let device = options.devices.map { $0[i % $0.count] }
             let backend: any ComputeBackend = try pool.map { CPUBackend(pool: $0) }
-                ?? LocalModel.makeBackend(options.backend, threads: options.threads)
+                ?? LocalModel.makeBackend(options.backend, device: device, threads: options.threads)
             shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
                 progress?(i * 1000 + done * 1000 / n, total * 1000)
             })
@@ -59,10 +63,20 @@ public final class LocalModel {
 
     deinit { cpuPool?.shutdown() }
 
-    public static func makeBackend(_ kind: BackendKind, threads: Int) throws -> any ComputeBackend {
+    public static func makeBackend(_ kind: BackendKind, device: Int? = nil, threads: Int) throws -> any ComputeBackend {
         switch kind {
         case .cpu: return CPUBackend(threads: threads)
-        case .vulkan: throw ComputeError("the Vulkan backend is not built yet (use --backend cpu)")
+        case .vulkan:
+            if let device, !VulkanBackend.available().indices.contains(device) {
+                throw ComputeError("Vulkan device \(device) does not exist (\(VulkanBackend.available().count) found)")
+            }
+            return try VulkanBackend(deviceIndex: device)
         }
+    }
+
+    /// What `--backend auto` means here: Vulkan when a real GPU is present, else the CPU
+    /// (a CPU Vulkan driver such as lavapipe is slower than the CPU backend).
+    public static func autoBackend() -> BackendKind {
+        VulkanBackend.available().contains { $0.usable && $0.type != "cpu" } ? .vulkan : .cpu
     }
 }

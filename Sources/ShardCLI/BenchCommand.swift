@@ -24,7 +24,7 @@ extension Shardctl {
         }
 
         func run() throws {
-            var options = compute.loadOptions()
+            var options = try compute.loadOptions()
             options.contextLength = max(compute.ctx ?? 0, promptTokens + genTokens + 1)
             let clock = ContinuousClock()
             let t0 = clock.now

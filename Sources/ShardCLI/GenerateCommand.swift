@@ -27,7 +27,7 @@ extension Shardctl {
             guard let path = model else {
                 throw ValidationError("--model is required (no running cluster: `shardctl launch` comes with multi-process shards)")
             }
-            let m = try loadModel(path, compute.loadOptions())
+            let m = try loadModel(path, try compute.loadOptions())
             var text = prompt
             if chat {
                 text = m.tokenizer.chatRenderer.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true)

@@ -7,11 +7,12 @@ extension BackendKind: ExpressibleByArgument {}
 /// `--backend cpu|vulkan|auto`.
 public enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case cpu, vulkan, auto
-    /// `auto` picks Vulkan when a device exists, else the CPU.
+    /// `auto` picks Vulkan when a GPU exists, else the CPU.
     var resolved: BackendKind {
         switch self {
-        case .cpu, .auto: return .cpu  // no Vulkan backend in this build yet
+        case .cpu: return .cpu
         case .vulkan: return .vulkan
+        case .auto: return LocalModel.autoBackend()
         }
     }
 }
@@ -33,16 +34,30 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "CPU threads per shard (default: all cores).")
     var threads: Int?
 
+    /// `--devices 0,1` as indices.
+    var deviceList: [Int]? {
+        get throws {
+            guard let devices else { return nil }
+            let list = devices.split(separator: ",").map { Int($0.filter { $0 != " " }) }
+            guard !list.isEmpty, list.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+                throw ValidationError("--devices must be a comma-separated list of device indices, e.g. 0,1")
+            }
+            return list.map { $0! }
+        }
+    }
+
     func validate() throws {
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
+        _ = try deviceList
         if let ctx, ctx < 1 { throw ValidationError("--ctx must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
     }
 
-    func loadOptions() -> LoadOptions {
+    func loadOptions() throws -> LoadOptions {
         var o = LoadOptions()
         o.shards = shards
         o.backend = backend.resolved
+        o.devices = try deviceList
         o.contextLength = ctx
         if let threads { o.threads = threads }
         return o

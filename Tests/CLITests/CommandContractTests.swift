@@ -109,6 +109,18 @@ import Testing
         #expect(o["gen_tokens"] as? Int == 4)
     }
 
+    /// The Vulkan backend through the CLI (lavapipe where there is no GPU): llama.cpp's decisive greedy tokens.
+    @Test func vulkanBackendGenerates() throws {
+        let r = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is",
+                             "--temperature", "0", "--max-tokens", "4", "--json", "--backend", "vulkan"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let tokens = try r.lines.dropLast().map { try #require(try CLI.json($0) as? [String: Any])["token"] as? Int }
+        #expect(tokens == [7042, 30, 198, 198])
+        let b = try CLI.run(["bench", "--model", smol, "--prompt-tokens", "4", "--gen-tokens", "2", "--json", "--backend", "vulkan"])
+        let o = try #require(try CLI.json(b.stdout) as? [String: Any])
+        #expect(o["backend"] as? String == "vulkan")
+    }
+
     @Test func synthWritesAModelThatGenerates() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-cli-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -162,6 +174,8 @@ import Testing
         try expectCleanError(["generate", "--model", smol, "--prompt", "hi", "--shards", "0"], mentioning: "shards")
         try expectCleanError(["generate", "--model", smol, "--prompt", "hi", "--shards", "31"], mentioning: "30 layers")
         try expectCleanError(["synth", "--arch", "gpt5", "--out", "/tmp/x.gguf"], mentioning: "arch")
-        try expectCleanError(["generate", "--model", smol, "--prompt", "hi", "--backend", "vulkan"], mentioning: "Vulkan")
+        try expectCleanError(["generate", "--model", smol, "--prompt", "hi", "--backend", "vulkan", "--devices", "7"],
+                             mentioning: "Vulkan device 7 does not exist")
+        try expectCleanError(["generate", "--model", smol, "--prompt", "hi", "--devices", "a,b"], mentioning: "--devices")
     }
 }
