@@ -35,8 +35,9 @@ let package = Package(
         .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
         .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
         // Wire protocol: protoc-c output (scripts/gen-proto.sh) compiled as C over libprotobuf-c, libzmq through
-        // a module map, and the Swift frames + sockets. Wire is a leaf: no dependency on the numeric modules.
-        .systemLibrary(name: "CZmq", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        // a module map (no pkgConfig: libzmq.pc adds -isystem flags SwiftPM rejects), and the Swift frames +
+        // sockets. Wire is a leaf: no dependency on the numeric modules.
+        .systemLibrary(name: "CZmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "CShardProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "Wire", dependencies: ["CShardProto", "CZmq"], swiftSettings: optimizedAlways),
         .target(name: "ShardCLI", dependencies: [

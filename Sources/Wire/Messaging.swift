@@ -23,7 +23,7 @@ public struct Routed<M: WireMessage> {
 
 extension ZmqSocket {
     /// Encodes and sends `message` as one part; the encoded buffer is handed to libzmq without a copy.
-    public func send<M: ProtoBacked>(_ message: M) throws(WireError) {
+    public func send<M: WireMessage>(_ message: M) throws(WireError) {
         try send(message.encodeMessage())
     }
 
@@ -35,18 +35,14 @@ extension ZmqSocket {
     }
 
     /// ROUTER: sends `message` to `peer` (fails with EHOSTUNREACH if that peer is not connected).
-    public func send<M: ProtoBacked>(_ message: M, to peer: PeerID) throws(WireError) {
+    public func send<M: WireMessage>(_ message: M, to peer: PeerID) throws(WireError) {
         try send(parts: [ZmqMessage(peer.bytes), message.encodeMessage()])
     }
 
     /// ROUTER: receives one message and its sender; nil on timeout. Throws only for transport failures
     /// (and for a message without a body part); a body that fails to decode comes back as `.failure`.
     public func receiveRouted<M: WireMessage>(_ type: M.Type, limits: WireLimits) throws(WireError) -> Routed<M>? {
-        let parts: [ZmqMessage]
-        do throws(WireError) {
-            guard let p = try receiveMultipart(maxParts: 2) else { return nil }
-            parts = p
-        }
+        guard let parts = try receiveMultipart(maxParts: 2) else { return nil }
         guard parts.count == 2 else { throw .malformed("routed message of \(parts.count) parts, expected [peer, body]") }
         let peer = PeerID(parts[0].array)
         let result = Result { () throws(WireError) in try M.decode(parts[1].bytes, limits: limits) }

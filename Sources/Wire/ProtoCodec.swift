@@ -13,6 +13,8 @@ import Darwin
 public protocol WireMessage: Sendable, Equatable {
     /// The protobuf encoding.
     func encode() -> [UInt8]
+    /// The protobuf encoding in a buffer that a `ZmqMessage` owns and libzmq sends without copying.
+    func encodeMessage() -> ZmqMessage
     /// Decodes and validates `bytes`. Sizes, counts, and shape × dtype against the payload are checked
     /// against `limits` before anything sized by the input is allocated; bad input throws, never traps.
     static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Self
