@@ -31,7 +31,7 @@ extension ZmqSocket {
     /// `.limitExceeded` after it has been consumed, so the next call receives the next message.
     public func receive<M: WireMessage>(_ type: M.Type, limits: WireLimits) throws(WireError) -> M? {
         guard let parts = try receiveMultipart(maxParts: 1) else { return nil }
-        return try M.decode(parts[0].bytes, limits: limits)
+        return try parts[0].withBytes { (b) throws(WireError) in try M.decode(b, limits: limits) }
     }
 
     /// ROUTER: sends `message` to `peer` (fails with EHOSTUNREACH if that peer is not connected).
@@ -45,7 +45,7 @@ extension ZmqSocket {
         guard let parts = try receiveMultipart(maxParts: 2) else { return nil }
         guard parts.count == 2 else { throw .malformed("routed message of \(parts.count) parts, expected [peer, body]") }
         let peer = PeerID(parts[0].array)
-        let result = Result { () throws(WireError) in try M.decode(parts[1].bytes, limits: limits) }
+        let result = parts[1].withBytes { b in Result { () throws(WireError) in try M.decode(b, limits: limits) } }
         return Routed(peer: peer, message: result)
     }
 }

@@ -102,8 +102,16 @@ public final class ZmqMessage {
 
     public var count: Int { zmq_msg_size(raw) }
 
+    /// The bytes, valid only while this object is alive: Swift may release a message right after its
+    /// last use, so prefer `withBytes`, which keeps it alive for the closure.
     public var bytes: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: UnsafeRawPointer(zmq_msg_data(raw)), count: zmq_msg_size(raw))
+    }
+
+    /// Calls `body` with the bytes, keeping the message (and so its buffer) alive meanwhile.
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        defer { withExtendedLifetime(self) {} }
+        return try body(bytes)
     }
 
     /// A copy of the bytes.

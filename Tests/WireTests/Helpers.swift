@@ -75,7 +75,10 @@ final class TestThread: @unchecked Sendable {
 
     init(_ body: @escaping @Sendable () throws -> Void) {
         let t = Thread { [self] in
-            do { try body() } catch { self.error = error }
+            do { try body() } catch {
+                print("TestThread error: \(error)")
+                self.error = error
+            }
             done.signal()
         }
         t.start()
