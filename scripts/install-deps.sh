@@ -4,7 +4,9 @@
 set -euo pipefail
 command -v swift >/dev/null || { echo "error: swift not found: install the Swift 6 toolchain (swift.org) and put it on PATH" >&2; exit 1; }
 sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
-pkgs=(python3 python3-pip unzip ca-certificates)
+# libzmq3-dev, libprotobuf-c-dev: the Wire module links them. protobuf-c-compiler (protoc-c) is only for
+# scripts/gen-proto.sh --check (WireTests.generatedCodeIsCurrent skips without it).
+pkgs=(python3 python3-pip unzip ca-certificates libzmq3-dev libprotobuf-c-dev protobuf-c-compiler)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -318,7 +318,7 @@ func controlPrecheck(_ b: UnsafeRawBufferPointer, maxField: Int, limits: WireLim
     }
     let scan = try ProtoScan(b, maxField: maxField, packedVarints: releaseIDsField.map { 1 << UInt64($0) } ?? 0)
     var ids = 0
-    for n in 1..<max(scan.fields.count, 1) where n < scan.fields.count {
+    for n in scan.fields.indices.dropFirst() {
         if n == releaseIDsField {
             ids = scan[n].elements
             guard ids <= limits.maxReleaseIDs else {
