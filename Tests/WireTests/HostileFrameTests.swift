@@ -186,3 +186,37 @@ import Testing
         #expect(decoded < 100)  // almost all random bytes are rejected
     }
 }
+
+import CShardProto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The decoder's allocation budget relies on protobuf-c failing cleanly when its allocator returns NULL:
+/// check that for every cut-off point of a real frame (run under --sanitize=address to see leaks/overruns).
+@Test func protobufCSurvivesAllocatorFailureAtEveryPoint() {
+    let frame = ActivationFrame.hidden(step: 5, rows: rows(3), logitRows: [2], values: (0..<24).map { Float($0) }, cols: 8)
+    let bytes = frame.encode()
+    var needed = 0
+    for budget in 0..<4096 {
+        let left = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        left.initialize(to: budget)
+        defer { left.deallocate() }
+        var allocator = ProtobufCAllocator(
+            alloc: { data, size in
+                let left = data!.assumingMemoryBound(to: Int.self)
+                guard size <= left.pointee else { return nil }
+                left.pointee -= size
+                return malloc(max(size, 1))
+            },
+            free: { _, p in free(p) },
+            allocator_data: UnsafeMutableRawPointer(left))
+        if let m = shard__activation_frame__unpack(&allocator, bytes.count, bytes) {
+            #expect(m.pointee.payload.len == 96)
+            shard__activation_frame__free_unpacked(m, &allocator)
+            needed = budget
+            break
+        }
+    }
+    #expect(needed > 96)  // it failed cleanly below the real need, then succeeded
+}
