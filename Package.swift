@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "shardctl", targets: ["shardctl"]),
         .executable(name: "shard-worker", targets: ["shard-worker"]),
         .library(name: "ShardCore", targets: ["GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator"]),
+        .library(name: "ShardWire", targets: ["Wire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,6 +36,12 @@ let package = Package(
         .target(name: "VulkanBackend", dependencies: ["Compute", "GGUF", "Quant", "CVulkan"], swiftSettings: optimizedAlways),
         .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
         .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "Compute", "VulkanBackend", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
+        // Wire protocol: protoc-c output (scripts/gen-proto.sh) compiled as C over libprotobuf-c, libzmq through
+        // a module map (no pkgConfig: libzmq.pc adds -isystem flags SwiftPM rejects), and the Swift frames +
+        // sockets. Wire is a leaf: no dependency on the numeric modules.
+        .systemLibrary(name: "CZmq", providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "CShardProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        .target(name: "Wire", dependencies: ["CShardProto", "CZmq"], swiftSettings: optimizedAlways),
         .target(name: "ShardCLI", dependencies: [
             "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -48,6 +55,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
         .testTarget(name: "VulkanBackendTests", dependencies: ["VulkanBackend", "Compute", "GGUF", "Quant", "Model", "ShardRuntime", "Coordinator"]),
         .testTarget(name: "CLITests", dependencies: ["ShardCLI"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "CShardProto", "CZmq"]),
     ],
     // Swift 5 mode: the numeric core passes raw pointers into worker threads, which Swift 6's
     // strict Sendable checking rejects without adding any safety here.

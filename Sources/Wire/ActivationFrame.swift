@@ -1,0 +1,265 @@
+import CShardProto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One pipeline step for a batch of rows, on the data channel (PUSH → PULL).
+///
+/// Row i is token `positions` of sequence `rows[i].sequence`. `logitRows` (ascending row indices) travels
+/// with every frame of the step so the last shard knows which rows to return. The payload's shape is fixed
+/// by `kind`: tokens/hidden have `rows.count` rows; logits/sampled have `logitRows.count` rows; tokens and
+/// sampled ids are I32 with one column; hidden and logits are F32 or F16.
+public struct ActivationFrame: ProtoBacked {
+    public struct Row: Sendable, Equatable {
+        public var sequence: UInt64
+        public var position: UInt32
+        public init(sequence: UInt64, position: UInt32) {
+            self.sequence = sequence
+            self.position = position
+        }
+    }
+
+    public struct Shape: Sendable, Equatable {
+        public var rows: Int
+        public var cols: Int
+        public init(rows: Int, cols: Int) {
+            self.rows = rows
+            self.cols = cols
+        }
+    }
+
+    public var stepID: UInt64
+    public var kind: PayloadKind
+    public var rows: [Row]
+    public var logitRows: [UInt32]
+    public var shape: Shape
+    public var dtype: DType
+    /// rows × cols × dtype.byteSize bytes, row-major, little-endian.
+    public var payload: [UInt8]
+
+    /// Fields as given; `validate(limits:)` checks them the way `decode` does.
+    public init(stepID: UInt64, kind: PayloadKind, rows: [Row], logitRows: [UInt32], shape: Shape, dtype: DType,
+                payload: [UInt8]) {
+        self.stepID = stepID
+        self.kind = kind
+        self.rows = rows
+        self.logitRows = logitRows
+        self.shape = shape
+        self.dtype = dtype
+        self.payload = payload
+    }
+
+    // MARK: building frames
+
+    /// Coordinator → first shard: one token per row.
+    public static func tokens(step: UInt64, rows: [Row], logitRows: [UInt32], tokens: [Int32]) -> ActivationFrame {
+        precondition(tokens.count == rows.count, "one token per row")
+        return ActivationFrame(stepID: step, kind: .tokens, rows: rows, logitRows: logitRows,
+                               shape: Shape(rows: rows.count, cols: 1), dtype: .i32, payload: bytes(of: tokens))
+    }
+
+    /// Shard → next shard: `rows.count` × `cols` hidden states, sent as `dtype` (F16 halves the bytes).
+    public static func hidden(step: UInt64, rows: [Row], logitRows: [UInt32], values: [Float], cols: Int,
+                              dtype: DType = .f32) -> ActivationFrame {
+        precondition(values.count == rows.count * cols, "hidden states must be rows × cols")
+        return ActivationFrame(stepID: step, kind: .hidden, rows: rows, logitRows: logitRows,
+                               shape: Shape(rows: rows.count, cols: cols), dtype: dtype,
+                               payload: floatPayload(values, dtype))
+    }
+
+    /// Last shard → coordinator: `logitRows.count` × `vocabSize` logits.
+    public static func logits(step: UInt64, rows: [Row], logitRows: [UInt32], values: [Float], vocabSize: Int,
+                              dtype: DType = .f32) -> ActivationFrame {
+        precondition(values.count == logitRows.count * vocabSize, "logits must be logitRows × vocabSize")
+        return ActivationFrame(stepID: step, kind: .logits, rows: rows, logitRows: logitRows,
+                               shape: Shape(rows: logitRows.count, cols: vocabSize), dtype: dtype,
+                               payload: floatPayload(values, dtype))
+    }
+
+    /// Last shard → coordinator: one sampled token per logit row.
+    public static func sampled(step: UInt64, rows: [Row], logitRows: [UInt32], tokens: [Int32]) -> ActivationFrame {
+        precondition(tokens.count == logitRows.count, "one sampled token per logit row")
+        return ActivationFrame(stepID: step, kind: .sampled, rows: rows, logitRows: logitRows,
+                               shape: Shape(rows: logitRows.count, cols: 1), dtype: .i32, payload: bytes(of: tokens))
+    }
+
+    // MARK: reading payloads
+
+    /// The payload as Float (F32 copied, F16 widened); throws for an I32 payload.
+    public func floats() throws(WireError) -> [Float] {
+        let n = shape.rows * shape.cols
+        guard dtype.isFloat, payload.count == n * dtype.byteSize else {
+            throw .malformed("payload is not \(n) floats (dtype \(dtype), \(payload.count) bytes)")
+        }
+        return payload.withUnsafeBytes { src in
+            [Float](unsafeUninitializedCapacity: n) { dst, count in
+                if dtype == .f32 {
+                    if n > 0 { memcpy(dst.baseAddress!, src.baseAddress!, n * 4) }
+                } else {
+                    let h = src.bindMemory(to: UInt16.self)
+                    for i in 0..<n { dst[i] = Float(Float16(bitPattern: h[i])) }
+                }
+                count = n
+            }
+        }
+    }
+
+    /// The payload as Int32 token ids; throws unless dtype is I32.
+    public func int32s() throws(WireError) -> [Int32] {
+        let n = shape.rows * shape.cols
+        guard dtype == .i32, payload.count == n * 4 else {
+            throw .malformed("payload is not \(n) int32 values (dtype \(dtype), \(payload.count) bytes)")
+        }
+        return payload.withUnsafeBytes { src in
+            [Int32](unsafeUninitializedCapacity: n) { dst, count in
+                if n > 0 { memcpy(dst.baseAddress!, src.baseAddress!, n * 4) }
+                count = n
+            }
+        }
+    }
+
+    /// The checks `decode` applies, for a frame built by hand before it is sent.
+    public func validate(limits: WireLimits = WireLimits()) throws(WireError) {
+        guard shape.rows >= 0, shape.cols >= 0 else { throw .malformed("negative shape \(shape)") }
+        let r: Result<Void, WireError> = logitRows.withUnsafeBufferPointer { lr in
+            Result { () throws(WireError) in
+                try Self.checkLayout(kind: kind, dtype: dtype, rowCount: rows.count, positionCount: rows.count,
+                                     logitRows: lr, shapeRows: UInt64(shape.rows), shapeCols: UInt64(shape.cols),
+                                     payloadBytes: payload.count, limits: limits)
+            }
+        }
+        try r.get()
+    }
+
+    // MARK: checks shared by decode and validate
+
+    static func checkLayout(kind: PayloadKind, dtype: DType, rowCount: Int, positionCount: Int,
+                            logitRows: UnsafeBufferPointer<UInt32>, shapeRows: UInt64, shapeCols: UInt64,
+                            payloadBytes: Int, limits: WireLimits) throws(WireError) {
+        guard rowCount <= limits.maxRows else { throw .limitExceeded("\(rowCount) rows, limit \(limits.maxRows)") }
+        guard positionCount == rowCount else {
+            throw .malformed("\(positionCount) positions for \(rowCount) sequence ids (one each per row)")
+        }
+        guard logitRows.count <= rowCount else { throw .malformed("\(logitRows.count) logit rows for \(rowCount) rows") }
+        var previous: Int64 = -1
+        for r in logitRows {
+            guard Int64(r) > previous, Int(r) < rowCount else {
+                throw .malformed("logit row \(r) out of order or not below \(rowCount)")
+            }
+            previous = Int64(r)
+        }
+        let expectedRows = (kind == .tokens || kind == .hidden) ? rowCount : logitRows.count
+        guard shapeRows == UInt64(expectedRows) else {
+            throw .malformed("\(kind) frame has shape rows \(shapeRows), expected \(expectedRows)")
+        }
+        guard shapeCols <= UInt64(limits.maxColumns) else {
+            throw .limitExceeded("\(shapeCols) columns, limit \(limits.maxColumns)")
+        }
+        switch kind {
+        case .tokens, .sampled:
+            guard dtype == .i32, shapeCols == 1 else {
+                throw .malformed("\(kind) frame must be I32 with 1 column, not \(dtype) × \(shapeCols)")
+            }
+        case .hidden, .logits:
+            guard dtype.isFloat, shapeCols >= 1 else {
+                throw .malformed("\(kind) frame must be F32/F16 with ≥ 1 column, not \(dtype) × \(shapeCols)")
+            }
+        }
+        // Both factors are bounded above (maxRows, maxColumns) but the product may still overflow Int.
+        let (elements, o1) = Int(shapeRows).multipliedReportingOverflow(by: Int(shapeCols))
+        let (bytes, o2) = elements.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !o1, !o2, bytes <= limits.maxPayloadBytes else {
+            throw .limitExceeded("\(shapeRows) × \(shapeCols) \(dtype) payload over \(limits.maxPayloadBytes) bytes")
+        }
+        guard bytes == payloadBytes else {
+            throw .malformed("\(shapeRows) × \(shapeCols) × \(dtype.byteSize) = \(bytes) bytes, payload has \(payloadBytes)")
+        }
+    }
+
+    // MARK: ProtoBacked
+
+    func withCMessage<R>(_ arena: CArena, _ body: (UnsafeMutablePointer<ProtobufCMessage>) -> R) -> R {
+        var c = Shard__ActivationFrame()
+        shard__activation_frame__init(&c)
+        c.step_id = stepID
+        c.kind = Shard__PayloadKind(rawValue: kind.rawValue)
+        c.n_sequence_ids = rows.count
+        c.sequence_ids = arena.array(rows.map(\.sequence))
+        c.n_positions = rows.count
+        c.positions = arena.array(rows.map(\.position))
+        c.n_logit_rows = logitRows.count
+        c.logit_rows = arena.array(logitRows)
+        c.rows = UInt32(truncatingIfNeeded: shape.rows)
+        c.cols = UInt32(truncatingIfNeeded: shape.cols)
+        c.dtype = Shard__DType(rawValue: dtype.rawValue)
+        // The payload is borrowed, not copied: pack reads it straight from the array.
+        return payload.withUnsafeBytes { p in
+            c.payload = ProtobufCBinaryData(len: p.count, data: UnsafeMutablePointer(
+                mutating: p.baseAddress?.assumingMemoryBound(to: UInt8.self)))
+            return withUnsafeMutablePointer(to: &c) { body(base($0)) }
+        }
+    }
+
+    static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
+        -> UnsafeMutablePointer<ProtobufCMessage>? { shard__activation_frame__unpack(a, n, d).map(base) }
+
+    static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
+        guard b.count <= limits.maxFrameBytes else {
+            throw .limitExceeded("frame of \(b.count) bytes, limit \(limits.maxFrameBytes)")
+        }
+        let scan = try ProtoScan(b, maxField: 9, packedVarints: 1 << 3 | 1 << 4 | 1 << 5)
+        for (field, name) in [(3, "sequence ids"), (4, "positions"), (5, "logit rows")] {
+            guard scan[field].elements <= limits.maxRows else {
+                throw .limitExceeded("\(scan[field].elements) \(name), limit \(limits.maxRows) rows")
+            }
+        }
+        guard scan[9].maxLength <= limits.maxPayloadBytes else {
+            throw .limitExceeded("payload of \(scan[9].maxLength) bytes, limit \(limits.maxPayloadBytes)")
+        }
+        guard scan[9].occurrences <= 1 else { throw .malformed("payload occurs \(scan[9].occurrences) times") }
+        return 2 * b.count + 8 * (scan[3].elements + scan[4].elements + scan[5].elements) + 64 * scan.unknown + 4096
+    }
+
+    init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
+        let c = cast(m, to: Shard__ActivationFrame.self).pointee
+        let kind = try decodeEnum(c.kind.rawValue, PayloadKind.self, "ActivationFrame.kind")
+        let dtype = try decodeEnum(c.dtype.rawValue, DType.self, "ActivationFrame.dtype")
+        let logitRows = UnsafeBufferPointer(start: c.logit_rows, count: c.logit_rows == nil ? 0 : c.n_logit_rows)
+        guard (c.n_sequence_ids == 0 || c.sequence_ids != nil), (c.n_positions == 0 || c.positions != nil),
+              logitRows.count == c.n_logit_rows
+        else { throw .malformed("repeated field count without data") }
+        try Self.checkLayout(kind: kind, dtype: dtype, rowCount: c.n_sequence_ids, positionCount: c.n_positions,
+                             logitRows: logitRows, shapeRows: UInt64(c.rows), shapeCols: UInt64(c.cols),
+                             payloadBytes: c.payload.len, limits: limits)
+        // Everything is consistent and within limits: now allocate.
+        let ids = UnsafeBufferPointer(start: c.sequence_ids, count: c.n_sequence_ids)
+        let positions = UnsafeBufferPointer(start: c.positions, count: c.n_positions)
+        let rows = (0..<ids.count).map { Row(sequence: ids[$0], position: positions[$0]) }
+        let payload = [UInt8](unsafeUninitializedCapacity: c.payload.len) { dst, count in
+            if c.payload.len > 0 { memcpy(dst.baseAddress!, c.payload.data, c.payload.len) }
+            count = c.payload.len
+        }
+        self.init(stepID: c.step_id, kind: kind, rows: rows, logitRows: Array(logitRows),
+                  shape: Shape(rows: Int(c.rows), cols: Int(c.cols)), dtype: dtype, payload: payload)
+    }
+}
+
+private func bytes<T>(of values: [T]) -> [UInt8] {
+    values.withUnsafeBytes { Array($0) }
+}
+
+private func floatPayload(_ values: [Float], _ dtype: DType) -> [UInt8] {
+    switch dtype {
+    case .f32: return bytes(of: values)
+    case .f16:
+        guard !values.isEmpty else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: values.count * 2) { dst, count in
+            let h = UnsafeMutableRawPointer(dst.baseAddress!).bindMemory(to: UInt16.self, capacity: values.count)
+            for i in values.indices { h[i] = Float16(values[i]).bitPattern }
+            count = values.count * 2
+        }
+    case .i32: preconditionFailure("float values cannot be sent as I32")
+    }
+}

@@ -1,0 +1,104 @@
+import Testing
+@testable import Wire
+
+@Suite struct MessageRoundTripTests {
+    static let controls: [Control] = [
+        Control(requestID: 1, .register(Register(workerID: "worker-0", backend: .vulkan, deviceName: "NVIDIA H100 80GB HBM3",
+                                                 freeMemoryBytes: 80 << 30, host: "gpu-node-7.example"))),
+        Control(requestID: 2, .loadShard(LoadShard(modelPath: "/models/llama-3.2-1b-q4_k_m.gguf", streamedWeights: true,
+                                                   layerStart: 8, layerEnd: 16, contextLength: 8192, kvType: .f16,
+                                                   maxBatchRows: 512, backend: .cpu, deviceIndex: 3))),
+        Control(requestID: 2, .ready(Ready(workerID: "worker-0", layerStart: 8, layerEnd: 16, memoryUsedBytes: 1_234_567_890))),
+        Control(.heartbeat(Heartbeat(workerID: "w1", monotonicNanoseconds: .max, load: 0.75))),
+        Control(requestID: 9, .stats(Stats(tokensProcessed: 1 << 40, stepCount: 99, busySeconds: 12.5, memoryUsedBytes: 7))),
+        Control(.releaseSequence(ReleaseSequence(sequenceIDs: [1, 2, .max, 0]))),
+        Control(.releaseSequence(ReleaseSequence(sequenceIDs: []))),
+        Control(requestID: .max, .shutdown(Shutdown())),
+        Control(requestID: 2, .error(ErrorReport(code: .outOfMemory, message: "KV pool: 4096 pages do not fit (ünïcode ✓)"))),
+        Control(.error(ErrorReport(code: ErrorCode(rawValue: 4242), message: ""))),
+        Control(.register(Register(workerID: "", protocolVersion: 0, backend: .unspecified, deviceName: "",
+                                   freeMemoryBytes: 0, host: ""))),
+    ]
+
+    @Test(arguments: controls) func controlRoundTrip(_ c: Control) throws {
+        let bytes = c.encode()
+        #expect(try Control.decode(bytes) == c)
+        let message = c.encodeMessage()
+        #expect(message.array == bytes)
+    }
+
+    @Test func everyBodyStandalone() throws {
+        for c in Self.controls {
+            switch c.body {
+            case .register(let m): #expect(try Register.decode(m.encode()) == m)
+            case .loadShard(let m): #expect(try LoadShard.decode(m.encode()) == m)
+            case .ready(let m): #expect(try Ready.decode(m.encode()) == m)
+            case .heartbeat(let m): #expect(try Heartbeat.decode(m.encode()) == m)
+            case .stats(let m): #expect(try Stats.decode(m.encode()) == m)
+            case .releaseSequence(let m): #expect(try ReleaseSequence.decode(m.encode()) == m)
+            case .shutdown(let m): #expect(try Shutdown.decode(m.encode()) == m)
+            case .error(let m): #expect(try ErrorReport.decode(m.encode()) == m)
+            }
+        }
+    }
+
+    @Test func tokensAndSampled() throws {
+        let r = rows(5)
+        let t = ActivationFrame.tokens(step: 42, rows: r, logitRows: [1, 4], tokens: [1, -2, 3, 128_000, 5])
+        let t2 = try ActivationFrame.decode(t.encode())
+        #expect(t2 == t)
+        #expect(try t2.int32s() == [1, -2, 3, 128_000, 5])
+        #expect(t2.shape == .init(rows: 5, cols: 1))
+
+        let s = ActivationFrame.sampled(step: 42, rows: r, logitRows: [1, 4], tokens: [17, 18])
+        let s2 = try ActivationFrame.decode(s.encode())
+        #expect(s2 == s)
+        #expect(try s2.int32s() == [17, 18])
+        #expect(throws: WireError.self) { try s2.floats() }
+    }
+
+    @Test(arguments: [DType.f32, .f16]) func hiddenStates(_ dtype: DType) throws {
+        let cols = 2048
+        let r = rows(8)
+        // Values exactly representable in f16, so both dtypes round-trip exactly.
+        let values = (0..<(r.count * cols)).map { Float(($0 % 2001) - 1000) / 64 }
+        let f = ActivationFrame.hidden(step: 3, rows: r, logitRows: [7], values: values, cols: cols, dtype: dtype)
+        #expect(f.payload.count == values.count * dtype.byteSize)
+        try f.validate()
+        let d = try ActivationFrame.decode(f.encode())
+        #expect(d == f)
+        #expect(try d.floats() == values)
+    }
+
+    @Test(arguments: [DType.f32, .f16]) func largeLogits(_ dtype: DType) throws {
+        let vocab = 128_256
+        let r = rows(4)
+        var rng = SplitMix(1)
+        let values = (0..<(2 * vocab)).map { _ in Float(Float16(Float.random(in: -30...30, using: &rng))) }
+        let f = ActivationFrame.logits(step: .max, rows: r, logitRows: [0, 3], values: values, vocabSize: vocab, dtype: dtype)
+        let bytes = f.encode()
+        #expect(bytes.count > values.count * dtype.byteSize)
+        let d = try ActivationFrame.decode(bytes, limits: .forModel(embeddingLength: 4096, vocabSize: vocab, maxBatchRows: 512))
+        #expect(d == f)
+        #expect(try d.floats() == values)
+    }
+
+    @Test func emptyStep() throws {
+        let f = ActivationFrame.hidden(step: 0, rows: [], logitRows: [], values: [], cols: 4096)
+        #expect(try ActivationFrame.decode(f.encode()) == f)
+    }
+
+    @Test func limitsForModelAdmitWhatTheModelSends() throws {
+        let limits = WireLimits.forModel(embeddingLength: 4096, vocabSize: 32000, maxBatchRows: 64)
+        let values = [Float](repeating: 1, count: 64 * 32000)
+        let logits = ActivationFrame.logits(step: 1, rows: rows(64), logitRows: (0..<64).map { UInt32($0) },
+                                            values: values, vocabSize: 32000)
+        try logits.validate(limits: limits)
+        #expect(try ActivationFrame.decode(logits.encode(), limits: limits) == logits)
+        #expect(logits.encode().count <= limits.maxFrameBytes)
+    }
+}
+
+extension Control: CustomTestStringConvertible {
+    public var testDescription: String { "\(body)".prefix(40).description }
+}
