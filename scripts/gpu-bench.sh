@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs ON the lent GPU machine, from the project root with .gl/ and .gpu/ carried (scripts/gpu-bundle.sh
+# builds them here). Writes logs under ${OUT:-/tmp/out} and prints one table last.
+#   run: bash scripts/gpu-bench.sh   (carry: [".gl", ".gpu"])
+set -uo pipefail
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+S=".gpu/run.sh shardctl"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+nproc | sed 's/^/cpu cores: /' | tee -a "$out/gpu.txt"
+
+# Models: a tiny one per architecture for parity, the 7B Q4_K_M (4.08 GB) for speed.
+t0=$(date +%s.%N)
+$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf || exit 1
+echo "synth 7b: $(echo "$(date +%s.%N) - $t0" | bc) s, $(stat -c %s /tmp/7b.gguf) bytes" | tee -a "$out/gpu.txt"
+for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf; done
+
+# Parity: Vulkan greedy tokens vs CPU on the synthetic models.
+parity=""
+for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
+  n=16; [[ $m == /tmp/7b.gguf ]] && n=8
+  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens $n --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens $n --json --backend vulkan 2>"$out/vk-err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  echo "$m cpu: $c" >> "$out/parity.txt"; echo "$m vk:  $v" >> "$out/parity.txt"
+  [[ -n $c && $c == "$v" ]] && parity+="$(basename $m):same " || parity+="$(basename $m):DIFF "
+done
+$S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu > "$out/logits-cpu.json" 2>&1
+$S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan > "$out/logits-vk.json" 2>&1
+
+# Speed: VRAM sampled while the benchmark runs.
+( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > "$out/vram.txt" 2>/dev/null &
+smi=$!
+$S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-1.json" 2> "$out/bench-vk-1.err"
+kill $smi 2>/dev/null
+$S bench --model /tmp/7b.gguf --backend vulkan --shards 2 --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-2.json" 2> "$out/bench-vk-2.err"
+$S bench --model /tmp/7b.gguf --backend cpu --prompt-tokens 64 --gen-tokens 16 --json > "$out/bench-cpu.json" 2> "$out/bench-cpu.err"
+
+field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
+echo
+echo "parity (greedy, vulkan vs cpu): $parity"
+echo "logits cpu: $(head -c 200 $out/logits-cpu.json)"
+echo "logits vk:  $(head -c 200 $out/logits-vk.json)"
+echo "peak VRAM used (MiB, whole card): $(sort -n $out/vram.txt | tail -1)"
+echo "| run | prefill tok/s | decode tok/s | load s |"
+echo "| --- | ---: | ---: | ---: |"
+for r in vk-1 vk-2 cpu; do
+  f=$out/bench-$r.json
+  echo "| $r | $(field $f prefill_tokens_per_s) | $(field $f decode_tokens_per_s) | $(field $f load_seconds) |"
+done
+cat "$out"/bench-*.err | tail -5
