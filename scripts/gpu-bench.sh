@@ -13,7 +13,7 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$out/gpu.txt"
 # Models: a tiny one per architecture for parity, the 7B Q4_K_M (4.08 GB) for speed.
 t0=$(date +%s.%N)
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf || exit 1
-echo "synth 7b: $(echo "$(date +%s.%N) - $t0" | bc) s, $(stat -c %s /tmp/7b.gguf) bytes" | tee -a "$out/gpu.txt"
+echo "synth 7b: $(python3 -c "import sys; print(round($(date +%s.%N) - $t0, 1))") s, $(stat -c %s /tmp/7b.gguf) bytes" | tee -a "$out/gpu.txt"
 for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf; done
 
 # Parity: Vulkan greedy tokens vs CPU on the synthetic models.
