@@ -34,8 +34,8 @@ let package = Package(
         .target(name: "Compute", dependencies: ["GGUF", "Quant"], swiftSettings: optimizedAlways),
         .systemLibrary(name: "CVulkan", path: "Sources/CVulkan", pkgConfig: "vulkan", providers: [.apt(["libvulkan-dev"])]),
         .target(name: "VulkanBackend", dependencies: ["Compute", "GGUF", "Quant", "CVulkan"], swiftSettings: optimizedAlways),
-        .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute"], swiftSettings: optimizedAlways),
-        .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "Compute", "VulkanBackend", "ShardRuntime", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
+        .target(name: "ShardRuntime", dependencies: ["GGUF", "Quant", "Model", "Compute", "VulkanBackend", "Wire"], swiftSettings: optimizedAlways),
+        .target(name: "Coordinator", dependencies: ["GGUF", "Tokenizer", "Model", "Compute", "VulkanBackend", "ShardRuntime", "Wire", .product(name: "Logging", package: "swift-log")], swiftSettings: optimizedAlways),
         // Wire protocol: protoc-c output (scripts/gen-proto.sh) compiled as C over libprotobuf-c, libzmq through
         // a module map (no pkgConfig: libzmq.pc adds -isystem flags SwiftPM rejects), and the Swift frames +
         // sockets. Wire is a leaf: no dependency on the numeric modules.

@@ -560,7 +560,7 @@ const ProtobufCMessageDescriptor shard__register__descriptor =
   (ProtobufCMessageInit) shard__register__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[9] =
+static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[10] =
 {
   {
     "model_path",
@@ -670,6 +670,18 @@ static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_endpoint",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, next_endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__load_shard__field_indices_by_name[] = {
   7,   /* field[7] = backend */
@@ -680,12 +692,13 @@ static const unsigned shard__load_shard__field_indices_by_name[] = {
   2,   /* field[2] = layer_start */
   6,   /* field[6] = max_batch_rows */
   0,   /* field[0] = model_path */
+  9,   /* field[9] = next_endpoint */
   1,   /* field[1] = streamed_weights */
 };
 static const ProtobufCIntRange shard__load_shard__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor shard__load_shard__descriptor =
 {
@@ -695,7 +708,7 @@ const ProtobufCMessageDescriptor shard__load_shard__descriptor =
   "Shard__LoadShard",
   "shard",
   sizeof(Shard__LoadShard),
-  9,
+  10,
   shard__load_shard__field_descriptors,
   shard__load_shard__field_indices_by_name,
   1,  shard__load_shard__number_ranges,

@@ -3,7 +3,6 @@ import GGUF
 import Model
 import ShardRuntime
 import Tokenizer
-import VulkanBackend
 
 /// Options for loading a model into this process.
 public struct LoadOptions {
@@ -17,19 +16,27 @@ public struct LoadOptions {
     public var contextLength: Int?
     public var maxBatchRows: Int = 512
     public var threads: Int = Parallel.defaultThreads
+    /// Run the shards inside this process instead of as `shard-worker` processes (tests, one-GPU setups).
+    public var inProcess = false
     public static let defaultContextCap = 4096
     public init() {}
 }
 
-/// A model loaded in this process: file, hyperparameters, tokenizer and a pipeline of shards.
+/// A model served from this command: file, hyperparameters, tokenizer and the pipeline of shards —
+/// in this process for one shard (or `inProcess`), else one `shard-worker` process per shard, started
+/// here and stopped with this object.
 public final class LocalModel {
     public let file: GGUFFile
     public let config: ModelConfig
     public let tokenizer: Tokenizer
-    public let pipeline: LocalPipeline
+    public let pipeline: any ShardPipeline
     public let generator: Generator
     public let plan: [Range<Int>]
+    /// "cpu" / "vulkan", and the device of the first shard.
+    public let backendName: String
+    public let deviceName: String
     private let cpuPool: ThreadPool?
+    private let workers: WorkerProcesses?
 
     /// Loads `path`. `progress(done, total)` reports weights loaded (for a progress bar).
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
@@ -43,40 +50,54 @@ public final class LocalModel {
         tokenizer = try Tokenizer(gguf: file)
         let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
-        let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx))
-        var shards: [ModelShard] = []
-        let total = plan.count
-        // In-process CPU shards run one after the other, so they share one pool of worker threads.
-        let pool = options.backend == .cpu ? ThreadPool(threads: options.threads) : nil
-        cpuPool = pool
-        for (i, range) in plan.enumerated() {
-            let device = options.devices.map { $0[i % $0.count] }
-            let backend: any ComputeBackend = try pool.map { CPUBackend(pool: $0) }
-                ?? LocalModel.makeBackend(options.backend, device: device, threads: options.threads)
-            shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
-                progress?(i * 1000 + done * 1000 / n, total * 1000)
-            })
+        let maxRows = min(options.maxBatchRows, ctx)
+        backendName = options.backend.rawValue
+        if plan.count > 1 && !options.inProcess {
+            let workers = try WorkerProcesses(count: plan.count) { i in
+                var args = ["--backend", options.backend.rawValue, "--threads", "\(options.threads)"]
+                if let d = options.devices { args += ["--device", "\(d[i % d.count])"] }
+                return args
+            }
+            let remote = try RemotePipeline(
+                endpoints: workers.endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
+                vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
+                devices: options.devices, resultEndpoint: workers.socketPath("results"))
+            remote.healthCheck = { workers.allAlive ? nil : "a shard-worker process exited" }
+            progress?(1, 1)
+            self.workers = workers
+            cpuPool = nil
+            pipeline = remote
+            deviceName = remote.workers.first?.registration.deviceName ?? options.backend.rawValue
+        } else {
+            let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: maxRows)
+            var shards: [ModelShard] = []
+            let total = plan.count
+            // In-process CPU shards run one after the other, so they share one pool of worker threads.
+            let pool = options.backend == .cpu ? ThreadPool(threads: options.threads) : nil
+            for (i, range) in plan.enumerated() {
+                let device = options.devices.map { $0[i % $0.count] }
+                let backend: any ComputeBackend = try pool.map { CPUBackend(pool: $0) }
+                    ?? BackendFactory.make(options.backend, device: device, threads: options.threads)
+                shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
+                    progress?(i * 1000 + done * 1000 / n, total * 1000)
+                })
+            }
+            cpuPool = pool
+            workers = nil
+            pipeline = LocalPipeline(shards: shards)
+            deviceName = shards[0].backend.deviceName
         }
-        pipeline = LocalPipeline(shards: shards)
         generator = Generator(pipeline: pipeline)
     }
 
-    deinit { cpuPool?.shutdown() }
+    /// The number of shards the model is cut into.
+    public var shardCount: Int { plan.count }
 
-    public static func makeBackend(_ kind: BackendKind, device: Int? = nil, threads: Int) throws -> any ComputeBackend {
-        switch kind {
-        case .cpu: return CPUBackend(threads: threads)
-        case .vulkan:
-            if let device, !VulkanBackend.available().indices.contains(device) {
-                throw ComputeError("Vulkan device \(device) does not exist (\(VulkanBackend.available().count) found)")
-            }
-            return try VulkanBackend(deviceIndex: device)
-        }
+    deinit {
+        (pipeline as? RemotePipeline)?.shutdown()
+        workers?.stop()
+        cpuPool?.shutdown()
     }
 
-    /// What `--backend auto` means here: Vulkan when a real GPU is present, else the CPU
-    /// (a CPU Vulkan driver such as lavapipe is slower than the CPU backend).
-    public static func autoBackend() -> BackendKind {
-        VulkanBackend.available().contains { $0.usable && $0.type != "cpu" } ? .vulkan : .cpu
-    }
+
 }

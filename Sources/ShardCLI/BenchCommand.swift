@@ -38,23 +38,22 @@ extension Shardctl {
             // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop.
             let result = try m.generator.generate(prompt: prompt, maxTokens: genTokens, sampling: greedy,
                                                   isEndOfGeneration: { _ in false }, onToken: { _ in true })
-            let backend = m.pipeline.shards[0].backend
             if json {
                 Terminal.write(JSON.object([
                     ("prefill_tokens_per_s", JSON.number(result.prefillTokensPerSecond)),
                     ("decode_tokens_per_s", JSON.number(result.decodeTokensPerSecond)),
                     ("prompt_tokens", "\(promptTokens)"),
                     ("gen_tokens", "\(result.generated.count)"),
-                    ("backend", JSON.string(backend.kind.rawValue)),
-                    ("device", JSON.string(backend.deviceName)),
-                    ("shards", "\(m.pipeline.shards.count)"),
+                    ("backend", JSON.string(m.backendName)),
+                    ("device", JSON.string(m.deviceName)),
+                    ("shards", "\(m.shardCount)"),
                     ("concurrency", "\(concurrency)"),
                     ("load_seconds", JSON.number(loadSeconds)),
                 ]) + "\n")
             } else {
                 Terminal.write("""
                 model     \(model.model)
-                backend   \(backend.kind.rawValue) — \(backend.deviceName), \(m.pipeline.shards.count) shard(s)
+                backend   \(m.backendName) — \(m.deviceName), \(m.shardCount) shard(s)
                 load      \(fixed(loadSeconds, 3)) s
                 prefill   \(promptTokens) tokens: \(fixed(result.prefillTokensPerSecond, 1)) tok/s
                 decode    \(result.generated.count) tokens: \(fixed(result.decodeTokensPerSecond, 1)) tok/s

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Compute
 import Coordinator
+import ShardRuntime
 
 extension BackendKind: ExpressibleByArgument {}
 
@@ -12,7 +13,7 @@ public enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
         switch self {
         case .cpu: return .cpu
         case .vulkan: return .vulkan
-        case .auto: return LocalModel.autoBackend()
+        case .auto: return BackendFactory.auto()
         }
     }
 }

@@ -1,23 +1,44 @@
 import ArgumentParser
+import Compute
+import ShardRuntime
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `shard-worker`: one process per GPU or memory region, serving a layer range over ZeroMQ.
-/// The wire protocol and runtime arrive with the multi-process issue; until then it refuses to start.
+/// The coordinator tells it which layers to load; see `ShardServer` for the protocol.
 public struct ShardWorker: ParsableCommand {
     public static let configuration = CommandConfiguration(commandName: "shard-worker",
                                                            abstract: "Serve a shard of a model's layers.")
-    @Option(help: "Address to listen on, e.g. tcp://0.0.0.0:5600 or ipc:///tmp/shard0.")
+    @Option(help: "Control endpoint to listen on, e.g. tcp://0.0.0.0:5600 or ipc:///tmp/shard0 (data uses port + 1).")
     var listen: String
-    @Option(help: "GPU device index.")
+    @Option(help: "GPU device index (Vulkan backend).")
     var device: Int?
     @Option(help: "Compute backend: cpu, vulkan or auto.")
     var backend: BackendChoice = .auto
+    @Option(help: "CPU threads (default: all cores).")
+    var threads: Int?
+    @Option(name: .customLong("worker-id"), help: "Name reported to the coordinator (default: host-pid).")
+    var workerID: String?
+    @Flag(name: .customLong("exit-with-parent"), help: .hidden)
+    var exitWithParent = false
     public init() {}
 
+    public func validate() throws {
+        guard listen.hasPrefix("tcp://") || listen.hasPrefix("ipc://") else {
+            throw ValidationError("--listen must be tcp://HOST:PORT or ipc://PATH")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+    }
+
     public func run() throws {
-        throw ValidationError("shard-worker cannot serve yet: the ZeroMQ shard protocol is not built in this version")
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        var options = ShardServer.Options(listen: listen, workerID: workerID ?? "\(String(cString: host))-\(getpid())",
+                                          backend: backend.resolved, device: device)
+        if let threads { options.threads = threads }
+        options.exitWithParent = exitWithParent
+        try ShardServer(options).run()
     }
 
     public static func runMain() -> Never { runToCompletion(ShardWorker.self, nil) }

@@ -63,13 +63,16 @@ public struct LoadShard: ProtoBacked {
     public var maxBatchRows: UInt32
     public var backend: WireBackend
     public var deviceIndex: UInt32
+    /// Where this shard pushes its output frames (the next shard's data endpoint, or the coordinator's).
+    public var nextEndpoint: String
 
     public var layers: Range<Int> { Int(layerStart)..<Int(max(layerStart, layerEnd)) }
 
     public init(modelPath: String, streamedWeights: Bool = false, layerStart: UInt32, layerEnd: UInt32,
                 contextLength: UInt32, kvType: KVType = .unspecified, maxBatchRows: UInt32,
-                backend: WireBackend = .unspecified, deviceIndex: UInt32 = 0) {
+                backend: WireBackend = .unspecified, deviceIndex: UInt32 = 0, nextEndpoint: String = "") {
         self.modelPath = modelPath
+        self.nextEndpoint = nextEndpoint
         self.streamedWeights = streamedWeights
         self.layerStart = layerStart
         self.layerEnd = layerEnd
@@ -92,13 +95,14 @@ public struct LoadShard: ProtoBacked {
         c.max_batch_rows = maxBatchRows
         c.backend = Shard__Backend(rawValue: backend.rawValue)
         c.device_index = deviceIndex
+        c.next_endpoint = arena.string(nextEndpoint)
         return withUnsafeMutablePointer(to: &c) { body(base($0)) }
     }
 
     static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
         -> UnsafeMutablePointer<ProtobufCMessage>? { shard__load_shard__unpack(a, n, d).map(base) }
     static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
-        try controlPrecheck(b, maxField: 9, limits: limits)
+        try controlPrecheck(b, maxField: 10, limits: limits)
     }
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
@@ -115,7 +119,8 @@ public struct LoadShard: ProtoBacked {
                   kvType: try decodeEnum(c.kv_type.rawValue, KVType.self, "LoadShard.kv_type"),
                   maxBatchRows: c.max_batch_rows,
                   backend: try decodeEnum(c.backend.rawValue, WireBackend.self, "LoadShard.backend"),
-                  deviceIndex: c.device_index)
+                  deviceIndex: c.device_index,
+                  nextEndpoint: try decodeString(c.next_endpoint, "LoadShard.next_endpoint", limits))
     }
 }
 

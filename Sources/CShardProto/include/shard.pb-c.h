@@ -166,10 +166,14 @@ struct  Shard__LoadShard
   uint32_t max_batch_rows;
   Shard__Backend backend;
   uint32_t device_index;
+  /*
+   * where this shard pushes its output frames: the next shard's data
+   */
+  char *next_endpoint;
 };
 #define SHARD__LOAD_SHARD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__load_shard__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string }
 
 
 /*

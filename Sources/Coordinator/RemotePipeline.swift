@@ -1,0 +1,158 @@
+import Compute
+import ShardRuntime
+import Wire
+
+/// The shards as worker processes linked by ZeroMQ: coordinator → worker 0 → … → last worker →
+/// coordinator. Each worker is told its layer range and where to push its output; a step sends the
+/// token ids to worker 0 and waits for the logits from the last worker. A worker's Error, or no
+/// answer within `stepTimeout`, fails the step with a message naming the worker.
+public final class RemotePipeline: ShardPipeline {
+    public struct WorkerInfo: Sendable {
+        public var endpoint: String
+        public var registration: Register
+        public var layers: Range<Int>
+    }
+
+    public let vocabSize: Int
+    public let maxBatchRows: Int
+    public let contextLength: Int
+    public private(set) var workers: [WorkerInfo] = []
+    public var stepTimeout: Duration = .seconds(120)
+    /// Called while waiting for a step; a non-nil message fails the step at once (e.g. a worker process died).
+    public var healthCheck: (() -> String?)?
+
+    private let limits: WireLimits
+    private let context: ZmqContext
+    private var controls: [ZmqSocket] = []
+    private let input: ZmqSocket
+    private let results: ZmqSocket
+    private var nextStep: UInt64 = 1
+    private var nextRequest: UInt64 = 1
+    private var closed = false
+
+    /// Connects to the workers at `endpoints` (control endpoints), loads `plan[i]` of `modelPath` on
+    /// worker i and links them. `resultEndpoint` is where the last worker pushes logits (bound here).
+    public init(endpoints: [String], modelPath: String, plan: [Range<Int>], embeddingLength: Int, vocabSize: Int,
+                contextLength: Int, maxBatchRows: Int, backend: BackendKind, devices: [Int]?,
+                resultEndpoint: String, loadTimeout: Duration = .seconds(600)) throws {
+        precondition(endpoints.count == plan.count && !plan.isEmpty)
+        self.vocabSize = vocabSize
+        self.maxBatchRows = maxBatchRows
+        self.contextLength = contextLength
+        limits = WireLimits.forModel(embeddingLength: embeddingLength, vocabSize: vocabSize, maxBatchRows: maxBatchRows)
+        context = try ZmqContext()
+        results = try ZmqSocket(context, .pull, options: .activations(limits))
+        let resultAddress = try results.bind(resultEndpoint)
+        input = try ZmqSocket(context, .push, options: .activations(limits))
+        do {
+            for e in endpoints {
+                let s = try ZmqSocket(context, .dealer, options: .control(limits))
+                try s.connect(e)
+                controls.append(s)
+            }
+            // Hello: each worker answers a Heartbeat with its Register.
+            var registrations: [Register] = []
+            for (i, s) in controls.enumerated() {
+                guard case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
+                                                          timeout: .seconds(30), endpoint: endpoints[i]) else {
+                    throw GenerationError("worker at \(endpoints[i]) did not register")
+                }
+                guard r.protocolVersion == wireProtocolVersion else {
+                    throw GenerationError("worker \(r.workerID) speaks protocol \(r.protocolVersion), this coordinator \(wireProtocolVersion)")
+                }
+                registrations.append(r)
+            }
+            // Load, last worker first, so that each one's next hop is already listening.
+            let dataEndpoints = try endpoints.map { try Endpoints.data(forControl: $0) }
+            for i in plan.indices.reversed() {
+                let next = i + 1 < plan.count ? dataEndpoints[i + 1]
+                    : RemotePipeline.advertised(resultAddress, toward: endpoints[i])
+                let load = LoadShard(modelPath: modelPath, layerStart: UInt32(plan[i].lowerBound), layerEnd: UInt32(plan[i].upperBound),
+                                     contextLength: UInt32(contextLength), kvType: .f16, maxBatchRows: UInt32(maxBatchRows),
+                                     backend: WireBackend(name: backend.rawValue) ?? .unspecified,
+                                     deviceIndex: UInt32(devices.map { $0[i % $0.count] } ?? 0), nextEndpoint: next)
+                switch try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i]) {
+                case .ready: workers.insert(WorkerInfo(endpoint: endpoints[i], registration: registrations[i], layers: plan[i]), at: 0)
+                case .error(let e): throw GenerationError("worker \(registrations[i].workerID) could not load layers \(plan[i]): \(e.message)")
+                default: throw GenerationError("worker \(registrations[i].workerID) answered LoadShard unexpectedly")
+                }
+            }
+            try input.connect(dataEndpoints[0])
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { shutdown() }
+
+    /// A bound tcp address with a wildcard host becomes this machine's address toward the worker.
+    static func advertised(_ bound: String, toward worker: String) -> String {
+        guard bound.hasPrefix("tcp://0.0.0.0:") || bound.hasPrefix("tcp://*:"),
+              let host = Endpoints.host(of: worker), let local = Endpoints.localAddress(toward: host),
+              let colon = bound.lastIndex(of: ":") else { return bound }
+        return "tcp://\(local)\(bound[colon...])"
+    }
+
+    /// Sends a control request to worker i and waits for the reply with the same request id.
+    private func request(_ i: Int, _ body: Control.Body, timeout: Duration, endpoint: String) throws -> Control.Body {
+        let id = nextRequest
+        nextRequest += 1
+        try controls[i].send(Control(requestID: id, body))
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            guard try pollReadable([controls[i]], timeout: .milliseconds(100))[0] else { continue }
+            guard let reply = try controls[i].receive(Control.self, limits: limits) else { continue }
+            if reply.requestID == id { return reply.body }
+            if case .error(let e) = reply.body { throw GenerationError("worker at \(endpoint): \(e.message)") }
+        }
+        throw GenerationError("worker at \(endpoint) did not answer within \(timeout)")
+    }
+
+    public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
+        let id = nextStep
+        nextStep += 1
+        let wireRows = rows.map { ActivationFrame.Row(sequence: $0.sequence, position: UInt32($0.position)) }
+        try input.send(ActivationFrame.tokens(step: id, rows: wireRows, logitRows: logitRows.map(UInt32.init), tokens: tokens))
+        let clock = ContinuousClock()
+        let deadline = clock.now + stepTimeout
+        while clock.now < deadline {
+            if let problem = healthCheck?() { throw GenerationError("step \(id) failed: \(problem)") }
+            let ready = try pollReadable([results] + controls, timeout: .milliseconds(200))
+            for (i, r) in ready.enumerated().dropFirst() where r {
+                if let c = try controls[i - 1].receive(Control.self, limits: limits), case .error(let e) = c.body {
+                    throw GenerationError("worker \(workers[i - 1].registration.workerID) (layers \(workers[i - 1].layers)): \(e.message)")
+                }
+            }
+            guard ready[0], let frame = try results.receive(ActivationFrame.self, limits: limits) else { continue }
+            guard frame.stepID == id else { continue }  // a late answer to a step that already failed
+            guard frame.kind == .logits else { return [] }
+            return try frame.floats()
+        }
+        throw GenerationError("no answer from the shard pipeline for step \(id) within \(stepTimeout)")
+    }
+
+    public func release(_ sequence: SequenceID) throws {
+        for s in controls { try s.send(Control(.releaseSequence(ReleaseSequence(sequenceIDs: [sequence])))) }
+    }
+
+    /// Tells every worker to exit and waits briefly for their acknowledgements.
+    public func shutdown() {
+        guard !closed else { return }
+        for (i, s) in controls.enumerated() {
+            _ = try? request(i, .shutdown(Shutdown()), timeout: .seconds(2), endpoint: "#\(i)")
+            _ = s
+        }
+        close()
+    }
+
+    private func close() {
+        guard !closed else { return }
+        closed = true
+        controls.forEach { $0.close() }
+        input.close()
+        results.close()
+        context.shutdown()
+    }
+}

@@ -1,0 +1,196 @@
+import Compute
+import GGUF
+import Model
+import Synchronization
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGTERM/SIGINT: the serving loop finishes the frame in hand and exits.
+let stopRequested = Atomic<Bool>(false)
+
+/// What `shard-worker` runs: serves one `ModelShard` over ZeroMQ.
+///
+/// Control (a ROUTER bound at the `--listen` endpoint): Heartbeat → Register (the hello),
+/// LoadShard → Ready or Error, ReleaseSequence, Shutdown → Shutdown (acknowledged, then exit).
+/// Data (a PULL at `Endpoints.data(forControl:)`): ActivationFrames of token ids or hidden states;
+/// the results (hidden states, or logits from the last shard) are pushed to LoadShard's `nextEndpoint`.
+/// A malformed frame or a failing step is reported to the coordinator as an Error; the worker keeps serving.
+public final class ShardServer {
+    public struct Options {
+        public var listen: String
+        public var workerID: String
+        public var backend: BackendKind
+        public var device: Int?
+        public var threads: Int = Parallel.defaultThreads
+        /// Exit when the process that started this worker exits (workers that `shardctl` starts itself).
+        public var exitWithParent = false
+        public init(listen: String, workerID: String, backend: BackendKind, device: Int?) {
+            self.listen = listen
+            self.workerID = workerID
+            self.backend = backend
+            self.device = device
+        }
+    }
+
+    let options: Options
+    let limits = WireLimits()
+    private let context: ZmqContext
+    private let control: ZmqSocket
+    private let data: ZmqSocket
+    private var next: ZmqSocket?
+    private var shard: ModelShard?
+    private var coordinator: PeerID?
+    private var stats = (tokens: UInt64(0), steps: UInt64(0), busy: 0.0)
+
+    public init(_ options: Options) throws {
+        self.options = options
+        context = try ZmqContext()
+        control = try ZmqSocket(context, .router, options: .control(limits))
+        data = try ZmqSocket(context, .pull, options: .activations(limits))
+        _ = try control.bind(options.listen)
+        _ = try data.bind(try Endpoints.data(forControl: options.listen))
+    }
+
+    /// Serves until Shutdown, SIGTERM/SIGINT, or (with `exitWithParent`) the parent's exit.
+    public func run() throws {
+        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+        let parent = getppid()
+        defer { close() }
+        while !stopRequested.load(ordering: .relaxed) {
+            if options.exitWithParent && getppid() != parent { return }
+            let ready = try pollReadable([control, data], timeout: .milliseconds(200))
+            if ready[0], try !serveControl() { return }
+            if ready[1] { try serveData() }
+        }
+    }
+
+    private func close() {
+        next?.close()
+        data.close()
+        control.close()
+        context.shutdown()
+        if options.listen.hasPrefix("ipc://") {
+            unlink(String(options.listen.dropFirst(6)))
+            unlink(String(options.listen.dropFirst(6)) + ".data")
+        }
+    }
+
+    /// Handles one control message; false after Shutdown.
+    private func serveControl() throws -> Bool {
+        guard let routed = try control.receiveRouted(Control.self, limits: limits) else { return true }
+        coordinator = routed.peer
+        let request: Control
+        switch routed.message {
+        case .success(let c): request = c
+        case .failure(let e):
+            try reply(Control(ErrorReport(code: .malformedFrame, message: "\(e)").asBody), to: routed.peer)
+            return true
+        }
+        switch request.body {
+        case .heartbeat:
+            try reply(Control(requestID: request.requestID, .register(registration())), to: routed.peer)
+        case .loadShard(let load):
+            do {
+                let ready = try self.load(load)
+                try reply(Control(requestID: request.requestID, .ready(ready)), to: routed.peer)
+            } catch {
+                try reply(Control(requestID: request.requestID, .error(ErrorReport(code: .loadFailed, message: "\(error)"))), to: routed.peer)
+            }
+        case .releaseSequence(let r):
+            for s in r.sequenceIDs { shard?.release(s) }
+        case .shutdown:
+            try reply(Control(requestID: request.requestID, .shutdown(Shutdown())), to: routed.peer)
+            return false
+        default:
+            try reply(Control(requestID: request.requestID, .error(ErrorReport(code: .badRequest, message: "unexpected \(request.body)"))), to: routed.peer)
+        }
+        return true
+    }
+
+    private func reply(_ message: Control, to peer: PeerID) throws {
+        do { try control.send(message, to: peer) } catch { /* the coordinator left: nothing to tell */ }
+    }
+
+    private func registration() -> Register {
+        let backend = WireBackend(name: options.backend.rawValue) ?? .unspecified
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let pages = Int(sysconf(Int32(_SC_AVPHYS_PAGES))), pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        return Register(workerID: options.workerID, backend: backend, deviceName: shard?.backend.deviceName ?? options.backend.rawValue,
+                        freeMemoryBytes: UInt64(max(0, pages * pageSize)), host: String(cString: host))
+    }
+
+    private func load(_ request: LoadShard) throws -> Ready {
+        let file = try GGUFFile(path: request.modelPath)
+        let config = try ModelConfig(gguf: file)
+        let layers = request.layers
+        guard !layers.isEmpty, layers.upperBound <= config.layerCount else {
+            throw ModelConfigError("layer range \(layers) is outside the model's \(config.layerCount) layers")
+        }
+        let kind = BackendKind(rawValue: request.backend.name) ?? options.backend
+        let backend = try BackendFactory.make(kind, device: request.backend == .vulkan ? Int(request.deviceIndex) : options.device,
+                                              threads: options.threads)
+        let shardOptions = ShardOptions(contextLength: Int(request.contextLength), maxBatchRows: Int(request.maxBatchRows))
+        let shard = try ModelShard(file: file, config: config, layers: layers, backend: backend, options: shardOptions)
+        let push = try ZmqSocket(context, .push, options: .activations(limits))
+        try push.connect(request.nextEndpoint)
+        next?.close()
+        next = push
+        self.shard = shard
+        return Ready(workerID: options.workerID, layerStart: UInt32(layers.lowerBound), layerEnd: UInt32(layers.upperBound),
+                     memoryUsedBytes: UInt64(layers.reduce(0) { $0 + file.layerMemory.bytes(layers: $1..<($1 + 1)) }))
+    }
+
+    private func serveData() throws {
+        guard let frame = try data.receive(ActivationFrame.self, limits: limits) else { return }
+        guard let shard, let next else {
+            report(.badRequest, "frame \(frame.stepID) arrived before LoadShard")
+            return
+        }
+        let clock = ContinuousClock(), start = clock.now
+        do {
+            let rows = frame.rows.map { StepRow(sequence: $0.sequence, position: Int($0.position)) }
+            let input: ShardInput
+            switch frame.kind {
+            case .tokens: input = .tokens(try frame.int32s())
+            case .hidden: input = .hidden(try frame.floats())
+            default: throw ComputeError("a shard takes token ids or hidden states, not \(frame.kind)")
+            }
+            let logitRows = frame.logitRows.map(Int.init)
+            let output: ActivationFrame
+            switch try shard.forward(input, rows: rows, logitRows: shard.ownsHead ? logitRows : []) {
+            case .hidden(let h):
+                output = .hidden(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: h,
+                                 cols: shard.config.embeddingLength, dtype: .f32)
+            case .logits(let l):
+                output = .logits(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: l,
+                                 vocabSize: shard.config.vocabSize, dtype: .f32)
+            }
+            try next.send(output)
+            stats.tokens += UInt64(rows.count)
+            stats.steps += 1
+            stats.busy += (clock.now - start).secondsValue
+        } catch {
+            report(.internalError, "step \(frame.stepID): \(error)")
+        }
+    }
+
+    private func report(_ code: ErrorCode, _ message: String) {
+        guard let coordinator else { return }
+        try? control.send(Control(.error(ErrorReport(code: code, message: message))), to: coordinator)
+    }
+}
+
+extension ErrorReport {
+    var asBody: Control.Body { .error(self) }
+}
+
+extension Duration {
+    var secondsValue: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) * 1e-18
+    }
+}
