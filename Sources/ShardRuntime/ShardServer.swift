@@ -145,7 +145,20 @@ public final class ShardServer {
     }
 
     private func serveData() throws {
-        guard let frame = try data.receive(ActivationFrame.self, limits: limits) else { return }
+        let received: ActivationFrame?
+        do {
+            received = try data.receive(ActivationFrame.self, limits: limits)
+        } catch {
+            // A bad frame is the sender's problem: report it and keep serving. Socket errors end the worker.
+            switch error {
+            case .malformed(let why), .limitExceeded(let why):
+                report(.malformedFrame, "rejected a frame: \(why)")
+                return
+            default:
+                throw error
+            }
+        }
+        guard let frame = received else { return }
         guard let shard, let next else {
             report(.badRequest, "frame \(frame.stepID) arrived before LoadShard")
             return

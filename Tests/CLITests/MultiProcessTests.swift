@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import Wire
+
+/// Shards as `shard-worker` processes: same results for any shard count, faults reported cleanly,
+/// no process left behind.
+@Suite(.serialized) struct MultiProcessTests {
+    let smol = CLI.model("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+    func workerCount() -> Int {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        p.arguments = ["-f", "shard-worker --listen ipc:///tmp/shard-"]
+        let out = Pipe()
+        p.standardOutput = out
+        try? p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").count
+    }
+
+    @Test func shardCountsGiveIdenticalTokensAndLogits() throws {
+        var tokens: [String] = [], logits: [String] = []
+        for n in [1, 2, 3, 4] {
+            let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
+                                 "--temperature", "0", "--max-tokens", "16", "--json", "--shards", "\(n)", "--backend", "cpu"])
+            #expect(g.status == 0, "\(n) shards: \(g.stderr)")
+            tokens.append(g.lines.dropLast().joined(separator: "\n"))
+            let l = try CLI.run(["logits", "--model", smol, "--prompt", "The capital of France is", "--top", "20",
+                                 "--shards", "\(n)", "--backend", "cpu"])
+            #expect(l.status == 0, "\(n) shards: \(l.stderr)")
+            logits.append(l.stdout)
+        }
+        #expect(Set(tokens).count == 1, "tokens differ between shard counts")
+        #expect(Set(logits).count == 1, "logits differ between shard counts")
+        #expect(workerCount() == 0, "shard-worker processes left behind")
+    }
+
+    @Test func deadWorkerFailsTheRequestCleanly() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["generate", "--model", smol, "--prompt", "Tell me a long story.", "--temperature", "0",
+                       "--max-tokens", "4000", "--ctx", "4096", "--shards", "2", "--backend", "cpu", "--json"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // Wait for the workers, then kill one mid-generation.
+        var victims: [String] = []
+        for _ in 0..<100 where victims.isEmpty {
+            Thread.sleep(forTimeInterval: 0.1)
+            let pg = Process()
+            pg.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+            pg.arguments = ["-P", "\(p.processIdentifier)", "shard-worker"]
+            let out = Pipe()
+            pg.standardOutput = out
+            try pg.run()
+            victims = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init)
+            pg.waitUntilExit()
+        }
+        try #require(victims.count == 2, "workers did not start")
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(pid_t(victims[1])!, SIGKILL)
+        p.waitUntilExit()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus != 0)
+        #expect(message.hasPrefix("error: ") && message.contains("shard-worker"), "stderr: \(message)")
+        #expect(message.split(separator: "\n").count == 1)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(workerCount() == 0, "shard-worker processes left behind")
+    }
+
+    @Test func killedCoordinatorLeavesNoWorkers() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["generate", "--model", smol, "--prompt", "Tell me a long story.", "--temperature", "0",
+                       "--max-tokens", "4000", "--ctx", "4096", "--shards", "3", "--backend", "cpu"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        for _ in 0..<100 where workerCount() < 3 { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(workerCount() == 3)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        for _ in 0..<50 where workerCount() > 0 { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(workerCount() == 0, "workers outlived their coordinator")
+    }
+
+    /// A worker driven by hand over the wire: it registers, loads, rejects a malformed frame with an
+    /// Error and keeps serving, computes a real step, and exits on Shutdown.
+    @Test func workerSurvivesMalformedFramesAndShutsDownCleanly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-wire-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let listen = "ipc://\(dir.path)/w"
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+        worker.arguments = ["--listen", listen, "--backend", "cpu", "--worker-id", "w0"]
+        try worker.run()
+        defer { if worker.isRunning { worker.terminate() } }
+
+        let limits = WireLimits.forModel(embeddingLength: 576, vocabSize: 49152, maxBatchRows: 64)
+        let ctx = try ZmqContext()
+        let control = try ZmqSocket(ctx, .dealer, options: .control(limits, receiveTimeout: .seconds(20)))
+        try control.connect(listen)
+        let results = try ZmqSocket(ctx, .pull, options: .activations(limits, receiveTimeout: .seconds(20)))
+        let resultEndpoint = try results.bind("ipc://\(dir.path)/results")
+        let data = try ZmqSocket(ctx, .push, options: .activations(limits))
+        try data.connect(try Endpoints.data(forControl: listen))
+        defer { control.close(); results.close(); data.close(); ctx.shutdown() }
+
+        try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
+        let hello = try #require(try control.receive(Control.self, limits: limits))
+        guard case .register(let r) = hello.body else { Issue.record("expected Register, got \(hello.body)"); return }
+        #expect(r.workerID == "w0" && hello.requestID == 1)
+
+        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
+                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
+                                                                     nextEndpoint: resultEndpoint))))
+        let loaded = try #require(try control.receive(Control.self, limits: limits))
+        guard case .ready(let ready) = loaded.body else { Issue.record("expected Ready, got \(loaded.body)"); return }
+        #expect(ready.layerStart == 0 && ready.layerEnd == 30)
+
+        // Garbage on the data channel: reported, not fatal.
+        try data.send(bytes: UnsafeRawBufferPointer(start: [UInt8](repeating: 0xFF, count: 64), count: 64))
+        let tokens: [Int32] = [504, 3575, 282, 4649, 314]
+        let rows = tokens.indices.map { ActivationFrame.Row(sequence: 9, position: UInt32($0)) }
+        // A frame whose token id is outside the vocabulary: a step error, also reported.
+        try data.send(ActivationFrame.tokens(step: 1, rows: [rows[0]], logitRows: [0], tokens: [99_999]))
+        var errors: [String] = []
+        while errors.count < 2, let c = try control.receive(Control.self, limits: limits) {
+            if case .error(let e) = c.body { errors.append(e.message) }
+        }
+        #expect(errors.count == 2)
+        #expect(errors.contains { $0.contains("rejected a frame") }, "\(errors)")
+        #expect(errors.contains { $0.contains("outside the vocabulary") }, "\(errors)")
+        try data.send(ActivationFrame.tokens(step: 2, rows: rows, logitRows: [4], tokens: tokens))
+        let frame = try #require(try results.receive(ActivationFrame.self, limits: limits))
+        #expect(frame.stepID == 2 && frame.kind == .logits)
+        let logits = try frame.floats()
+        #expect(logits.count == 49152)
+        #expect(logits.indices.max { logits[$0] < logits[$1] } == 7042)
+
+        try control.send(Control(requestID: 3, .shutdown(Shutdown())))
+        let bye = try #require(try control.receive(Control.self, limits: limits))
+        guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+    }
+}
