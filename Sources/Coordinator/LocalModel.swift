@@ -18,6 +18,8 @@ public struct LoadOptions {
     public var threads: Int = Parallel.defaultThreads
     /// Run the shards inside this process instead of as `shard-worker` processes (tests, one-GPU setups).
     public var inProcess = false
+    /// Running workers to use (`--workers tcp://h1:5600,…`): one shard each, instead of starting local ones.
+    public var workers: [String]?
     public static let defaultContextCap = 4096
     public init() {}
 }
@@ -42,8 +44,12 @@ public final class LocalModel {
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
         let file = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: file)
+        let shardCount = options.workers?.count ?? options.shards
         let plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
-            ?? LayerPlan.even(layers: config.layerCount, shards: options.shards)
+            ?? LayerPlan.even(layers: config.layerCount, shards: shardCount)
+        if let workers = options.workers, workers.count != plan.count {
+            throw ModelConfigError("--split makes \(plan.count) shards for \(workers.count) workers")
+        }
         self.file = file
         self.config = config
         self.plan = plan
@@ -52,7 +58,17 @@ public final class LocalModel {
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
         let maxRows = min(options.maxBatchRows, ctx)
         backendName = options.backend.rawValue
-        if plan.count > 1 && !options.inProcess {
+        if let endpoints = options.workers {
+            let remote = try RemotePipeline(
+                endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
+                vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
+                devices: options.devices, resultEndpoint: "tcp://0.0.0.0:*", ownsWorkers: false)
+            progress?(1, 1)
+            workers = nil
+            cpuPool = nil
+            pipeline = remote
+            deviceName = remote.workers.first?.registration.deviceName ?? options.backend.rawValue
+        } else if plan.count > 1 && !options.inProcess {
             let workers = try WorkerProcesses(count: plan.count) { i in
                 var args = ["--backend", options.backend.rawValue, "--threads", "\(options.threads)"]
                 if let d = options.devices { args += ["--device", "\(d[i % d.count])"] }

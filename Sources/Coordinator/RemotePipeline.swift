@@ -29,12 +29,15 @@ public final class RemotePipeline: ShardPipeline {
     private var nextStep: UInt64 = 1
     private var nextRequest: UInt64 = 1
     private var closed = false
+    /// Workers this coordinator started: they get Shutdown at the end. Running services (`--workers`) stay up.
+    private let ownsWorkers: Bool
 
     /// Connects to the workers at `endpoints` (control endpoints), loads `plan[i]` of `modelPath` on
     /// worker i and links them. `resultEndpoint` is where the last worker pushes logits (bound here).
     public init(endpoints: [String], modelPath: String, plan: [Range<Int>], embeddingLength: Int, vocabSize: Int,
                 contextLength: Int, maxBatchRows: Int, backend: BackendKind, devices: [Int]?,
-                resultEndpoint: String, loadTimeout: Duration = .seconds(600)) throws {
+                resultEndpoint: String, ownsWorkers: Bool = true, loadTimeout: Duration = .seconds(600)) throws {
+        self.ownsWorkers = ownsWorkers
         precondition(endpoints.count == plan.count && !plan.isEmpty)
         self.vocabSize = vocabSize
         self.maxBatchRows = maxBatchRows
@@ -137,12 +140,14 @@ public final class RemotePipeline: ShardPipeline {
         for s in controls { try s.send(Control(.releaseSequence(ReleaseSequence(sequenceIDs: [sequence])))) }
     }
 
-    /// Tells every worker to exit and waits briefly for their acknowledgements.
+    /// Tells the workers this coordinator started to exit (waiting briefly for their acknowledgements),
+    /// and closes the sockets.
     public func shutdown() {
         guard !closed else { return }
-        for (i, s) in controls.enumerated() {
-            _ = try? request(i, .shutdown(Shutdown()), timeout: .seconds(2), endpoint: "#\(i)")
-            _ = s
+        if ownsWorkers {
+            for i in controls.indices {
+                _ = try? request(i, .shutdown(Shutdown()), timeout: .seconds(2), endpoint: "#\(i)")
+            }
         }
         close()
     }

@@ -34,6 +34,8 @@ struct ComputeOptions: ParsableArguments {
     var ctx: Int?
     @Option(help: "CPU threads per shard (default: all cores).")
     var threads: Int?
+    @Option(help: "Running shard-workers to use, one shard each: tcp://h1:5600,tcp://h2:5600.")
+    var workers: String?
 
     /// `--devices 0,1` as indices.
     var deviceList: [Int]? {
@@ -50,6 +52,12 @@ struct ComputeOptions: ParsableArguments {
     func validate() throws {
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
         _ = try deviceList
+        if let workers {
+            let list = workers.split(separator: ",")
+            guard !list.isEmpty, list.allSatisfy({ $0.hasPrefix("tcp://") || $0.hasPrefix("ipc://") }) else {
+                throw ValidationError("--workers must be a comma-separated list of tcp://HOST:PORT or ipc://PATH endpoints")
+            }
+        }
         if let ctx, ctx < 1 { throw ValidationError("--ctx must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
     }
@@ -59,6 +67,7 @@ struct ComputeOptions: ParsableArguments {
         o.shards = shards
         o.backend = backend.resolved
         o.devices = try deviceList
+        o.workers = workers.map { $0.split(separator: ",").map(String.init) }
         o.contextLength = ctx
         if let threads { o.threads = threads }
         return o

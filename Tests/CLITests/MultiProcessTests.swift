@@ -148,3 +148,29 @@ import Wire
         #expect(worker.terminationStatus == 0)
     }
 }
+
+/// Workers on separate network "hosts" (namespaces with veth links), the coordinator on a third, tcp:// only.
+/// Needs root (CI runs as root) to create the namespaces.
+@Suite struct MultiHostTests {
+    @Test(.enabled(if: getuid() == 0, "network namespaces need root"))
+    func workersInSeparateNetworkNamespacesOverTCP() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        let bin = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().path
+        p.arguments = [CLI.packageRoot.appendingPathComponent("scripts/netns-multihost.sh").path, bin,
+                       CLI.model("SmolLM2-135M-Instruct.Q4_1.gguf"), "The capital of France is", "8"]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(errors)")
+        let tokens = output.split(separator: "\n").dropLast().compactMap {
+            (try? CLI.json(String($0)) as? [String: Any])?["token"] as? Int
+        }
+        // The single-process greedy tokens (and llama.cpp's up to its first near-tie).
+        #expect(tokens == [7042, 30, 198, 198, 504, 1797, 1918, 553], "\(output)\n\(errors)")
+    }
+}
