@@ -1,10 +1,10 @@
 #version 450
 // Y[row] = W[row] . X (+ bias[row]) for one column (decode). W: M rows of K values in a ggml block
-// layout (TYPE_*), X: K f32. One subgroup per R rows (the x values loaded once for the R rows), the
-// subgroup's lanes striding over the row in units of contiguous weight bytes, partial sums reduced
-// with subgroupAdd (no shared memory, no barriers). A workgroup takes `rowsPerGroup` rows; its
-// subgroups loop over them, so any subgroup size covers every row. Q4_K and Q6_K have unrolled
-// decoders (16-byte / 3-word loads per unit, scales decoded once per unit); other formats use dq4.
+// layout (TYPE_*), X: K f32. One workgroup per R rows: its invocations stride over the rows in units
+// of contiguous weight bytes (a 4096-wide Q4_K row is one unit per invocation, so every load of the
+// matrix is in flight at once), each x value loaded once for the R rows; partial sums reduced with
+// subgroupAdd and one shared-memory exchange. Q4_K and Q6_K have unrolled decoders (16-byte / 3-word
+// loads per unit, scales decoded once per unit); other formats use dq4.
 #include "common.glsl"
 layout(std430, binding = 0) readonly buffer WBuf { uint W[]; };
 layout(std430, binding = 0) readonly buffer WBuf4 { uvec4 W4[]; };
@@ -14,15 +14,15 @@ layout(std430, binding = 2) writeonly buffer YBuf { float Y[]; };
 layout(std430, binding = 3) readonly buffer BBuf { float Bias[]; };
 layout(push_constant) uniform Params { uint M, K, rowBytes, hasBias, rowsPerGroup; } p;
 
-#define R 2u
+#define R 4u   // = rowsPerGroup (VulkanBackend.matvecRows)
 
 float hsum(vec4 v) { return (v.x + v.y) + (v.z + v.w); }
 
 void main() {
-    const uint base = flat_group() * p.rowsPerGroup;
-    const uint end = min(base + p.rowsPerGroup, p.M);
-    const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
-    for (uint row0 = base + gl_SubgroupID * R; row0 < end; row0 += gl_NumSubgroups * R) {
+    const uint row0 = flat_group() * R;
+    if (row0 >= p.M) return;  // uniform per workgroup
+    const uint lane = gl_LocalInvocationID.x, S = WG;
+    {
         float acc[R];
         uint rowOff[R];
         for (uint r = 0u; r < R; r++) { acc[r] = 0.0; rowOff[r] = min(row0 + r, p.M - 1u) * p.rowBytes; }
@@ -95,10 +95,21 @@ void main() {
             for (uint r = 0u; r < R; r++) acc[r] += dot(dq4(rowOff[r] + blk * BB, i), x);
         }
 #endif
-        for (uint r = 0u; r < R; r++) {
-            const float s = subgroupAdd(acc[r]);
-            const uint row = row0 + r;
-            if (subgroupElect() && row < end) Y[row] = s + (p.hasBias != 0u ? Bias[row] : 0.0);
+        for (uint r = 0u; r < R; r++) acc[r] = subgroupAdd(acc[r]);
+        if (gl_NumSubgroups > 1) {
+            if (subgroupElect()) for (uint r = 0u; r < R; r++) red_sh[r * gl_NumSubgroups + gl_SubgroupID] = acc[r];
+            barrier();
+            if (lane < R) {
+                float t = 0.0;
+                for (uint i = 0u; i < gl_NumSubgroups; i++) t += red_sh[lane * gl_NumSubgroups + i];
+                const uint row = row0 + lane;
+                if (row < p.M) Y[row] = t + (p.hasBias != 0u ? Bias[row] : 0.0);
+            }
+        } else if (subgroupElect()) {
+            for (uint r = 0u; r < R; r++) {
+                const uint row = row0 + r;
+                if (row < p.M) Y[row] = acc[r] + (p.hasBias != 0u ? Bias[row] : 0.0);
+            }
         }
     }
 }

@@ -115,6 +115,9 @@ public final class VulkanBackend: ComputeBackend {
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
     public var roundsActivations = true
     private var readback: GPUBuffer?
+    /// Positions per split of decode attention (default: 2 tiles; env SHARD_VK_ATTN_CHUNK, which also
+    /// enables splitting on CPU devices, for tests).
+    public var attentionSplitChunk: Int? = nil
 
     // MARK: profiling
     /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
@@ -223,6 +226,7 @@ public final class VulkanBackend: ComputeBackend {
         attentionWorkgroupSize = awg
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
+        if let v = getenv("SHARD_VK_ATTN_CHUNK"), let c = Int(String(cString: v)), c > 0 { attentionSplitChunk = c }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
@@ -309,7 +313,7 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q8_0": (SPIRV.embed_q8_0, 3), "embed_q4_K": (SPIRV.embed_q4_K, 3),
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
-        "attention": (SPIRV.attention, 4), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_f32": (SPIRV.matvec_f32, 4), "matvec_f16": (SPIRV.matvec_f16, 4),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 4), "matvec_q4_1": (SPIRV.matvec_q4_1, 4),
@@ -547,8 +551,8 @@ public final class VulkanBackend: ComputeBackend {
             let input = Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer
             let bias = item.bias as? VulkanWeight
             if n == 1 {
-                // Decode: subgroup-per-rows mat-vec (matvec.comp), matvecRows rows per workgroup.
-                let perGroup = max(1, workgroupSize / max(device.subgroupSize, 1)) * Self.matvecRowsPerSubgroup
+                // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
+                let perGroup = Self.matvecRows
                 let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
                 dispatch("matvec_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
                          [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), bias == nil ? 0 : 1, UInt32(perGroup)],
@@ -564,8 +568,8 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
-    /// R in matvec.comp: rows each subgroup computes together.
-    static let matvecRowsPerSubgroup = 2
+    /// R in matvec.comp: rows each workgroup computes together.
+    static let matvecRows = 4
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {
@@ -628,10 +632,27 @@ public final class VulkanBackend: ComputeBackend {
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
               q.columns >= p.heads * p.headDim, o.columns == q.columns
         else { return fail("attention: \(p) with q of \(q.columns) columns, kvDim \(s.shape.kvDim)") }
-        dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step],
-                 [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
-                  UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern],
+        let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
+                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
+                    UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
+        // Few rows (decode): split each row's positions into chunks (flash-decoding) so that the GPU has
+        // more than heads × rows workgroups, then merge; many rows (prefill) fill the GPU as they are.
+        let maxLen = Int(batch.positions.max() ?? 0) + 1
+        let chunk = attentionSplitChunk ?? attentionWorkgroupSize * 2
+        let splits = (maxLen + chunk - 1) / chunk
+        if (device.type != "cpu" || attentionSplitChunk != nil) && batch.rows * p.heads < 1024 && splits > 1 {
+            do {
+                let floats = batch.rows * p.heads * splits * (p.headDim + 2)
+                let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
+                dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, part], push + [UInt32(chunk), UInt32(offset / 4)],
+                         groups: (p.heads, batch.rows, splits))
+                dispatch("attention_merge", [part, o.buffer],
+                         [UInt32(p.heads), UInt32(p.headDim), UInt32(splits), UInt32(q.columns), UInt32(offset / 4)],
+                         groups: (p.heads, batch.rows, 1))
+            } catch { deferredError = error }
+            return
+        }
+        dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
     }
 
