@@ -6,7 +6,8 @@
 #                      export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; .gpu/run.sh shardctl …
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! ls .gl/*.deb >/dev/null 2>&1; then
+out=${GPU_BUNDLE_DIR:-.gpu}   # e.g. GPU_BUNDLE_DIR=/work/main/.gpu-perf to build into another checkout
+if [ -z "${GPU_BUNDLE_DIR:-}" ] && ! ls .gl/*.deb >/dev/null 2>&1; then
   grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >> .git/info/exclude
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -15,7 +16,6 @@ if ! ls .gl/*.deb >/dev/null 2>&1; then
 fi
 swift build -c release --static-swift-stdlib >/dev/null
 bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
-out=.gpu
 rm -rf "$out" && mkdir -p "$out/fallback"
 for exe in shardctl shard-worker; do cp "$bin/$exe" "$out/$exe" && strip "$out/$exe"; done
 for exe in shardctl shard-worker; do ldd "$bin/$exe"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u | while read -r lib; do

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import ShardRuntime
+import VulkanBackend
 
 extension Shardctl {
     struct Bench: ParsableCommand {
@@ -15,6 +16,8 @@ extension Shardctl {
         var concurrency: Int = 1
         @Flag(help: "One JSON object instead of a table.")
         var json = false
+        @Flag(help: "Time every GPU dispatch (Vulkan) and print a per-op table at the end (to stderr with --json).")
+        var profile = false
 
         func validate() throws {
             guard promptTokens >= 1, genTokens >= 1 else { throw ValidationError("--prompt-tokens and --gen-tokens must be ≥ 1") }
@@ -31,6 +34,9 @@ extension Shardctl {
             let m = try loadModel(model.model, options)
             let loadSeconds = (clock.now - t0).seconds
             // A deterministic prompt of ordinary tokens (ids spread over the vocabulary, no specials).
+            // GPU timestamps are read from backends in this process (one shard, or --in-process).
+            let vulkan = ((m.pipeline as? LocalPipeline)?.shards ?? []).compactMap { $0.backend as? VulkanBackend }
+            if profile { for b in vulkan { b.profile = true } }
             let vocab = Int32(m.config.vocabSize)
             let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + 1000) % Int64(vocab - 1000)) + 500 }
             var greedy = SamplingParams.greedy
@@ -38,6 +44,10 @@ extension Shardctl {
             // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop.
             let result = try m.generator.generate(prompt: prompt, maxTokens: genTokens, sampling: greedy,
                                                   isEndOfGeneration: { _ in false }, onToken: { _ in true })
+            if profile {
+                let report = vulkan.enumerated().map { "GPU profile, shard \($0.offset):\n" + $0.element.profileReport() }.joined(separator: "\n")
+                if json { Terminal.error(report) } else { Terminal.write(report + "\n") }
+            }
             if json {
                 Terminal.write(JSON.object([
                     ("prefill_tokens_per_s", JSON.number(result.prefillTokensPerSecond)),

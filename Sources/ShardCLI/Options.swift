@@ -36,6 +36,8 @@ struct ComputeOptions: ParsableArguments {
     var threads: Int?
     @Option(help: "Running shard-workers to use, one shard each: tcp://h1:5600,tcp://h2:5600.")
     var workers: String?
+    @Flag(name: .customLong("in-process"), help: "Run all shards inside this process instead of as shard-worker processes.")
+    var inProcess = false
 
     /// `--devices 0,1` as indices.
     var deviceList: [Int]? {
@@ -68,6 +70,7 @@ struct ComputeOptions: ParsableArguments {
         o.backend = backend.resolved
         o.devices = try deviceList
         o.workers = workers.map { $0.split(separator: ",").map(String.init) }
+        o.inProcess = inProcess
         o.contextLength = ctx
         if let threads { o.threads = threads }
         return o

@@ -115,6 +115,93 @@ public final class VulkanBackend: ComputeBackend {
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
     public var roundsActivations = true
     private var readback: GPUBuffer?
+    /// Positions per split of decode attention (default: 2 tiles; env SHARD_VK_ATTN_CHUNK, which also
+    /// enables splitting on CPU devices, for tests).
+    public var attentionSplitChunk: Int? = nil
+
+    // MARK: profiling
+    /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
+    /// (decode: steps of one row; prefill: more). Read with `profileReport()`. Costs a little per dispatch.
+    public var profile = false
+    private var queryPool: VkQueryPool?
+    private static let maxQueries: UInt32 = 8192
+    private var queryNames: [String] = []
+    private var stepQuery = false
+    /// (phase + op kind) → (dispatches, total ns); phase → (steps, ns from first to last timestamp).
+    private var opStats: [String: (count: Int, ns: Double)] = [:]
+    private var stepStats: [String: (count: Int, ns: Double)] = [:]
+
+    private func profileBegin() {
+        guard profile, ctx.timestampValidBits > 0 else { return }
+        if queryPool == nil {
+            var qci = VkQueryPoolCreateInfo()
+            qci.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
+            qci.queryType = VK_QUERY_TYPE_TIMESTAMP
+            qci.queryCount = Self.maxQueries
+            if vkCreateQueryPool(ctx.device, &qci, nil, &queryPool) != VK_SUCCESS { queryPool = nil; return }
+        }
+        vkCmdResetQueryPool(cmd, queryPool, 0, Self.maxQueries)
+        queryNames.removeAll(keepingCapacity: true)
+    }
+
+    /// Records a timestamp pair around `body` under `name` (if profiling and queries remain).
+    private func timed(_ name: String, _ body: () -> Void) {
+        guard profile, let pool = queryPool, recording, UInt32(queryNames.count * 2 + 2) <= Self.maxQueries else { return body() }
+        let q = UInt32(queryNames.count * 2)
+        vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, pool, q)
+        body()
+        vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, q + 1)
+        queryNames.append(name)
+    }
+
+    private func profileCollect() {
+        guard profile, let pool = queryPool, !queryNames.isEmpty else { return }
+        let n = queryNames.count * 2
+        var ts = [UInt64](repeating: 0, count: n)
+        let r = ts.withUnsafeMutableBytes { raw in
+            vkGetQueryPoolResults(ctx.device, pool, 0, UInt32(n), raw.count, raw.baseAddress, 8,
+                                  flags(VK_QUERY_RESULT_64_BIT, VK_QUERY_RESULT_WAIT_BIT))
+        }
+        guard r == VK_SUCCESS else { return }
+        let period = Double(ctx.physical.limits.timestampPeriod)
+        let mask: UInt64 = ctx.timestampValidBits >= 64 ? .max : (1 << UInt64(ctx.timestampValidBits)) - 1
+        let phase = batch.rows == 1 ? "decode" : "prefill"
+        for (i, name) in queryNames.enumerated() {
+            let dt = Double((ts[2 * i + 1] &- ts[2 * i]) & mask) * period
+            let key = phase + " " + name
+            let old = opStats[key] ?? (0, 0)
+            opStats[key] = (old.count + 1, old.ns + dt)
+        }
+        let total = Double((ts[n - 1] &- ts[0]) & mask) * period
+        let old = stepStats[phase] ?? (0, 0)
+        stepStats[phase] = (old.count + 1, old.ns + total)
+    }
+
+    /// A table of GPU time per op kind (per phase), and the GPU span of the steps.
+    public func profileReport() -> String {
+        var lines: [String] = []
+        for phase in ["prefill", "decode"] {
+            guard let step = stepStats[phase] else { continue }
+            let ops = opStats.filter { $0.key.hasPrefix(phase + " ") }.sorted { $0.value.ns > $1.value.ns }
+            let sum = ops.reduce(0) { $0 + $1.value.ns }
+            lines.append("\(phase): \(step.count) steps, GPU span \(fmt(step.ns / Double(step.count) / 1e3)) us/step, "
+                + "dispatches \(fmt(sum / Double(step.count) / 1e3)) us/step")
+            lines.append("  op                      calls/step     us/step   us/call    share")
+            for (key, v) in ops {
+                let name = String(key.dropFirst(phase.count + 1))
+                lines.append("  " + (name + String(repeating: " ", count: max(0, 22 - name.count)))
+                    + pad(fmt(Double(v.count) / Double(step.count)), 12) + pad(fmt(v.ns / Double(step.count) / 1e3), 12)
+                    + pad(fmt(v.ns / Double(v.count) / 1e3), 10) + pad(fmt(100 * v.ns / max(sum, 1)) + "%", 9))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func fmt(_ x: Double) -> String {
+        let r = (x * 10).rounded() / 10
+        return "\(r)"
+    }
+    private func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
 
     /// Every physical device the Vulkan loader reports (empty if there is no driver).
     public static func available() -> [VulkanDeviceInfo] {
@@ -139,12 +226,16 @@ public final class VulkanBackend: ComputeBackend {
         attentionWorkgroupSize = awg
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
+        if let v = getenv("SHARD_VK_ATTN_CHUNK"), let c = Int(String(cString: v)), c > 0 { attentionSplitChunk = c }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
 
     deinit {
-        if let device = ctx.device { vkDeviceWaitIdle(device) }
+        if let device = ctx.device {
+            vkDeviceWaitIdle(device)
+            if queryPool != nil { vkDestroyQueryPool(device, queryPool, nil) }
+        }
     }
 
     // MARK: resources
@@ -202,7 +293,9 @@ public final class VulkanBackend: ComputeBackend {
     private func pipeline(_ name: String) throws -> Pipeline {
         if let p = pipelines[name] { return p }
         guard let (spirv, bindings) = Self.shaders[name] else { throw ComputeError("VulkanBackend: no shader \(name)") }
-        let wg = name == "attention" ? attentionWorkgroupSize : workgroupSize
+        // rms_norm: one workgroup per row, so a wide one on GPUs (decode normalizes a single row).
+        let wg = name == "attention" ? attentionWorkgroupSize
+            : name == "rms_norm" && device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize
         let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [UInt32(wg)])
         pipelines[name] = p
         return p
@@ -220,8 +313,13 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q8_0": (SPIRV.embed_q8_0, 3), "embed_q4_K": (SPIRV.embed_q4_K, 3),
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
-        "attention": (SPIRV.attention, 4), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
-        "quantize_act": (SPIRV.quantize_act, 2),
+        "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
+        "matvec_f32": (SPIRV.matvec_f32, 4), "matvec_f16": (SPIRV.matvec_f16, 4),
+        "matvec_q4_0": (SPIRV.matvec_q4_0, 4), "matvec_q4_1": (SPIRV.matvec_q4_1, 4),
+        "matvec_q5_0": (SPIRV.matvec_q5_0, 4), "matvec_q5_1": (SPIRV.matvec_q5_1, 4),
+        "matvec_q8_0": (SPIRV.matvec_q8_0, 4), "matvec_q4_K": (SPIRV.matvec_q4_K, 4),
+        "matvec_q5_K": (SPIRV.matvec_q5_K, 4), "matvec_q6_K": (SPIRV.matvec_q6_K, 4),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -252,6 +350,7 @@ public final class VulkanBackend: ComputeBackend {
         pendingBarrier = false
         try ctx.begin(cmd)
         recording = true
+        profileBegin()
         // positions | tableIndex | tableStart | pages of every table
         let rows = batch.rows, tables = batch.pageTables.count
         let words = 2 * rows + tables + batch.pageTables.reduce(0) { $0 + $1.count }
@@ -286,6 +385,7 @@ public final class VulkanBackend: ComputeBackend {
         }
         barrier(cmd, toHost: true)
         try ctx.submitAndWait(cmd)
+        profileCollect()
     }
 
     /// Global barrier: earlier compute/transfer writes visible to later compute/transfer (and host) access.
@@ -317,7 +417,7 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Records one dispatch. `barrierAfter: false` lets independent dispatches follow without a barrier.
     private func dispatch(_ name: String, _ buffers: [GPUBuffer], _ push: [UInt32], groups: (Int, Int, Int),
-                          barrierAfter: Bool = true) {
+                          barrierAfter: Bool = true, label: String? = nil) {
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard deferredError == nil, groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
         do {
@@ -329,7 +429,11 @@ public final class VulkanBackend: ComputeBackend {
             push.withUnsafeBytes { raw in
                 vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, UInt32(raw.count), raw.baseAddress)
             }
-            vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+            if profile {
+                timed(label ?? name) { vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)) }
+            } else {
+                vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+            }
             if barrierAfter { pendingBarrier = true }
         } catch {
             deferredError = error
@@ -434,9 +538,10 @@ public final class VulkanBackend: ComputeBackend {
                     }
                 } catch { deferredError = error; return }
                 let blocks = n * x.columns / (mode == 0 ? 32 : 256)
-                let (gx, gy) = grid((blocks + workgroupSize - 1) / workgroupSize)
-                dispatch("quantize_act", [x.buffer, rounded[mode]!], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1),
-                         barrierAfter: false)
+                // Q8_K blocks: a workgroup per block (quantize_k); Q8_0 blocks: an invocation per block.
+                let (gx, gy) = grid(mode == 1 ? blocks : (blocks + workgroupSize - 1) / workgroupSize)
+                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, rounded[mode]!], [UInt32(blocks), UInt32(mode)],
+                         groups: (gx, gy, 1), barrierAfter: false)
                 inputs[mode] = rounded[mode]!
             }
             if !inputs.isEmpty { pendingBarrier = true }
@@ -445,12 +550,26 @@ public final class VulkanBackend: ComputeBackend {
             let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
             let input = Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer
             let bias = item.bias as? VulkanWeight
+            if n == 1 {
+                // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
+                let perGroup = Self.matvecRows
+                let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+                dispatch("matvec_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
+                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), bias == nil ? 0 : 1, UInt32(perGroup)],
+                         groups: (gx, gy, 1), barrierAfter: i == items.count - 1,
+                         label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                continue
+            }
             let (gx, gy) = grid(w.rowCount)
             dispatch("matmul_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), bias == nil ? 0 : 1],
-                     groups: (gx, gy, (n + 7) / 8), barrierAfter: i == items.count - 1)
+                     groups: (gx, gy, (n + 7) / 8), barrierAfter: i == items.count - 1,
+                     label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
         }
     }
+
+    /// R in matvec.comp: rows each workgroup computes together.
+    static let matvecRows = 4
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {
@@ -513,10 +632,27 @@ public final class VulkanBackend: ComputeBackend {
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
               q.columns >= p.heads * p.headDim, o.columns == q.columns
         else { return fail("attention: \(p) with q of \(q.columns) columns, kvDim \(s.shape.kvDim)") }
-        dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step],
-                 [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
-                  UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern],
+        let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
+                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
+                    UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
+        // Few rows (decode): split each row's positions into chunks (flash-decoding) so that the GPU has
+        // more than heads × rows workgroups, then merge; many rows (prefill) fill the GPU as they are.
+        let maxLen = Int(batch.positions.max() ?? 0) + 1
+        let chunk = attentionSplitChunk ?? attentionWorkgroupSize * 2
+        let splits = (maxLen + chunk - 1) / chunk
+        if (device.type != "cpu" || attentionSplitChunk != nil) && batch.rows * p.heads < 1024 && splits > 1 {
+            do {
+                let floats = batch.rows * p.heads * splits * (p.headDim + 2)
+                let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
+                dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, part], push + [UInt32(chunk), UInt32(offset / 4)],
+                         groups: (p.heads, batch.rows, splits))
+                dispatch("attention_merge", [part, o.buffer],
+                         [UInt32(p.heads), UInt32(p.headDim), UInt32(splits), UInt32(q.columns), UInt32(offset / 4)],
+                         groups: (p.heads, batch.rows, 1))
+            } catch { deferredError = error }
+            return
+        }
+        dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
     }
 

@@ -100,6 +100,8 @@ final class VulkanContext {
     private(set) var commandPool: VkCommandPool?
     private(set) var fence: VkFence?
     let physical: PhysicalDevice
+    /// Valid timestamp bits of the compute queue (0: no timestamps).
+    private(set) var timestampValidBits = 0
 
     static func createInstance() throws -> VkInstance? {
         var app = VkApplicationInfo()
@@ -170,6 +172,7 @@ final class VulkanContext {
         guard let family = compute.first(where: { families[$0].queueFlags & VK_QUEUE_GRAPHICS_BIT.rawValue == 0 }) ?? compute.first else {
             throw ComputeError("Vulkan: \(chosen.info.name) has no compute queue")
         }
+        timestampValidBits = Int(families[family].timestampValidBits)
         let priority: Float = 1
         try withUnsafePointer(to: priority) { priority in
             var qci = VkDeviceQueueCreateInfo()

@@ -1,0 +1,115 @@
+#version 450
+// Y[row] = W[row] . X (+ bias[row]) for one column (decode). W: M rows of K values in a ggml block
+// layout (TYPE_*), X: K f32. One workgroup per R rows: its invocations stride over the rows in units
+// of contiguous weight bytes (a 4096-wide Q4_K row is one unit per invocation, so every load of the
+// matrix is in flight at once), each x value loaded once for the R rows; partial sums reduced with
+// subgroupAdd and one shared-memory exchange. Q4_K and Q6_K have unrolled decoders (16-byte / 3-word
+// loads per unit, scales decoded once per unit); other formats use dq4.
+#include "common.glsl"
+layout(std430, binding = 0) readonly buffer WBuf { uint W[]; };
+layout(std430, binding = 0) readonly buffer WBuf4 { uvec4 W4[]; };
+#include "dequant.glsl"
+layout(std430, binding = 1) readonly buffer XBuf { vec4 X[]; };
+layout(std430, binding = 2) writeonly buffer YBuf { float Y[]; };
+layout(std430, binding = 3) readonly buffer BBuf { float Bias[]; };
+layout(push_constant) uniform Params { uint M, K, rowBytes, hasBias, rowsPerGroup; } p;
+
+#define R 4u   // = rowsPerGroup (VulkanBackend.matvecRows)
+
+float hsum(vec4 v) { return (v.x + v.y) + (v.z + v.w); }
+
+void main() {
+    const uint row0 = flat_group() * R;
+    if (row0 >= p.M) return;  // uniform per workgroup
+    const uint lane = gl_LocalInvocationID.x, S = WG;
+    {
+        float acc[R];
+        uint rowOff[R];
+        for (uint r = 0u; r < R; r++) { acc[r] = 0.0; rowOff[r] = min(row0 + r, p.M - 1u) * p.rowBytes; }
+#if defined(TYPE_Q4_K)
+        // unit = (block b, part q): qs bytes [16q, 16q+16): low nibbles -> elements 64c+16h+j of
+        // sub-block 2c, high nibbles -> 64c+32+16h+j of sub-block 2c+1 (c = q/2, h = q%2).
+        const uint units = (p.K / 256u) * 8u;
+        for (uint u = lane; u < units; u += S) {
+            const uint b = u >> 3, q = u & 7u, c = q >> 1, h = q & 1u;
+            const uint xi = (b * 256u + 64u * c + 16u * h) >> 2;
+            const vec4 xl0 = X[xi], xl1 = X[xi + 1u], xl2 = X[xi + 2u], xl3 = X[xi + 3u];
+            const vec4 xh0 = X[xi + 8u], xh1 = X[xi + 9u], xh2 = X[xi + 10u], xh3 = X[xi + 11u];
+            const float sl = hsum(xl0 + xl1 + xl2 + xl3), sh = hsum(xh0 + xh1 + xh2 + xh3);
+            for (uint r = 0u; r < R; r++) {
+                const uint bo = rowOff[r] + b * 144u;
+                const uint w0 = W[bo >> 2];
+                const uvec4 qs = W4[(bo + 16u + 16u * q) >> 4];
+                // 6-bit scales/mins of sub-blocks j0 = 2c and j1 = 2c+1 (get_scale_min_k4)
+                const uint s0 = W[(bo >> 2) + 1u], s1 = W[(bo >> 2) + 2u], s2 = W[(bo >> 2) + 3u];
+                uint sc0, m0, sc1, m1;
+                if (c < 2u) {
+                    const uint sh0 = 16u * c;  // bytes 2c, 2c+1 of s0 (scales) and s1 (mins)
+                    sc0 = (s0 >> sh0) & 63u; sc1 = (s0 >> (sh0 + 8u)) & 63u;
+                    m0 = (s1 >> sh0) & 63u; m1 = (s1 >> (sh0 + 8u)) & 63u;
+                } else {
+                    const uint sh0 = 16u * (c - 2u);  // j = 4..7: bytes j+4 of s2, j-4 of s0, j of s1
+                    const uint a0 = (s2 >> sh0) & 0xFFu, a1 = (s2 >> (sh0 + 8u)) & 0xFFu;
+                    const uint b0 = (s0 >> sh0) & 0xFFu, b1 = (s0 >> (sh0 + 8u)) & 0xFFu;
+                    const uint c0 = (s1 >> sh0) & 0xFFu, c1 = (s1 >> (sh0 + 8u)) & 0xFFu;
+                    sc0 = (a0 & 0xFu) | ((b0 >> 6) << 4); m0 = (a0 >> 4) | ((c0 >> 6) << 4);
+                    sc1 = (a1 & 0xFu) | ((b1 >> 6) << 4); m1 = (a1 >> 4) | ((c1 >> 6) << 4);
+                }
+                const vec2 dm = unpackHalf2x16(w0);
+                const float dl = hsum(u8x4(qs.x & 0x0F0F0F0Fu) * xl0 + u8x4(qs.y & 0x0F0F0F0Fu) * xl1
+                                    + u8x4(qs.z & 0x0F0F0F0Fu) * xl2 + u8x4(qs.w & 0x0F0F0F0Fu) * xl3);
+                const float dh = hsum(u8x4((qs.x >> 4) & 0x0F0F0F0Fu) * xh0 + u8x4((qs.y >> 4) & 0x0F0F0F0Fu) * xh1
+                                    + u8x4((qs.z >> 4) & 0x0F0F0F0Fu) * xh2 + u8x4((qs.w >> 4) & 0x0F0F0F0Fu) * xh3);
+                acc[r] += dm.x * (float(sc0) * dl + float(sc1) * dh) - dm.y * (float(m0) * sl + float(m1) * sh);
+            }
+        }
+#elif defined(TYPE_Q6_K)
+        // unit = (block b, part t): n = t/8 (half of 128), l0 = 4(t%8): elements 128n + l0 + 32k + i.
+        const uint units = (p.K / 256u) * 16u;
+        for (uint u = lane; u < units; u += S) {
+            const uint b = u >> 4, t = u & 15u, n = t >> 3, l0 = (t & 7u) * 4u;
+            const uint xi = (b * 256u + 128u * n + l0) >> 2;
+            const vec4 x0 = X[xi], x1 = X[xi + 8u], x2 = X[xi + 16u], x3 = X[xi + 24u];
+            const float s0x = hsum(x0), s1x = hsum(x1), s2x = hsum(x2), s3x = hsum(x3);
+            for (uint r = 0u; r < R; r++) {
+                const uint bo = rowOff[r] + b * 210u;
+                const uint A = ld32(bo + 64u * n + l0), B = ld32(bo + 64u * n + 32u + l0);
+                const uint H = ld32(bo + 128u + 32u * n + l0);
+                const uint so = bo + 192u + 8u * n + (l0 >> 4);
+                const float sc0 = float(bitfieldExtract(int(ld8(so)), 0, 8)), sc1 = float(bitfieldExtract(int(ld8(so + 2u)), 0, 8));
+                const float sc2 = float(bitfieldExtract(int(ld8(so + 4u)), 0, 8)), sc3 = float(bitfieldExtract(int(ld8(so + 6u)), 0, 8));
+                const uint q0 = (A & 0x0F0F0F0Fu) | ((H & 0x03030303u) << 4);
+                const uint q1 = (B & 0x0F0F0F0Fu) | (((H >> 2) & 0x03030303u) << 4);
+                const uint q2 = ((A >> 4) & 0x0F0F0F0Fu) | (((H >> 4) & 0x03030303u) << 4);
+                const uint q3 = ((B >> 4) & 0x0F0F0F0Fu) | (((H >> 6) & 0x03030303u) << 4);
+                const float d = f16at(bo + 208u);
+                acc[r] += d * (sc0 * (dot(u8x4(q0), x0) - 32.0 * s0x) + sc1 * (dot(u8x4(q1), x1) - 32.0 * s1x)
+                             + sc2 * (dot(u8x4(q2), x2) - 32.0 * s2x) + sc3 * (dot(u8x4(q3), x3) - 32.0 * s3x));
+            }
+        }
+#else
+        const uint groups = BS / 4u, total = p.K / 4u;
+        for (uint g = lane; g < total; g += S) {
+            const vec4 x = X[g];
+            const uint blk = g / groups, i = (g - blk * groups) * 4u;
+            for (uint r = 0u; r < R; r++) acc[r] += dot(dq4(rowOff[r] + blk * BB, i), x);
+        }
+#endif
+        for (uint r = 0u; r < R; r++) acc[r] = subgroupAdd(acc[r]);
+        if (gl_NumSubgroups > 1) {
+            if (subgroupElect()) for (uint r = 0u; r < R; r++) red_sh[r * gl_NumSubgroups + gl_SubgroupID] = acc[r];
+            barrier();
+            if (lane < R) {
+                float t = 0.0;
+                for (uint i = 0u; i < gl_NumSubgroups; i++) t += red_sh[lane * gl_NumSubgroups + i];
+                const uint row = row0 + lane;
+                if (row < p.M) Y[row] = t + (p.hasBias != 0u ? Bias[row] : 0.0);
+            }
+        } else if (subgroupElect()) {
+            for (uint r = 0u; r < R; r++) {
+                const uint row = row0 + r;
+                if (row < p.M) Y[row] = acc[r] + (p.hasBias != 0u ? Bias[row] : 0.0);
+            }
+        }
+    }
+}
