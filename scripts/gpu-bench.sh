@@ -34,6 +34,11 @@ smi=$!
 $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-1.json" 2> "$out/bench-vk-1.err"
 kill $smi 2>/dev/null
 $S bench --model /tmp/7b.gguf --backend vulkan --shards 2 --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-2.json" 2> "$out/bench-vk-2.err"
+$S bench --model /tmp/7b.gguf --backend vulkan --shards 2 --in-process --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-2ip.json" 2> "$out/bench-vk-2ip.err"
+gpus=$(nvidia-smi -L | wc -l)
+if [ "$gpus" -ge 2 ]; then
+  $S bench --model /tmp/7b.gguf --backend vulkan --shards 2 --devices 0,1 --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/bench-vk-2gpu.json" 2> "$out/bench-vk-2gpu.err"
+fi
 $S bench --model /tmp/7b.gguf --backend cpu --prompt-tokens 64 --gen-tokens 16 --json > "$out/bench-cpu.json" 2> "$out/bench-cpu.err"
 
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
@@ -44,7 +49,8 @@ echo "logits vk:  $(head -c 200 $out/logits-vk.json)"
 echo "peak VRAM used (MiB, whole card): $(sort -n $out/vram.txt | tail -1)"
 echo "| run | prefill tok/s | decode tok/s | load s |"
 echo "| --- | ---: | ---: | ---: |"
-for r in vk-1 vk-2 cpu; do
+for r in vk-1 vk-2 vk-2ip vk-2gpu cpu; do
+  [ -f "$out/bench-$r.json" ] || continue
   f=$out/bench-$r.json
   echo "| $r | $(field $f prefill_tokens_per_s) | $(field $f decode_tokens_per_s) | $(field $f load_seconds) |"
 done
