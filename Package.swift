@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "CShardProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "Wire", dependencies: ["CShardProto", "CZmq"], swiftSettings: optimizedAlways),
         .target(name: "ShardCLI", dependencies: [
-            "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator", "VulkanBackend",
+            "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator", "VulkanBackend", "Wire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -80,6 +80,13 @@ public final class RemotePipeline: ShardPipeline {
                 default: throw GenerationError("worker \(registrations[i].workerID) answered LoadShard unexpectedly")
                 }
             }
+            // Ask again: a loaded worker reports the device its backend runs on.
+            for i in workers.indices {
+                if case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
+                                                       timeout: .seconds(30), endpoint: endpoints[i]) {
+                    workers[i].registration = r
+                }
+            }
             try input.connect(dataEndpoints[0])
         } catch {
             close()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import GGUF
 import Quant
+import Wire
 
 extension Shardctl {
     /// Single-core GB/s of the quantized dot kernels (a developer tool; not in the public contract).
@@ -17,6 +18,21 @@ extension Shardctl {
             for t in [GGMLType.q4_1, .q8_0, .q4_K] {
                 Terminal.write("\(QuantDot.benchmark(t, rows: 1536, count: 576 - (t.blockSize == 256 ? 64 : 0), columns: 8))\n")
             }
+        }
+    }
+}
+
+extension Shardctl {
+    /// Per-hop latency and throughput of activation frames over ipc:// and tcp:// (a developer tool).
+    struct WireBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "wire-bench", abstract: "Measure activation frames over ZeroMQ (ipc:// and tcp://).",
+            shouldDisplay: false)
+        @Option(help: "Round trips per measurement.")
+        var iterations: Int = 300
+
+        func run() throws {
+            Terminal.write(try WireBenchmark.report(iterations: iterations) + "\n")
         }
     }
 }
