@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Compute
 import GGUF
 import Model
@@ -62,7 +65,7 @@ public final class LocalModel {
             let remote = try RemotePipeline(
                 endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
                 vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
-                devices: options.devices, resultEndpoint: "tcp://0.0.0.0:*", ownsWorkers: false)
+                devices: options.devices, resultEndpoint: LocalModel.resultEndpoint(for: endpoints), ownsWorkers: false)
             progress?(1, 1)
             workers = nil
             cpuPool = nil
@@ -104,6 +107,12 @@ public final class LocalModel {
             deviceName = shards[0].backend.deviceName
         }
         generator = Generator(pipeline: pipeline)
+    }
+
+    /// Where the last of these workers should push logits: a socket in the state folder when they are
+    /// all on this host (ipc://), else a tcp port on every interface.
+    public static func resultEndpoint(for workers: [String]) -> String {
+        workers.allSatisfy { $0.hasPrefix("ipc://") } ? "ipc://\(Cluster.stateFolder)/results-\(getpid())" : "tcp://0.0.0.0:*"
     }
 
     /// The number of shards the model is cut into.

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Compute
 import ShardRuntime
 import Wire
@@ -29,6 +32,7 @@ public final class RemotePipeline: ShardPipeline {
     private var nextStep: UInt64 = 1
     private var nextRequest: UInt64 = 1
     private var closed = false
+    private var resultSocketPath: String?
     /// Workers this coordinator started: they get Shutdown at the end. Running services (`--workers`) stay up.
     private let ownsWorkers: Bool
 
@@ -46,6 +50,7 @@ public final class RemotePipeline: ShardPipeline {
         context = try ZmqContext()
         results = try ZmqSocket(context, .pull, options: .activations(limits))
         let resultAddress = try results.bind(resultEndpoint)
+        resultSocketPath = resultAddress.hasPrefix("ipc://") ? String(resultAddress.dropFirst(6)) : nil
         input = try ZmqSocket(context, .push, options: .activations(limits))
         do {
             for e in endpoints {
@@ -166,5 +171,6 @@ public final class RemotePipeline: ShardPipeline {
         input.close()
         results.close()
         context.shutdown()
+        if let resultSocketPath { unlink(resultSocketPath) }
     }
 }

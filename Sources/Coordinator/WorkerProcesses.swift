@@ -19,6 +19,7 @@ public final class WorkerProcesses {
         var template = Array("/tmp/shard-\(getpid())-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw GenerationError("cannot create a folder for worker sockets") }
         folder = String(cString: template)
+        Cluster.closeOnExecInheritedDescriptors()
         endpoints = (0..<count).map { "ipc://\(String(cString: template))/w\($0)" }
         pids = []
         for i in 0..<count {

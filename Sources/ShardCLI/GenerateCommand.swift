@@ -24,10 +24,25 @@ extension Shardctl {
         }
 
         func run() throws {
-            guard let path = model else {
-                throw ValidationError("--model is required (no running cluster: `shardctl launch` comes with multi-process shards)")
+            if let path = model {
+                try generate(try loadModel(path, try compute.loadOptions()))
+            } else {
+                // No --model: the cluster `shardctl launch` started.
+                guard let cluster = try Cluster.read() else {
+                    throw ValidationError("--model is required when no cluster is running (shardctl launch starts one)")
+                }
+                try Cluster.withLock {
+                    var options = try compute.loadOptions()
+                    options.workers = cluster.endpoints
+                    options.split = cluster.layers.map(\.count)
+                    options.backend = cluster.backend
+                    options.contextLength = cluster.contextLength
+                    try generate(try loadModel(cluster.modelPath, options))
+                }
             }
-            let m = try loadModel(path, try compute.loadOptions())
+        }
+
+        func generate(_ m: LocalModel) throws {
             var text = prompt
             if chat {
                 text = m.tokenizer.chatRenderer.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true)

@@ -43,6 +43,8 @@ public final class ShardServer {
     private var shard: ModelShard?
     private var coordinator: PeerID?
     private var stats = (tokens: UInt64(0), steps: UInt64(0), busy: 0.0)
+    private var loadedRequest: LoadShard?
+    private var loadedBytes: UInt64 = 0
 
     public init(_ options: Options) throws {
         self.options = options
@@ -57,6 +59,12 @@ public final class ShardServer {
     public func run() throws {
         signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
         signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+        // A process inherits its starter's blocked-signal mask (seen: a test runner's), so unblock ours.
+        var termination = sigset_t()
+        sigemptyset(&termination)
+        sigaddset(&termination, SIGTERM)
+        sigaddset(&termination, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &termination, nil)
         let parent = getppid()
         defer { close() }
         while !stopRequested.load(ordering: .relaxed) {
@@ -101,6 +109,11 @@ public final class ShardServer {
             }
         case .releaseSequence(let r):
             for s in r.sequenceIDs { shard?.release(s) }
+        case .stats:
+            let used = shard.map { UInt64($0.kv.usedPageCount) } ?? 0
+            try reply(Control(requestID: request.requestID, .stats(Stats(tokensProcessed: stats.tokens, stepCount: stats.steps,
+                                                                         busySeconds: stats.busy, memoryUsedBytes: loadedBytes + used))),
+                      to: routed.peer)
         case .shutdown:
             try reply(Control(requestID: request.requestID, .shutdown(Shutdown())), to: routed.peer)
             return false
@@ -124,6 +137,18 @@ public final class ShardServer {
     }
 
     private func load(_ request: LoadShard) throws -> Ready {
+        // The same shard again (a new coordinator for a running cluster): keep the weights, forget the
+        // old coordinator's sequences, and push to the new next hop.
+        if let shard, var same = loadedRequest {
+            same.nextEndpoint = request.nextEndpoint
+            if same == request {
+                for s in shard.kv.sequences { shard.release(s) }
+                try connectNext(request.nextEndpoint)
+                loadedRequest = request
+                return Ready(workerID: options.workerID, layerStart: request.layerStart, layerEnd: request.layerEnd,
+                             memoryUsedBytes: loadedBytes)
+            }
+        }
         let file = try GGUFFile(path: request.modelPath)
         let config = try ModelConfig(gguf: file)
         let layers = request.layers
@@ -134,14 +159,21 @@ public final class ShardServer {
         let backend = try BackendFactory.make(kind, device: request.backend == .vulkan ? Int(request.deviceIndex) : options.device,
                                               threads: options.threads)
         let shardOptions = ShardOptions(contextLength: Int(request.contextLength), maxBatchRows: Int(request.maxBatchRows))
+        self.shard = nil
         let shard = try ModelShard(file: file, config: config, layers: layers, backend: backend, options: shardOptions)
+        try connectNext(request.nextEndpoint)
+        self.shard = shard
+        loadedRequest = request
+        loadedBytes = UInt64(file.layerMemory.bytes(layers: layers))
+        return Ready(workerID: options.workerID, layerStart: UInt32(layers.lowerBound), layerEnd: UInt32(layers.upperBound),
+                     memoryUsedBytes: loadedBytes)
+    }
+
+    private func connectNext(_ endpoint: String) throws {
         let push = try ZmqSocket(context, .push, options: .activations(limits))
-        try push.connect(request.nextEndpoint)
+        try push.connect(endpoint)
         next?.close()
         next = push
-        self.shard = shard
-        return Ready(workerID: options.workerID, layerStart: UInt32(layers.lowerBound), layerEnd: UInt32(layers.upperBound),
-                     memoryUsedBytes: UInt64(layers.reduce(0) { $0 + file.layerMemory.bytes(layers: $1..<($1 + 1)) }))
     }
 
     private func serveData() throws {

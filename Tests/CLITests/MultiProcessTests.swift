@@ -174,3 +174,54 @@ import Wire
         #expect(tokens == [7042, 30, 198, 198, 504, 1797, 1918, 553], "\(output)\n\(errors)")
     }
 }
+
+/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder.
+@Suite(.serialized) struct ClusterLifecycleTests {
+    @Test func launchGenerateStatusStop() throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("shard-state-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        setenv("SHARD_STATE_DIR", state, 1)
+        defer { unsetenv("SHARD_STATE_DIR") }
+        let smol = CLI.model("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+        let noCluster = try CLI.run(["status"])
+        #expect(noCluster.status != 0 && noCluster.stderr.contains("no cluster is running"))
+
+        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1"])
+        #expect(launch.status == 0, "\(launch.stderr)")
+        #expect(launch.stdout.contains("0..<15") && launch.stdout.contains("15..<30"))
+        defer { _ = try? CLI.run(["stop"]) }
+
+        // Twice through the running cluster: the same greedy tokens as a one-process run.
+        let expected = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0",
+                                    "--max-tokens", "8", "--json", "--backend", "cpu"])
+        for _ in 0..<2 {
+            let g = try CLI.run(["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"])
+            #expect(g.status == 0, "\(g.stderr)")
+            #expect(g.lines.dropLast() == expected.lines.dropLast())
+        }
+        let again = try CLI.run(["launch", "--model", smol, "--shards", "2"])
+        #expect(again.status != 0 && again.stderr.contains("already running"))
+
+        let status = try CLI.run(["status"])
+        #expect(status.status == 0)
+        let rows = status.lines.filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
+        #expect(rows.count == 2, "\(status.stdout)")
+        #expect(rows.allSatisfy { $0.contains("cpu/CPU") && $0.contains("now (") }, "\(status.stdout)")
+
+        let stop = try CLI.run(["stop"])
+        #expect(stop.status == 0, "\(stop.stderr)")
+        #expect(try CLI.run(["status"]).status != 0)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: state).filter { !$0.hasSuffix(".log") }
+        #expect(leftovers.isEmpty, "left in the state folder: \(leftovers)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        p.arguments = ["-f", "shard-worker --listen ipc://\(state)"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        p.waitUntilExit()
+        #expect(out.fileHandleForReading.readDataToEndOfFile().isEmpty, "workers left behind")
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Compute
+import Coordinator
+import GGUF
+import Model
+import ShardRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Shardctl {
+    struct Launch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start shard workers in the background with the model loaded; returns when all are ready.")
+        @OptionGroup var model: ModelOption
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Layers per shard by hand, e.g. 10,20.")
+        var split: String?
+
+        func run() throws {
+            mkdir(Cluster.stateFolder, 0o700)
+            if let running = try Cluster.read() {
+                if Cluster.status(of: running.endpoints, timeout: .milliseconds(500)).contains(where: { $0.registration != nil }) {
+                    throw ValidationError("a cluster is already running (\(running.modelPath)); `shardctl stop` first")
+                }
+                Cluster.terminate(running.pids)
+                unlink(Cluster.clusterFile)
+            }
+            let options = try compute.loadOptions()
+            let path = absolutePath(model.model)
+            let file = try GGUFFile(path: path)
+            let config = try ModelConfig(gguf: file)
+            let counts = try split.map { s -> [Int] in
+                let list = s.split(separator: ",").map { Int($0) }
+                guard list.allSatisfy({ $0 != nil }) else { throw ValidationError("--split must be layer counts, e.g. 10,20") }
+                return list.map { $0! }
+            }
+            let plan = try counts.map { try LayerPlan.manual($0, layers: config.layerCount) }
+                ?? LayerPlan.even(layers: config.layerCount, shards: options.workers?.count ?? options.shards)
+            let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
+            var pids: [Int32] = []
+            let endpoints: [String]
+            if let workers = options.workers {
+                guard workers.count == plan.count else {
+                    throw ValidationError("--split makes \(plan.count) shards for \(workers.count) workers")
+                }
+                endpoints = workers
+            } else {
+                let threads = options.threads
+                let backend = options.backend
+                let devices = options.devices
+                (endpoints, pids) = try Cluster.spawnDetachedWorkers(count: plan.count) { i in
+                    var args = ["--backend", backend.rawValue, "--threads", "\(threads)"]
+                    if let d = devices { args += ["--device", "\(d[i % d.count])"] }
+                    return args
+                }
+            }
+            Terminal.error("loading \(plan.count) shard(s) of \(path)…")
+            do {
+                let pipeline = try RemotePipeline(
+                    endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
+                    vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx),
+                    backend: options.backend, devices: options.devices,
+                    resultEndpoint: LocalModel.resultEndpoint(for: endpoints), ownsWorkers: false)
+                pipeline.shutdown()
+                try Cluster(modelPath: path, backend: options.backend, contextLength: ctx, endpoints: endpoints,
+                            layers: plan, pids: pids).write()
+            } catch {
+                Cluster.terminate(pids)
+                throw error
+            }
+            Terminal.write(Status.table(try Cluster.read()!))
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the running cluster's shards.")
+
+        func run() throws {
+            guard let cluster = try Cluster.read() else { throw ValidationError("no cluster is running (shardctl launch starts one)") }
+            Terminal.write(Status.table(cluster))
+        }
+
+        static func table(_ c: Cluster) -> String {
+            var out = "model   \(c.modelPath)\ncontext \(c.contextLength)\n\n"
+            let header = ["shard", "host", "backend/device", "layers", "memory", "tok/s", "last heartbeat"]
+            var rows = [header]
+            for (i, st) in Cluster.status(of: c.endpoints).enumerated() {
+                let r = st.registration
+                let tokPerS = st.stats.map { $0.busySeconds > 0 ? fixed(Double($0.tokensProcessed) / $0.busySeconds, 1) : "-" } ?? "-"
+                let memory = st.stats.map { Inspect.bytes(Int($0.memoryUsedBytes)) } ?? "-"
+                let heartbeat = st.roundTrip.map { "now (\(fixed($0.seconds * 1000, 2)) ms)" } ?? (st.problem ?? "no answer")
+                rows.append(["\(i)", r?.host ?? "?", r.map { "\($0.backend.name)/\($0.deviceName)" } ?? "?",
+                             "\(c.layers[i].lowerBound)..<\(c.layers[i].upperBound)", memory, tokPerS, heartbeat])
+            }
+            let widths = header.indices.map { col in rows.map { $0[col].count }.max()! }
+            for row in rows {
+                out += row.enumerated().map { $0.element.padding(widths[$0.offset]) }.joined(separator: "  ") + "\n"
+            }
+            return out
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Shut the running cluster down; no process is left behind.")
+
+        func run() throws {
+            guard let cluster = try Cluster.read() else { throw ValidationError("no cluster is running") }
+            Cluster.shutdown(cluster.endpoints)
+            Cluster.terminate(cluster.pids)
+            unlink(Cluster.clusterFile)
+            Terminal.write("stopped \(cluster.endpoints.count) shard(s)\n")
+        }
+    }
+}
+
+func absolutePath(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
