@@ -97,41 +97,17 @@ public struct Cluster: Equatable {
     public static func spawnDetachedWorkers(count: Int, arguments: (Int) -> [String]) throws -> (endpoints: [String], pids: [Int32]) {
         let binary = WorkerProcesses.workerBinary()
         guard access(binary, X_OK) == 0 else { throw GenerationError("shard-worker not found next to this program (\(binary))") }
-        closeOnExecInheritedDescriptors()
         var endpoints: [String] = [], pids: [Int32] = []
         for i in 0..<count {
             let endpoint = "ipc://\(stateFolder)/w\(i)"
-            let args = [binary, "--listen", endpoint, "--worker-id", "shard-\(i)"] + arguments(i)
-            var attr = posix_spawnattr_t()
-            posix_spawnattr_init(&attr)
-            defer { posix_spawnattr_destroy(&attr) }
-            // Its own session (POSIX_SPAWN_SETSID, 0x80 in glibc: needs _GNU_SOURCE in C, so not imported),
-            // no blocked signals and default handlers whatever this process has.
-            var noSignals = sigset_t()
-            sigemptyset(&noSignals)
-            posix_spawnattr_setsigmask(&attr, &noSignals)
-            var defaults = sigset_t()
-            sigemptyset(&defaults)
-            sigaddset(&defaults, SIGTERM)
-            sigaddset(&defaults, SIGINT)
-            posix_spawnattr_setsigdefault(&attr, &defaults)
-            posix_spawnattr_setflags(&attr, Int16(0x80 | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, "\(stateFolder)/w\(i).log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            var pid = pid_t()
-            let cArgs = args.map { strdup($0) } + [nil]
-            defer { cArgs.forEach { free($0) } }
-            let rc = posix_spawn(&pid, binary, &actions, &attr, cArgs, environ)
-            guard rc == 0 else {
+            do {
+                pids.append(try WorkerProcesses.spawn([binary, "--listen", endpoint, "--worker-id", "shard-\(i)"] + arguments(i),
+                                                      detachedLog: "\(stateFolder)/w\(i).log"))
+            } catch {
                 terminate(pids)
-                throw GenerationError("cannot start shard-worker: \(String(cString: strerror(rc)))")
+                throw error
             }
             endpoints.append(endpoint)
-            pids.append(pid)
         }
         return (endpoints, pids)
     }

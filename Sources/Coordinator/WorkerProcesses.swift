@@ -19,21 +19,52 @@ public final class WorkerProcesses {
         var template = Array("/tmp/shard-\(getpid())-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw GenerationError("cannot create a folder for worker sockets") }
         folder = String(cString: template)
-        Cluster.closeOnExecInheritedDescriptors()
         endpoints = (0..<count).map { "ipc://\(String(cString: template))/w\($0)" }
         pids = []
         for i in 0..<count {
-            let args = [binary, "--listen", endpoints[i], "--worker-id", "local-\(i)", "--exit-with-parent"] + arguments(i)
-            var pid = pid_t()
-            let cArgs = args.map { strdup($0) } + [nil]
-            defer { cArgs.forEach { free($0) } }
-            let rc = posix_spawn(&pid, binary, nil, nil, cArgs, environ)
-            guard rc == 0 else {
+            do {
+                pids.append(try WorkerProcesses.spawn([binary, "--listen", endpoints[i], "--worker-id", "local-\(i)", "--exit-with-parent"]
+                                                      + arguments(i)))
+            } catch {
                 stop()
-                throw GenerationError("cannot start shard-worker: \(String(cString: strerror(rc)))")
+                throw error
             }
-            pids.append(pid)
         }
+    }
+
+    /// Starts `args[0]` with `args`, with no blocked signals, default SIGTERM/SIGINT handling and none
+    /// of this process's descriptors above stderr. `detachedLog`: in a session of its own, stdin from
+    /// /dev/null and stdout/stderr to that file (a worker that outlives this command).
+    static func spawn(_ args: [String], detachedLog: String? = nil) throws -> pid_t {
+        Cluster.closeOnExecInheritedDescriptors()
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attr, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGTERM)
+        sigaddset(&defaults, SIGINT)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        // POSIX_SPAWN_SETSID is 0x80 in glibc (it needs _GNU_SOURCE in C, so it is not imported).
+        let setsid: Int32 = detachedLog == nil ? 0 : 0x80
+        posix_spawnattr_setflags(&attr, Int16(setsid | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let log = detachedLog {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        var pid = pid_t()
+        let cArgs = args.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        let rc = posix_spawn(&pid, args[0], &actions, &attr, cArgs, environ)
+        guard rc == 0 else { throw GenerationError("cannot start \(args[0]): \(String(cString: strerror(rc)))") }
+        return pid
     }
 
     deinit { stop() }
