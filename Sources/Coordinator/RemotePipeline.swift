@@ -60,7 +60,7 @@ public final class RemotePipeline: ShardPipeline {
             }
             // Hello: each worker answers a Heartbeat with its Register.
             var registrations: [Register] = []
-            for (i, s) in controls.enumerated() {
+            for i in controls.indices {
                 guard case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
                                                           timeout: .seconds(30), endpoint: endpoints[i]) else {
                     throw GenerationError("worker at \(endpoints[i]) did not register")
