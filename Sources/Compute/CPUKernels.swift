@@ -5,34 +5,6 @@ import Quant
 
 /// Scalar/SIMD float kernels of the CPU backend (everything but the quantized matmuls).
 enum CPUKernels {
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= n {
-            acc = acc.addingProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self),
-                                    UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self))
-            i += 16
-        }
-        var s = acc.sum()
-        while i < n { s += a[i] * b[i]; i += 1 }
-        return s
-    }
-
-    /// y += a * x
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        var i = 0
-        let av = SIMD16<Float>(repeating: a)
-        while i + 16 <= n {
-            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: yv.addingProduct(av, xv), as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < n { y[i] += a * x[i]; i += 1 }
-    }
-
     static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, _ eps: Float) {
         var sum: Double = 0
         for i in 0..<n { sum += Double(x[i]) * Double(x[i]) }

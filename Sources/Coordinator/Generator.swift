@@ -1,4 +1,5 @@
 import ShardRuntime
+import Wire
 
 public enum StopReason: String, Sendable {
     case length, eos, stop
@@ -99,11 +100,4 @@ public final class Generator {
 public struct GenerationError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-extension Duration {
-    public var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) * 1e-18
-    }
 }

@@ -25,6 +25,16 @@ public struct LoadOptions {
     public var workers: [String]?
     public static let defaultContextCap = 4096
     public init() {}
+
+    /// How many shards these options make: one per given worker, one per `split` entry, or `shards`.
+    public var shardCount: Int { workers?.count ?? split?.count ?? shards }
+
+    /// The flags a local `shard-worker` for shard `i` is started with.
+    public func workerArguments(shard i: Int) -> [String] {
+        var args = ["--backend", backend.rawValue, "--threads", "\(threads)"]
+        if let d = devices { args += ["--device", "\(d[i % d.count])"] }
+        return args
+    }
 }
 
 /// A model served from this command: file, hyperparameters, tokenizer and the pipeline of shards —
@@ -47,9 +57,8 @@ public final class LocalModel {
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
         let file = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: file)
-        let shardCount = options.workers?.count ?? options.shards
         let plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
-            ?? LayerPlan.even(layers: config.layerCount, shards: shardCount)
+            ?? LayerPlan.even(layers: config.layerCount, shards: options.shardCount)
         if let workers = options.workers, workers.count != plan.count {
             throw ModelConfigError("--split makes \(plan.count) shards for \(workers.count) workers")
         }
@@ -61,29 +70,18 @@ public final class LocalModel {
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
         let maxRows = min(options.maxBatchRows, ctx)
         backendName = options.backend.rawValue
-        if let endpoints = options.workers {
+        if options.workers != nil || (plan.count > 1 && !options.inProcess) {
+            // Given workers stay up afterwards; workers started here stop with this object.
+            let started = try options.workers == nil ? WorkerProcesses(count: plan.count, arguments: options.workerArguments) : nil
+            let endpoints = options.workers ?? started!.endpoints
             let remote = try RemotePipeline(
                 endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
                 vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
-                devices: options.devices, resultEndpoint: LocalModel.resultEndpoint(for: endpoints), ownsWorkers: false)
+                devices: options.devices, resultEndpoint: started?.socketPath("results") ?? LocalModel.resultEndpoint(for: endpoints),
+                ownsWorkers: started != nil)
+            if let started { remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" } }
             progress?(1, 1)
-            workers = nil
-            cpuPool = nil
-            pipeline = remote
-            deviceName = remote.workers.first?.registration.deviceName ?? options.backend.rawValue
-        } else if plan.count > 1 && !options.inProcess {
-            let workers = try WorkerProcesses(count: plan.count) { i in
-                var args = ["--backend", options.backend.rawValue, "--threads", "\(options.threads)"]
-                if let d = options.devices { args += ["--device", "\(d[i % d.count])"] }
-                return args
-            }
-            let remote = try RemotePipeline(
-                endpoints: workers.endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
-                vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
-                devices: options.devices, resultEndpoint: workers.socketPath("results"))
-            remote.healthCheck = { workers.allAlive ? nil : "a shard-worker process exited" }
-            progress?(1, 1)
-            self.workers = workers
+            workers = started
             cpuPool = nil
             pipeline = remote
             deviceName = remote.workers.first?.registration.deviceName ?? options.backend.rawValue

@@ -61,10 +61,7 @@ public final class RemotePipeline: ShardPipeline {
             // Hello: each worker answers a Heartbeat with its Register.
             var registrations: [Register] = []
             for i in controls.indices {
-                guard case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
-                                                          timeout: .seconds(30), endpoint: endpoints[i]) else {
-                    throw GenerationError("worker at \(endpoints[i]) did not register")
-                }
+                let r = try registration(i, endpoint: endpoints[i])
                 guard r.protocolVersion == wireProtocolVersion else {
                     throw GenerationError("worker \(r.workerID) speaks protocol \(r.protocolVersion), this coordinator \(wireProtocolVersion)")
                 }
@@ -86,12 +83,7 @@ public final class RemotePipeline: ShardPipeline {
                 }
             }
             // Ask again: a loaded worker reports the device its backend runs on.
-            for i in workers.indices {
-                if case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
-                                                       timeout: .seconds(30), endpoint: endpoints[i]) {
-                    workers[i].registration = r
-                }
-            }
+            for i in workers.indices { workers[i].registration = try registration(i, endpoint: endpoints[i]) }
             try input.connect(dataEndpoints[0])
         } catch {
             close()
@@ -107,6 +99,15 @@ public final class RemotePipeline: ShardPipeline {
               let host = Endpoints.host(of: worker), let local = Endpoints.localAddress(toward: host),
               let colon = bound.lastIndex(of: ":") else { return bound }
         return "tcp://\(local)\(bound[colon...])"
+    }
+
+    /// Worker i's Register, its answer to a Heartbeat.
+    private func registration(_ i: Int, endpoint: String) throws -> Register {
+        guard case .register(let r) = try request(i, .heartbeat(Heartbeat(workerID: "coordinator", monotonicNanoseconds: 0, load: 0)),
+                                                  timeout: .seconds(30), endpoint: endpoint) else {
+            throw GenerationError("worker at \(endpoint) did not register")
+        }
+        return r
     }
 
     /// Sends a control request to worker i and waits for the reply with the same request id.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import ShardRuntime
+import Wire
 import VulkanBackend
 
 extension Shardctl {

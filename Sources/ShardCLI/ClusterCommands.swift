@@ -1,9 +1,8 @@
 import ArgumentParser
 import Compute
 import Coordinator
-import GGUF
-import Model
 import ShardRuntime
+import Wire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,45 +25,25 @@ extension Shardctl {
                 Cluster.terminate(running.pids)
                 unlink(Cluster.clusterFile)
             }
-            let options = try compute.loadOptions()
+            var options = try compute.loadOptions()
             let path = absolutePath(model.model)
-            let file = try GGUFFile(path: path)
-            let config = try ModelConfig(gguf: file)
-            let counts = try split.map { s -> [Int] in
+            options.split = try split.map { s -> [Int] in
                 let list = s.split(separator: ",").map { Int($0) }
                 guard list.allSatisfy({ $0 != nil }) else { throw ValidationError("--split must be layer counts, e.g. 10,20") }
                 return list.map { $0! }
             }
-            let plan = try counts.map { try LayerPlan.manual($0, layers: config.layerCount) }
-                ?? LayerPlan.even(layers: config.layerCount, shards: options.workers?.count ?? options.shards)
-            let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
             var pids: [Int32] = []
-            let endpoints: [String]
-            if let workers = options.workers {
-                guard workers.count == plan.count else {
-                    throw ValidationError("--split makes \(plan.count) shards for \(workers.count) workers")
-                }
-                endpoints = workers
-            } else {
-                let threads = options.threads
-                let backend = options.backend
-                let devices = options.devices
-                (endpoints, pids) = try Cluster.spawnDetachedWorkers(count: plan.count) { i in
-                    var args = ["--backend", backend.rawValue, "--threads", "\(threads)"]
-                    if let d = devices { args += ["--device", "\(d[i % d.count])"] }
-                    return args
-                }
+            if options.workers == nil {
+                let spawned = try Cluster.spawnDetachedWorkers(count: options.shardCount, arguments: options.workerArguments)
+                options.workers = spawned.endpoints
+                pids = spawned.pids
             }
-            Terminal.error("loading \(plan.count) shard(s) of \(path)…")
+            Terminal.error("loading \(options.shardCount) shard(s) of \(path)…")
             do {
-                let pipeline = try RemotePipeline(
-                    endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
-                    vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: min(options.maxBatchRows, ctx),
-                    backend: options.backend, devices: options.devices,
-                    resultEndpoint: LocalModel.resultEndpoint(for: endpoints), ownsWorkers: false)
-                pipeline.shutdown()
-                try Cluster(modelPath: path, backend: options.backend, contextLength: ctx, endpoints: endpoints,
-                            layers: plan, pids: pids).write()
+                // Connecting loads every worker; they keep their shards when this command's pipeline closes.
+                let m = try LocalModel(path: path, options: options)
+                try Cluster(modelPath: path, backend: options.backend, contextLength: m.pipeline.contextLength,
+                            endpoints: options.workers!, layers: m.plan, pids: pids).write()
             } catch {
                 Cluster.terminate(pids)
                 throw error

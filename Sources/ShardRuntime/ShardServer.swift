@@ -217,7 +217,7 @@ public final class ShardServer {
             try next.send(output)
             stats.tokens += UInt64(rows.count)
             stats.steps += 1
-            stats.busy += (clock.now - start).secondsValue
+            stats.busy += (clock.now - start).seconds
         } catch {
             report(.internalError, "step \(frame.stepID): \(error)")
         }
@@ -231,11 +231,4 @@ public final class ShardServer {
 
 extension ErrorReport {
     var asBody: Control.Body { .error(self) }
-}
-
-extension Duration {
-    var secondsValue: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) * 1e-18
-    }
 }

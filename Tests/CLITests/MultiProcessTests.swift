@@ -122,7 +122,7 @@ import Wire
         #expect(ready.layerStart == 0 && ready.layerEnd == 30)
 
         // Garbage on the data channel: reported, not fatal.
-        try data.send(bytes: UnsafeRawBufferPointer(start: [UInt8](repeating: 0xFF, count: 64), count: 64))
+        try data.send(ZmqMessage([UInt8](repeating: 0xFF, count: 64)))
         let tokens: [Int32] = [504, 3575, 282, 4649, 314]
         let rows = tokens.indices.map { ActivationFrame.Row(sequence: 9, position: UInt32($0)) }
         // A frame whose token id is outside the vocabulary: a step error, also reported.
