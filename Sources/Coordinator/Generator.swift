@@ -3,6 +3,8 @@ import Wire
 
 public enum StopReason: String, Sendable {
     case length, eos, stop
+    /// The client cancelled the request (engines only).
+    case cancelled
 }
 
 public struct GenerationResult: Sendable {
@@ -30,6 +32,14 @@ public final class Generator {
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams,
                          isEndOfGeneration: (Int32) -> Bool,
                          onToken: (Int32) -> Bool) throws -> GenerationResult {
+        try generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+                     onToken: { token, _ in onToken(token) })
+    }
+
+    /// As above; `onToken` also sees the logits the token was sampled from.
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams,
+                         isEndOfGeneration: (Int32) -> Bool,
+                         onToken: (Int32, [Float]) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
         guard prompt.count + max(maxTokens, 0) <= pipeline.contextLength || prompt.count < pipeline.contextLength else {
             throw GenerationError("the prompt has \(prompt.count) tokens; the context holds \(pipeline.contextLength)")
@@ -54,7 +64,7 @@ public final class Generator {
             sampler.accept(token)
             if isEndOfGeneration(token) { reason = .eos; break }
             generated.append(token)
-            if !onToken(token) { reason = .stop; break }
+            if !onToken(token, logits) { reason = .stop; break }
             if generated.count == maxTokens { break }
             if position >= pipeline.contextLength { reason = .length; break }
             logits = try pipeline.step(tokens: [token], rows: [StepRow(sequence: seq, position: position)], logitRows: [0])
