@@ -113,6 +113,10 @@ public final class LocalModel {
         workers.allSatisfy { $0.hasPrefix("ipc://") } ? "ipc://\(Cluster.stateFolder)/results-\(getpid())" : "tcp://0.0.0.0:*"
     }
 
+    /// The engine that serves many requests on this model (`serve`, `bench --concurrency`). It owns
+    /// the pipeline from now on: use either the engine or `generator`, not both at once.
+    public func makeEngine() -> any InferenceEngine { SerialEngine(generator: generator) }
+
     /// The number of shards the model is cut into.
     public var shardCount: Int { plan.count }
 
