@@ -245,4 +245,19 @@ final class Semaphore: @unchecked Sendable {
         count -= 1
         pthread_mutex_unlock(&mutex)
     }
+    /// Waits for a signal, or `ms` milliseconds at most.
+    func timedWait(_ ms: Int) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var deadline = now
+        deadline.tv_nsec += ms * 1_000_000
+        deadline.tv_sec += deadline.tv_nsec / 1_000_000_000
+        deadline.tv_nsec %= 1_000_000_000
+        pthread_mutex_lock(&mutex)
+        while count == 0 {
+            if pthread_cond_timedwait(&cond, &mutex, &deadline) != 0 { break }
+        }
+        if count > 0 { count -= 1 }
+        pthread_mutex_unlock(&mutex)
+    }
 }
