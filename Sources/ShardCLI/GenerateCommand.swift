@@ -37,6 +37,7 @@ extension Shardctl {
                     options.split = cluster.layers.map(\.count)
                     options.backend = cluster.backend
                     options.contextLength = cluster.contextLength
+                    options.kv = cluster.kv
                     try generate(try loadModel(cluster.modelPath, options))
                 }
             }

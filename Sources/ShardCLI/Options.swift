@@ -38,6 +38,15 @@ struct ComputeOptions: ParsableArguments {
     var workers: String?
     @Flag(name: .customLong("in-process"), help: "Run all shards inside this process instead of as shard-worker processes.")
     var inProcess = false
+    @Option(name: .customLong("kv-memory"),
+            help: "KV cache budget per shard: bytes (1073741824, 512MiB, 2GiB) or a fraction of free memory (0.5). Default: room for max-sequences × 1024 positions or one full context.")
+    var kvMemory: String?
+    @Option(name: .customLong("kv-type"), help: "KV cache element type: f16 or q8_0 (q8_0: CPU backend).")
+    var kvType: String = "f16"
+    @Option(name: .customLong("max-sequences"), help: "Most sequences the scheduler runs at once.")
+    var maxSequences: Int?
+    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduler step, interleaved with decode steps.")
+    var prefillChunk: Int = 256
 
     /// `--devices 0,1` as indices.
     var deviceList: [Int]? {
@@ -62,6 +71,28 @@ struct ComputeOptions: ParsableArguments {
         }
         if let ctx, ctx < 1 { throw ValidationError("--ctx must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+        _ = try kvOptions
+        guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be at least 1") }
+    }
+
+    /// --kv-memory, --kv-type and --max-sequences as the shards' KV settings.
+    var kvOptions: KVLoadOptions {
+        get throws {
+            var kv = KVLoadOptions()
+            if let kvMemory {
+                guard let m = KVMemory(parsing: kvMemory) else {
+                    throw ValidationError("--kv-memory must be a byte count (e.g. 1073741824, 512MiB, 2GiB) or a fraction of free memory in (0, 1]")
+                }
+                kv.memory = m
+            }
+            guard let t = KVElementType(rawValue: kvType) else { throw ValidationError("--kv-type must be f16 or q8_0") }
+            kv.type = t
+            if let maxSequences {
+                guard maxSequences >= 1, maxSequences <= 65536 else { throw ValidationError("--max-sequences must be in 1...65536") }
+                kv.maxSequences = maxSequences
+            }
+            return kv
+        }
     }
 
     func loadOptions() throws -> LoadOptions {
@@ -73,6 +104,8 @@ struct ComputeOptions: ParsableArguments {
         o.inProcess = inProcess
         o.contextLength = ctx
         if let threads { o.threads = threads }
+        o.kv = try kvOptions
+        o.prefillChunk = prefillChunk
         return o
     }
 }

@@ -110,7 +110,7 @@ public final class ShardServer {
         case .releaseSequence(let r):
             for s in r.sequenceIDs { shard?.release(s) }
         case .stats:
-            let used = shard.map { UInt64($0.kv.usedPageCount) } ?? 0
+            let used = shard.map { UInt64($0.kvBytes) } ?? 0
             try reply(Control(requestID: request.requestID, .stats(Stats(tokensProcessed: stats.tokens, stepCount: stats.steps,
                                                                          busySeconds: stats.busy, memoryUsedBytes: loadedBytes + used))),
                       to: routed.peer)
