@@ -120,6 +120,8 @@ public final class ModelShard {
         self.backend = backend
         self.options = options
         let ownsEmbedding = layers.lowerBound == 0, ownsHead = layers.upperBound == config.layerCount
+        // KV settings the backend cannot honour fail before any weight is loaded.
+        _ = try ModelShard.kvLayout(config: config, layers: layers, backend: backend, options: options)
         var names: [String] = []
         if ownsEmbedding || (ownsHead && config.tiedOutput) { names.append(TensorNames.tokenEmbedding) }
         for l in layers { names += TensorNames.layerTensors(config, layer: l).map(\.name) }
@@ -249,14 +251,10 @@ public final class ModelShard {
     /// Frees the sequence's KV pages.
     public func release(_ sequence: SequenceID) { kv.release(sequence) }
 
-    /// The page bookkeeping and backend storage of a shard's KV: a full-attention pool sized from the
-    /// options (explicit page count, memory budget, or `maxSequences` full contexts) and, when some of
-    /// the layers have a sliding window, a ring pool of `maxSequences` rings for them.
-    static func makeKV(config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend, options o: ShardOptions) throws
-        -> (StreamingKVCache, KVStorage, KVStorage?, [(index: Int, windowed: Bool)]) {
-        guard o.pageSize > 0, o.maxSequences > 0, o.contextLength > 0 else {
-            throw ComputeError("page size, context length and max sequences must be positive")
-        }
+    /// Each layer's attention window and the shard's one window size, after checking that the backend
+    /// supports the KV type and (if any layer has a window) sliding-window layers.
+    static func kvLayout(config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend, options o: ShardOptions) throws
+        -> (windows: [Int], window: Int) {
         let caps = backend.kvCapabilities
         guard caps.types.contains(o.kvType) else {
             throw ComputeError("the \(backend.kind.rawValue) backend does not support \(o.kvType.rawValue) KV "
@@ -269,6 +267,18 @@ public final class ModelShard {
         if window > 0 && !caps.slidingWindow {
             throw ComputeError("the \(backend.kind.rawValue) backend does not support sliding-window attention layers")
         }
+        return (windows, window)
+    }
+
+    /// The page bookkeeping and backend storage of a shard's KV: a full-attention pool sized from the
+    /// options (explicit page count, memory budget, or `maxSequences` full contexts) and, when some of
+    /// the layers have a sliding window, a ring pool of `maxSequences` rings for them.
+    static func makeKV(config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend, options o: ShardOptions) throws
+        -> (StreamingKVCache, KVStorage, KVStorage?, [(index: Int, windowed: Bool)]) {
+        guard o.pageSize > 0, o.maxSequences > 0, o.contextLength > 0 else {
+            throw ComputeError("page size, context length and max sequences must be positive")
+        }
+        let (windows, window) = try kvLayout(config: config, layers: layers, backend: backend, options: o)
         var slots: [(index: Int, windowed: Bool)] = []
         var fullLayers = 0, windowLayers = 0
         for w in windows {
