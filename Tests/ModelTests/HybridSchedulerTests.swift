@@ -274,6 +274,88 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
         #expect(Double(bytes[1]) / Double(bytes[0]) == 34.0 / 64.0)
     }
 
+    /// A long prompt is prefilled in chunks between the decode steps of streams already running: they
+    /// keep getting tokens before the long request's first token.
+    @Test func longPromptDoesNotStallStreamingRequests() throws {
+        let m = try SmolModel()
+        let options = ShardOptions(contextLength: 512, maxBatchRows: 64, pageSize: 16, maxSequences: 4)
+        var s = SchedulerOptions()
+        s.prefillChunk = 16
+        let engine = HybridScheduler(pipeline: try m.pipeline(options), options: s)
+        defer { engine.shutdown() }
+        let streams = (0..<2).map { _ in EventLog() }
+        for (i, log) in streams.enumerated() {
+            _ = try engine.submit(GenerationRequest(prompt: [1, Int32(300 + i)], maxTokens: 200), events: log.sink)
+        }
+        while streams.contains(where: { $0.tokens.isEmpty }) { usleep(500) }
+        let long = EventLog()
+        let longPrompt: [Int32] = [1] + (0..<319).map { Int32(800 + $0 * 7) }
+        let before = streams.map(\.tokens.count)
+        _ = try engine.submit(GenerationRequest(prompt: longPrompt, maxTokens: 2), events: long.sink)
+        while long.tokens.isEmpty && long.failure == nil { usleep(200) }
+        let during = zip(streams, before).map { $0.tokens.count - $1 }
+        // 320 prompt tokens in chunks of 16: 20 steps, each also decoding the two streams.
+        #expect(during.allSatisfy { $0 >= 15 }, "streams got \(during) tokens while the long prompt was prefilled")
+        for h in streams { _ = h.wait() }
+        _ = long.wait()
+    }
+
+    /// At most `maxSequences` run at once; the rest wait their turn and all finish, in order of arrival.
+    /// Each request samples with its own seed, as it would alone.
+    @Test func maxSequencesAndPerRequestSampling() throws {
+        let m = try SmolModel()
+        let options = ShardOptions(contextLength: 256, maxBatchRows: 64, pageSize: 16, maxSequences: 2)
+        var sampling = SamplingParams()
+        sampling.temperature = 0.9
+        let prompts = mixedPrompts(5, seed: 3)
+        let gen = Generator(pipeline: try m.pipeline(options))
+        let reference = try prompts.enumerated().map { i, p in
+            var sp = sampling
+            sp.seed = UInt64(100 + i)
+            return try gen.generate(prompt: p, maxTokens: 12, sampling: sp, isEndOfGeneration: { _ in false }, onToken: { _ in true }).generated
+        }
+        var s = SchedulerOptions()
+        s.maxSequences = 2
+        let engine = HybridScheduler(pipeline: try m.pipeline(options), options: s)
+        defer { engine.shutdown() }
+        let logs = prompts.map { _ in EventLog() }
+        for (i, (p, log)) in zip(prompts, logs).enumerated() {
+            var sp = sampling
+            sp.seed = UInt64(100 + i)
+            _ = try engine.submit(GenerationRequest(prompt: p, maxTokens: 12, sampling: sp), events: log.sink)
+        }
+        var mostRunning = 0
+        while !logs.allSatisfy({ $0.done.load(ordering: .acquiring) }) {
+            mostRunning = max(mostRunning, engine.stats().running)
+            usleep(500)
+        }
+        #expect(mostRunning <= 2)
+        #expect(logs.map(\.tokens) == reference)
+        let finished = logs.map { $0.summary!.totalSeconds - $0.summary!.timeToFirstToken }
+        #expect(finished.allSatisfy { $0 >= 0 })
+    }
+
+    @Test func backpressureRefusesBeyondTheQueueLimit() throws {
+        let m = try SmolModel()
+        var s = SchedulerOptions()
+        s.maxSequences = 1
+        s.maxQueued = 2
+        let engine = HybridScheduler(pipeline: try m.pipeline(ShardOptions(contextLength: 128, maxBatchRows: 32)), options: s)
+        defer { engine.shutdown() }
+        var refused = 0
+        var handles: [RequestHandle] = []
+        for _ in 0..<6 {
+            do {
+                handles.append(try engine.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 50), events: { _ in }))
+            } catch {
+                #expect("\(error)".contains("busy"))
+                refused += 1
+            }
+        }
+        #expect(refused >= 1)
+        handles.forEach { $0.cancel() }
+    }
+
     @Test func kvMemoryBudgetsParse() {
         #expect(KVMemory(parsing: "512MiB") == .bytes(512 << 20))
         #expect(KVMemory(parsing: "2GiB") == .bytes(2 << 30))
