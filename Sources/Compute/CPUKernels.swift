@@ -107,6 +107,85 @@ enum CPUKernels {
         }
     }
 
+    /// One query vector of an attention tile: it attends positions start..<length, writes `out`.
+    struct TileQuery {
+        var query: UnsafePointer<Float>
+        var out: UnsafeMutablePointer<Float>
+        var start: Int
+        var length: Int
+    }
+
+    /// `attendHead` for several queries that read the same sequence's K/V head (the query heads of one
+    /// KV head, for consecutive rows): each K and V row is read once for all of them. Every query's
+    /// arithmetic is exactly `attendHead`'s (same dot products, same order over positions), so a row's
+    /// result does not depend on which other rows share its tile. Query i's scores live at
+    /// `scores + i · span`.
+    static func attendTile(_ queries: [TileQuery], keys: UnsafeRawPointer, values: UnsafeRawPointer,
+                           table: UnsafeBufferPointer<Int32>, layout: KVLayout, kvOffset: Int, headDim: Int,
+                           scale: Float, scores: UnsafeMutablePointer<Float>, span: Int) {
+        guard let first = queries.first else { return }
+        if queries.count == 1 {
+            attendHead(query: first.query, keys: keys, values: values, table: table, layout: layout, start: first.start,
+                       length: first.length, kvOffset: kvOffset, headDim: headDim, scale: scale, scores: scores, out: first.out)
+            return
+        }
+        let ps = layout.pageSize, rowBytes = layout.rowBytes
+        let headByte = layout.type == .f16 ? 2 * kvOffset : kvOffset / 32 * 34
+        let lo = queries.map(\.start).min()!, hi = queries.map(\.length).max()!
+        var maxScores = [Float](repeating: -.infinity, count: queries.count)
+        var pos = lo
+        while pos < hi {
+            let page = pos / ps, inPage = pos % ps
+            let n = min(ps - inPage, hi - pos)
+            let base = (Int(table[page]) * ps + inPage) * rowBytes + headByte
+            for j in 0..<n {
+                let p = pos + j
+                let row = keys + base + j * rowBytes
+                for (i, qd) in queries.enumerated() where p >= qd.start && p < qd.length {
+                    let dot: Float
+                    switch layout.type {
+                    case .f16: dot = HalfVector.dot(row.assumingMemoryBound(to: UInt16.self), qd.query, count: headDim)
+                    case .q8_0: dot = q8Dot(row, qd.query, count: headDim)
+                    }
+                    let s = dot * scale
+                    scores[i * span + p - qd.start] = s
+                    maxScores[i] = max(maxScores[i], s)
+                }
+            }
+            pos += n
+        }
+        var inverses = [Float](repeating: 0, count: queries.count)
+        for (i, qd) in queries.enumerated() {
+            let sc = scores + i * span
+            var sum: Float = 0
+            for k in 0..<(qd.length - qd.start) {
+                let e = expf(sc[k] - maxScores[i])
+                sc[k] = e
+                sum += e
+            }
+            inverses[i] = 1 / sum
+            qd.out.initialize(repeating: 0, count: headDim)
+        }
+        pos = lo
+        while pos < hi {
+            let page = pos / ps, inPage = pos % ps
+            let n = min(ps - inPage, hi - pos)
+            let base = (Int(table[page]) * ps + inPage) * rowBytes + headByte
+            for j in 0..<n {
+                let p = pos + j
+                let row = values + base + j * rowBytes
+                for (i, qd) in queries.enumerated() where p >= qd.start && p < qd.length {
+                    let a = scores[i * span + p - qd.start] * inverses[i]
+                    switch layout.type {
+                    case .f16: HalfVector.axpy(a, row.assumingMemoryBound(to: UInt16.self), qd.out, count: headDim)
+                    case .q8_0: q8Axpy(a, row, qd.out, count: headDim)
+                    }
+                }
+            }
+            pos += n
+        }
+    }
+
     /// Σ x[i] · q8_0 value i, over `count` values (a multiple of 32) of consecutive Q8_0 blocks.
     @inline(__always)
     static func q8Dot(_ blocks: UnsafeRawPointer, _ x: UnsafePointer<Float>, count: Int) -> Float {
