@@ -259,9 +259,12 @@ public final class CPUBackend: ComputeBackend {
         }
         // One task per (tile, KV head).
         parallel(tiles.count * p.kvHeads) { range in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: tileRows * group * longest) { scores in
-                for task in range {
-                    let tile = tiles[task / p.kvHeads], kvHead = task % p.kvHeads
+            for task in range {
+                let tile = tiles[task / p.kvHeads], kvHead = task % p.kvHeads
+                // The tile's longest span (its last row's), scores for each of its queries.
+                let lastLength = Int(batch.positions[tile.upperBound - 1]) + 1
+                let span = window > 0 ? min(window, lastLength) : lastLength
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.count * group * span) { scores in
                     var queries: [CPUKernels.TileQuery] = []
                     queries.reserveCapacity(tile.count * group)
                     for r in tile {
@@ -274,7 +277,7 @@ public final class CPUBackend: ComputeBackend {
                     tables[Int(batch.tableIndex[tile.lowerBound])].withUnsafeBufferPointer { table in
                         CPUKernels.attendTile(queries, keys: keys, values: values, table: table, layout: layout,
                                               kvOffset: kvHead * p.headDim, headDim: p.headDim, scale: p.scale,
-                                              scores: scores.baseAddress!, span: longest)
+                                              scores: scores.baseAddress!, span: span)
                     }
                 }
             }

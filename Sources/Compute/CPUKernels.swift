@@ -1,6 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
 import Quant
 
 /// Scalar/SIMD float kernels of the CPU backend (everything but the quantized matmuls).
@@ -55,58 +58,6 @@ enum CPUKernels {
         var rowBytes: Int
     }
 
-    /// Softmax(q·K^T · scale) · V for one head over positions start..<length of one sequence,
-    /// walking the sequence's pages (`table[pos / pageSize]`). Scores take `length - start` floats.
-    static func attendHead(query: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer,
-                           table: UnsafeBufferPointer<Int32>, layout: KVLayout, start: Int, length: Int, kvOffset: Int,
-                           headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let ps = layout.pageSize, rowBytes = layout.rowBytes
-        // Byte offset of the head's values inside a row.
-        let headByte = layout.type == .f16 ? 2 * kvOffset : kvOffset / 32 * 34
-        var maxScore = -Float.infinity
-        var pos = start
-        while pos < length {
-            let page = pos / ps, inPage = pos % ps
-            let n = min(ps - inPage, length - pos)
-            let base = (Int(table[page]) * ps + inPage) * rowBytes + headByte
-            for j in 0..<n {
-                let row = keys + base + j * rowBytes
-                let dot: Float
-                switch layout.type {
-                case .f16: dot = HalfVector.dot(row.assumingMemoryBound(to: UInt16.self), query, count: headDim)
-                case .q8_0: dot = q8Dot(row, query, count: headDim)
-                }
-                let s = dot * scale
-                scores[pos - start + j] = s
-                maxScore = max(maxScore, s)
-            }
-            pos += n
-        }
-        let count = length - start
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = expf(scores[i] - maxScore)
-            scores[i] = e
-            sum += e
-        }
-        out.initialize(repeating: 0, count: headDim)
-        let inv = 1 / sum
-        pos = start
-        while pos < length {
-            let page = pos / ps, inPage = pos % ps
-            let n = min(ps - inPage, length - pos)
-            let base = (Int(table[page]) * ps + inPage) * rowBytes + headByte
-            for j in 0..<n {
-                let row = values + base + j * rowBytes
-                switch layout.type {
-                case .f16: HalfVector.axpy(scores[pos - start + j] * inv, row.assumingMemoryBound(to: UInt16.self), out, count: headDim)
-                case .q8_0: q8Axpy(scores[pos - start + j] * inv, row, out, count: headDim)
-                }
-            }
-            pos += n
-        }
-    }
-
     /// One query vector of an attention tile: it attends positions start..<length, writes `out`.
     struct TileQuery {
         var query: UnsafePointer<Float>
@@ -115,20 +66,25 @@ enum CPUKernels {
         var length: Int
     }
 
-    /// `attendHead` for several queries that read the same sequence's K/V head (the query heads of one
-    /// KV head, for consecutive rows): each K and V row is read once for all of them. Every query's
-    /// arithmetic is exactly `attendHead`'s (same dot products, same order over positions), so a row's
-    /// result does not depend on which other rows share its tile. Query i's scores live at
-    /// `scores + i · span`.
+    /// Softmax(q·K^T · scale) · V over positions start..<length of one sequence, for several queries that
+    /// read the same K/V head (the query heads of one KV head, for consecutive rows of the sequence),
+    /// walking the sequence's pages (`table[pos / pageSize]`): each K and V row is read (and widened from
+    /// f16) once for all of them. Each query's arithmetic is the same whatever else is in its tile (the
+    /// dot products and V accumulations of `HalfVector.dot`/`axpy`, positions in order), so a row's
+    /// result does not depend on the batch. Query i's scores live at `scores + i · span`.
     static func attendTile(_ queries: [TileQuery], keys: UnsafeRawPointer, values: UnsafeRawPointer,
                            table: UnsafeBufferPointer<Int32>, layout: KVLayout, kvOffset: Int, headDim: Int,
                            scale: Float, scores: UnsafeMutablePointer<Float>, span: Int) {
-        guard let first = queries.first else { return }
-        if queries.count == 1 {
-            attendHead(query: first.query, keys: keys, values: values, table: table, layout: layout, start: first.start,
-                       length: first.length, kvOffset: kvOffset, headDim: headDim, scale: scale, scores: scores, out: first.out)
-            return
+        guard !queries.isEmpty else { return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { wide in
+            attendTile(queries, keys: keys, values: values, table: table, layout: layout, kvOffset: kvOffset,
+                       headDim: headDim, scale: scale, scores: scores, span: span, wide: wide.baseAddress!)
         }
+    }
+
+    private static func attendTile(_ queries: [TileQuery], keys: UnsafeRawPointer, values: UnsafeRawPointer,
+                                   table: UnsafeBufferPointer<Int32>, layout: KVLayout, kvOffset: Int, headDim: Int,
+                                   scale: Float, scores: UnsafeMutablePointer<Float>, span: Int, wide: UnsafeMutablePointer<Float>) {
         let ps = layout.pageSize, rowBytes = layout.rowBytes
         let headByte = layout.type == .f16 ? 2 * kvOffset : kvOffset / 32 * 34
         let lo = queries.map(\.start).min()!, hi = queries.map(\.length).max()!
@@ -141,10 +97,11 @@ enum CPUKernels {
             for j in 0..<n {
                 let p = pos + j
                 let row = keys + base + j * rowBytes
+                if layout.type == .f16 { widen(row.assumingMemoryBound(to: UInt16.self), wide, headDim) }
                 for (i, qd) in queries.enumerated() where p >= qd.start && p < qd.length {
                     let dot: Float
                     switch layout.type {
-                    case .f16: dot = HalfVector.dot(row.assumingMemoryBound(to: UInt16.self), qd.query, count: headDim)
+                    case .f16: dot = dotWide(wide, qd.query, headDim)
                     case .q8_0: dot = q8Dot(row, qd.query, count: headDim)
                     }
                     let s = dot * scale
@@ -174,16 +131,68 @@ enum CPUKernels {
             for j in 0..<n {
                 let p = pos + j
                 let row = values + base + j * rowBytes
+                if layout.type == .f16 { widen(row.assumingMemoryBound(to: UInt16.self), wide, headDim) }
                 for (i, qd) in queries.enumerated() where p >= qd.start && p < qd.length {
                     let a = scores[i * span + p - qd.start] * inverses[i]
                     switch layout.type {
-                    case .f16: HalfVector.axpy(a, row.assumingMemoryBound(to: UInt16.self), qd.out, count: headDim)
+                    case .f16: axpyWide(a, wide, qd.out, headDim)
                     case .q8_0: q8Axpy(a, row, qd.out, count: headDim)
                     }
                 }
             }
             pos += n
         }
+    }
+
+    /// f32 copies of `count` f16 values (exact).
+    @inline(__always)
+    static func widen(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        #if arch(x86_64)
+        while i + 8 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: _mm256_cvtph_ps(UnsafeRawPointer(src + i).loadUnaligned(as: SIMD2<Int64>.self)),
+                                                        as: SIMD8<Float>.self)
+            i += 8
+        }
+        #endif
+        while i < count { dst[i] = Half.toFloat(src[i]); i += 1 }
+    }
+
+    /// Σ k[i] · x[i] with `HalfVector.dot`'s arithmetic (two 8-lane FMA accumulators over 16 values at a
+    /// time, then the scalar tail), on a K row already widened to f32.
+    @inline(__always)
+    static func dotWide(_ k: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
+        var i = 0
+        var s: Float = 0
+        #if arch(x86_64)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        while i + 16 <= count {
+            a0 = _mm256_fmadd_ps(UnsafeRawPointer(k + i).loadUnaligned(as: SIMD8<Float>.self),
+                                 UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self), a0)
+            a1 = _mm256_fmadd_ps(UnsafeRawPointer(k + i + 8).loadUnaligned(as: SIMD8<Float>.self),
+                                 UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self), a1)
+            i += 16
+        }
+        s = (a0 + a1).sum()
+        #endif
+        while i < count { s += k[i] * x[i]; i += 1 }
+        return s
+    }
+
+    /// y[i] += a · v[i] with `HalfVector.axpy`'s arithmetic, on a V row already widened to f32.
+    @inline(__always)
+    static func axpyWide(_ a: Float, _ v: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        #if arch(x86_64)
+        let av = SIMD8<Float>(repeating: a)
+        while i + 8 <= count {
+            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: _mm256_fmadd_ps(av, UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self), yv),
+                                                      as: SIMD8<Float>.self)
+            i += 8
+        }
+        #endif
+        while i < count { y[i] += a * v[i]; i += 1 }
     }
 
     /// Σ x[i] · q8_0 value i, over `count` values (a multiple of 32) of consecutive Q8_0 blocks.
