@@ -257,19 +257,23 @@ public final class CPUBackend: ComputeBackend {
             tiles.append(r0..<r1)
             r0 = r1
         }
-        // One task per (tile, KV head).
-        parallel(tiles.count * p.kvHeads) { range in
+        // One task per (tile, KV head); with few tiles (decode), one per (tile, query head) so that every
+        // thread has work. A query's arithmetic is the same either way.
+        let perTask = tiles.count * p.kvHeads >= threads * 4 ? group : 1
+        let headTasks = p.heads / perTask
+        parallel(tiles.count * headTasks) { range in
             for task in range {
-                let tile = tiles[task / p.kvHeads], kvHead = task % p.kvHeads
+                let tile = tiles[task / headTasks], firstHead = task % headTasks * perTask
+                let kvHead = firstHead / group
                 // The tile's longest span (its last row's), scores for each of its queries.
                 let lastLength = Int(batch.positions[tile.upperBound - 1]) + 1
                 let span = window > 0 ? min(window, lastLength) : lastLength
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.count * group * span) { scores in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.count * perTask * span) { scores in
                     var queries: [CPUKernels.TileQuery] = []
-                    queries.reserveCapacity(tile.count * group)
+                    queries.reserveCapacity(tile.count * perTask)
                     for r in tile {
                         let length = Int(batch.positions[r]) + 1
-                        for h in kvHead * group..<(kvHead + 1) * group {
+                        for h in firstHead..<firstHead + perTask {
                             queries.append(CPUKernels.TileQuery(query: q.row(r) + h * p.headDim, out: o.row(r) + h * p.headDim,
                                                                 start: window > 0 ? max(0, length - window) : 0, length: length))
                         }
