@@ -246,42 +246,19 @@ public final class CPUBackend: ComputeBackend {
         // Scores for at most the longest span a row attends (its position + 1, or the window).
         let longest = window > 0 ? min(window, Int(batch.positions.max() ?? 0) + 1) : Int(batch.positions.max() ?? 0) + 1
         let layout = CPUKernels.KVLayout(type: s.shape.type, pageSize: s.shape.pageSize, rowBytes: s.rowBytes)
-        // Tiles: up to `tileRows` consecutive rows of one sequence, so that each K/V row read serves every
-        // query row of the tile and every query head of its KV head. Scores take tile × span floats (≤ 1 MiB).
-        let tileRows = max(1, min(16, (1 << 18) / max(1, group * longest)))
-        var tiles: [Range<Int>] = []
-        var r0 = 0
-        while r0 < rows {
-            var r1 = r0 + 1
-            while r1 < rows && r1 - r0 < tileRows && batch.tableIndex[r1] == batch.tableIndex[r0] { r1 += 1 }
-            tiles.append(r0..<r1)
-            r0 = r1
-        }
-        // One task per (tile, KV head); with few tiles (decode), one per (tile, query head) so that every
-        // thread has work. A query's arithmetic is the same either way.
-        let perTask = tiles.count * p.kvHeads >= threads * 4 ? group : 1
-        let headTasks = p.heads / perTask
-        parallel(tiles.count * headTasks) { range in
-            for task in range {
-                let tile = tiles[task / headTasks], firstHead = task % headTasks * perTask
-                let kvHead = firstHead / group
-                // The tile's longest span (its last row's), scores for each of its queries.
-                let lastLength = Int(batch.positions[tile.upperBound - 1]) + 1
-                let span = window > 0 ? min(window, lastLength) : lastLength
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.count * perTask * span) { scores in
-                    var queries: [CPUKernels.TileQuery] = []
-                    queries.reserveCapacity(tile.count * perTask)
-                    for r in tile {
-                        let length = Int(batch.positions[r]) + 1
-                        for h in firstHead..<firstHead + perTask {
-                            queries.append(CPUKernels.TileQuery(query: q.row(r) + h * p.headDim, out: o.row(r) + h * p.headDim,
-                                                                start: window > 0 ? max(0, length - window) : 0, length: length))
-                        }
-                    }
-                    tables[Int(batch.tableIndex[tile.lowerBound])].withUnsafeBufferPointer { table in
-                        CPUKernels.attendTile(queries, keys: keys, values: values, table: table, layout: layout,
-                                              kvOffset: kvHead * p.headDim, headDim: p.headDim, scale: p.scale,
-                                              scores: scores.baseAddress!, span: span)
+        // One task per (row, head).
+        parallel(rows * p.heads) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: longest) { scores in
+                for task in range {
+                    let r = task / p.heads, h = task % p.heads
+                    let kvHead = h / group
+                    let length = Int(batch.positions[r]) + 1
+                    tables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
+                        CPUKernels.attendHead(
+                            query: q.row(r) + h * p.headDim, keys: keys, values: values, table: table, layout: layout,
+                            start: window > 0 ? max(0, length - window) : 0, length: length,
+                            kvOffset: kvHead * p.headDim, headDim: p.headDim, scale: p.scale,
+                            scores: scores.baseAddress!, out: o.row(r) + h * p.headDim)
                     }
                 }
             }
