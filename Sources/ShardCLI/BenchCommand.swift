@@ -30,7 +30,7 @@ extension Shardctl {
         }
 
         func run() throws {
-            var options = try compute.loadOptions()
+            var options = try compute.loadOptions(singleSequence: concurrency == 1)
             options.contextLength = max(compute.ctx ?? 0, promptTokens + genTokens + 1)
             if concurrency > 1 {
                 if compute.maxSequences == nil { options.kv.maxSequences = concurrency }

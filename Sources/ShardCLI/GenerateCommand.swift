@@ -25,7 +25,7 @@ extension Shardctl {
 
         func run() throws {
             if let path = model {
-                try generate(try loadModel(path, try compute.loadOptions()))
+                try generate(try loadModel(path, try compute.loadOptions(singleSequence: true)))
             } else {
                 // No --model: the cluster `shardctl launch` started.
                 guard let cluster = try Cluster.read() else {

@@ -43,7 +43,7 @@ struct ComputeOptions: ParsableArguments {
     var kvMemory: String?
     @Option(name: .customLong("kv-type"), help: "KV cache element type: f16 or q8_0 (q8_0: CPU backend).")
     var kvType: String = "f16"
-    @Option(name: .customLong("max-sequences"), help: "Most sequences the scheduler runs at once.")
+    @Option(name: .customLong("max-sequences"), help: "Most sequences the scheduler runs at once (default 16; 1 for single-sequence commands).")
     var maxSequences: Int?
     @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduler step, interleaved with decode steps.")
     var prefillChunk: Int = 256
@@ -95,7 +95,10 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 
-    func loadOptions() throws -> LoadOptions {
+    /// The load options these flags ask for. `singleSequence`: the command runs one sequence at a time
+    /// (generate, logits, perplexity, bench without --concurrency), so unless --max-sequences says
+    /// otherwise the KV pool is sized for one.
+    func loadOptions(singleSequence: Bool = false) throws -> LoadOptions {
         var o = LoadOptions()
         o.shards = shards
         o.backend = backend.resolved
@@ -105,6 +108,7 @@ struct ComputeOptions: ParsableArguments {
         o.contextLength = ctx
         if let threads { o.threads = threads }
         o.kv = try kvOptions
+        if singleSequence && maxSequences == nil { o.kv.maxSequences = 1 }
         o.prefillChunk = prefillChunk
         return o
     }
