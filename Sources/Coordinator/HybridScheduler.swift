@@ -250,6 +250,8 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
             s.pending.events(.failed(message))
             try? pipeline.release(s.id)
         }
+        // Sequences that ended but whose release had not reached the shards yet.
+        for id in pendingRelease { try? pipeline.release(id) }
         running.removeAll()
         inFlight.removeAll()
         pendingRelease.removeAll()

@@ -188,14 +188,16 @@ import Wire
         let noCluster = try CLI.run(["status"])
         #expect(noCluster.status != 0 && noCluster.stderr.contains("no cluster is running"))
 
-        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1"])
+        // KV flags go to the workers (in LoadShard) and into the cluster file, for later commands.
+        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1",
+                                  "--kv-type", "q8_0", "--kv-memory", "64MiB", "--max-sequences", "4"])
         #expect(launch.status == 0, "\(launch.stderr)")
         #expect(launch.stdout.contains("0..<15") && launch.stdout.contains("15..<30"))
         defer { _ = try? CLI.run(["stop"]) }
 
         // Twice through the running cluster: the same greedy tokens as a one-process run.
         let expected = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0",
-                                    "--max-tokens", "8", "--json", "--backend", "cpu"])
+                                    "--max-tokens", "8", "--json", "--backend", "cpu", "--kv-type", "q8_0"])
         for _ in 0..<2 {
             let g = try CLI.run(["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"])
             #expect(g.status == 0, "\(g.stderr)")
@@ -206,6 +208,7 @@ import Wire
 
         let status = try CLI.run(["status"])
         #expect(status.status == 0)
+        #expect(status.stdout.contains("q8_0, 67108864 bytes, up to 4 sequences"), "\(status.stdout)")
         let rows = status.lines.filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
         #expect(rows.count == 2, "\(status.stdout)")
         #expect(rows.allSatisfy { $0.contains("cpu/CPU") && $0.contains("now (") }, "\(status.stdout)")

@@ -77,6 +77,33 @@ import Testing
         engine.shutdown()
     }
 
+    /// A worker dies mid-generation: the running requests end with a `.failed` event naming the
+    /// shard-worker (not a hang), and the engine shuts down cleanly.
+    @Test func deadWorkerFailsRunningRequestsCleanly() throws {
+        let model = try LocalModel(path: smol, options: options(shards: 2))
+        let engine = model.makeEngine()
+        let logs = (0..<2).map { _ in Log() }
+        for (i, log) in logs.enumerated() {
+            _ = try engine.submit(GenerationRequest(prompt: [1, Int32(400 + i), 500], maxTokens: 200), events: log.sink)
+        }
+        while logs.contains(where: { $0.tokens.count < 2 }) { usleep(1000) }
+        let pg = Process()
+        pg.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        pg.arguments = ["-P", "\(getpid())", "shard-worker"]
+        let out = Pipe()
+        pg.standardOutput = out
+        try pg.run()
+        let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        pg.waitUntilExit()
+        try #require(pids.count == 2, "workers: \(pids)")
+        kill(pid_t(pids[1])!, SIGKILL)
+        for log in logs {
+            log.wait()
+            #expect(log.failure?.contains("shard-worker") == true, "\(log.failure ?? "no failure")")
+        }
+        engine.shutdown()
+    }
+
     @Test func benchConcurrencyReportsAggregateAndLatencies() throws {
         let r = try CLI.run(["bench", "--model", smol, "--backend", "cpu", "--concurrency", "3", "--prompt-tokens", "20",
                              "--gen-tokens", "6", "--json", "--shards", "2"])
