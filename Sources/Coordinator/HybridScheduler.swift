@@ -15,6 +15,10 @@ public struct SchedulerOptions: Sendable {
     public var maxQueued: Int = 4096
     /// Reuse the KV pages of a running sequence's common prompt prefix (whole pages).
     public var prefixSharing: Bool = true
+    /// Finished sequences whose KV pages are kept as a prefix cache (most recently used last), so that
+    /// a later request with the same system prompt starts on them; they are let go first whenever pages
+    /// are short, before any running sequence is preempted. 0: pages go back when a sequence ends.
+    public var prefixCache: Int = 8
     /// Steps in flight at most (nil: the pipeline's `maxInFlight`).
     public var maxInFlight: Int?
     public init() {}
@@ -57,6 +61,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
         var stopped = false
         var stats = EngineStats()
         var peakPagesUsed = 0
+        var cachedSequences = 0
         var preemptions = 0
         var sharedPrefixPages = 0
     }
@@ -101,6 +106,8 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
     private var kv: StreamingKVCache
     private var waiting: [Sequence] = []
     private var running: [Sequence] = []
+    /// The prefix cache: finished sequences that still hold their pages, least recently used first.
+    private var cached: [Sequence] = []
     private var inFlight: [(step: UInt64, entries: [InFlightEntry])] = []
     private var pendingRelease: [SequenceID] = []
     private var pendingForks: [PrefixFork] = []
@@ -167,6 +174,8 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
     /// Scheduler counters for tests and benchmarks.
     public struct Counters: Sendable {
         public var peakPagesUsed: Int
+        /// Finished sequences whose pages are kept as the prefix cache now.
+        public var cachedSequences: Int
         public var preemptions: Int
         /// Pages new sequences took over from a running sequence instead of computing them.
         public var sharedPrefixPages: Int
@@ -174,7 +183,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
     }
     public func counters() -> Counters {
         let steps = stepsDone.load(ordering: .relaxed)
-        return state.withLock { Counters(peakPagesUsed: $0.peakPagesUsed, preemptions: $0.preemptions,
+        return state.withLock { Counters(peakPagesUsed: $0.peakPagesUsed, cachedSequences: $0.cachedSequences, preemptions: $0.preemptions,
                                          sharedPrefixPages: $0.sharedPrefixPages, steps: steps) }
     }
     private let stepsDone = Atomic<Int>(0)
@@ -240,6 +249,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
             s.stats.running = running.count
             s.stats.kvPagesUsed = used
             s.peakPagesUsed = max(s.peakPagesUsed, used)
+            s.cachedSequences = cached.count
         }
     }
 
@@ -250,8 +260,10 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
             s.pending.events(.failed(message))
             try? pipeline.release(s.id)
         }
-        // Sequences that ended but whose release had not reached the shards yet.
+        // Sequences that ended but whose release had not reached the shards yet, and the prefix cache.
         for id in pendingRelease { try? pipeline.release(id) }
+        for c in cached { try? pipeline.release(c.id) }
+        cached.removeAll()
         running.removeAll()
         inFlight.removeAll()
         pendingRelease.removeAll()
@@ -269,11 +281,23 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
     private func seconds(since t: ContinuousClock.Instant) -> Double { (ContinuousClock.now - t).seconds }
 
     private func finish(_ s: Sequence, _ reason: StopReason) {
-        releasePages(s)
         running.removeAll { $0 === s }
+        if reason != .cancelled && options.prefixSharing && options.prefixCache > 0 && pool.window == 0 && s.computed >= pool.pageSize {
+            cached.append(s)
+            while cached.count > options.prefixCache { releasePages(cached.removeFirst()) }
+        } else {
+            releasePages(s)
+        }
         let total = seconds(since: s.pending.submitted)
         s.pending.events(.finished(GenerationSummary(reason: reason, promptTokens: s.promptCount, generatedTokens: s.generated,
                                                      timeToFirstToken: s.firstToken ?? total, totalSeconds: total)))
+    }
+
+    /// Lets prefix-cache entries go, least recently used first, until `enough()` (never `keeping`).
+    private func evictCache(keeping: SequenceID? = nil, until enough: () -> Bool) {
+        while !enough(), let i = cached.firstIndex(where: { $0.id != keeping }) {
+            releasePages(cached.remove(at: i))
+        }
     }
 
     /// Lets the sequence's pages go, here now and on the shards with the next step.
@@ -326,10 +350,15 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
                 }
             }
             let shared = fork?.length ?? 0
-            // Room for its first chunk (or the shared prefix plus one more token) without preempting.
+            // Room for its first chunk (or the shared prefix plus one more token) without preempting,
+            // after letting cached prefixes go if need be.
             let first = min(s.tokens.count, shared + max(1, min(options.prefillChunk, maxRows)))
             let need = (first + pool.pageSize - 1) / pool.pageSize - shared / pool.pageSize
+            evictCache(keeping: fork?.source) { need <= kv.freePageCount }
             guard need <= kv.freePageCount else { return }
+            if let fork, let i = cached.firstIndex(where: { $0.id == fork.source }) {
+                cached.append(cached.remove(at: i))  // most recently used
+            }
             waiting.removeFirst()
             if let fork {
                 do {
@@ -349,7 +378,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
 
     private enum PrefixChoice { case none, wait, share(PrefixFork) }
 
-    /// The running sequence whose computed tokens share the most whole pages with `s`'s prompt.
+    /// The running or cached sequence whose computed tokens share the most whole pages with `s`'s prompt.
     private func prefixSource(for s: Sequence) -> PrefixChoice {
         let ps = pool.pageSize
         // At least the last prompt token is computed by `s` itself (its logits start the generation).
@@ -357,7 +386,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
         guard limit >= ps else { return .none }
         var best: (length: Int, source: Sequence)?
         var waitFor = false
-        for r in running {
+        for r in running + cached {
             var lcp = 0
             let n = min(limit, r.tokens.count)
             while lcp < n && r.tokens[lcp] == s.tokens[lcp] { lcp += 1 }
@@ -382,8 +411,10 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
         state.withLock { $0.preemptions += 1 }
     }
 
-    /// Makes room for `s` to hold `length` positions by preempting idle sequences admitted after it.
+    /// Makes room for `s` to hold `length` positions: cached prefixes go first, then idle sequences
+    /// admitted after it are preempted.
     private func makeRoom(for s: Sequence, length: Int, keeping chosen: [(Sequence, Int)]) -> Bool {
+        evictCache { kv.canReserve(s.id, length: length) }
         while !kv.canReserve(s.id, length: length) {
             let victims = running.filter { v in v !== s && !v.inFlight && v.admission > s.admission && !chosen.contains { $0.0 === v } }
                 .filter { v in !pendingForks.contains { $0.source == v.id } }

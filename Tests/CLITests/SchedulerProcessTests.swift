@@ -73,7 +73,7 @@ import Testing
                 #expect(t.logprob == expected.logprob, "request \(i): logits differ")
             }
         }
-        #expect(engine.stats().kvPagesUsed == 0)
+        #expect(engine.stats().running == 0 && engine.stats().waiting == 0)
         engine.shutdown()
     }
 

@@ -82,7 +82,8 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
         var s = SchedulerOptions()
         s.prefillChunk = 16
         s.maxSequences = 8
-        let engine = HybridScheduler(pipeline: try m.pipeline(options), options: s)
+        let pipeline = try m.pipeline(options)
+        let engine = HybridScheduler(pipeline: pipeline, options: s)
         defer { engine.shutdown() }
         let logs = prompts.map { _ in EventLog() }
         for (p, log) in zip(prompts, logs) {
@@ -98,7 +99,11 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
             }
         }
         #expect(engine.counters().steps < 8 * 10, "requests were batched")
-        #expect(engine.stats().kvPagesUsed == 0)
+        // What stays is the prefix cache of finished sequences, the same on the shard as in the scheduler.
+        for _ in 0..<1000 where pipeline.shards[0].kv.usedPageCount != engine.stats().kvPagesUsed { usleep(1000) }
+        // Six of the eight computed at least one whole page (16 positions) and are cached.
+        #expect(engine.stats().running == 0 && engine.counters().cachedSequences == 6)
+        #expect(pipeline.shards[0].kv.usedPageCount == engine.stats().kvPagesUsed)
     }
 
     /// More and longer sequences than the pool holds: sequences are preempted and recomputed, the
@@ -136,7 +141,9 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
         let c = engine.counters()
         #expect(c.preemptions > 0, "the pool was large enough: nothing was preempted")
         #expect(c.peakPagesUsed <= 14 && shardPeak <= 14)
-        #expect(pipeline.shards.allSatisfy { $0.kv.usedPageCount == 0 }, "pages freed on the shards")
+        // Finished sequences stay as prefix cache while the pool allows: the shards hold exactly those.
+        for _ in 0..<1000 where pipeline.shards[0].kv.usedPageCount != engine.stats().kvPagesUsed { usleep(1000) }
+        #expect(pipeline.shards.allSatisfy { $0.kv.usedPageCount == engine.stats().kvPagesUsed }, "shards and scheduler agree")
     }
 
     /// Requests that share a 64-token system prompt start on the first request's pages: same tokens
@@ -164,6 +171,38 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
         #expect(withSharing.sharedPrefixPages == 3 * 4, "each later request reuses the 4 whole pages of the prefix")
         #expect(without.sharedPrefixPages == 0)
         #expect(withSharing.peakPagesUsed < without.peakPagesUsed)
+    }
+
+    /// A request that arrives after another with the same 64-token system prompt has finished starts
+    /// on the finished one's cached pages; with the cache off it recomputes them. Same tokens either way;
+    /// with the cache off every page is back in the pool once the requests end.
+    @Test func prefixCacheServesASystemPromptToLaterRequests() throws {
+        let m = try SmolModel()
+        let options = ShardOptions(contextLength: 256, maxBatchRows: 64, pageSize: 16, maxSequences: 4)
+        let system: [Int32] = [1] + (0..<69).map { Int32(3000 + $0 * 41) }
+        let prompts = [system + [20001, 20002, 20003], system + [20101, 20102]]
+        func run(cache: Int) throws -> ([[Int32]], HybridScheduler.Counters, Int) {
+            var s = SchedulerOptions()
+            s.prefixCache = cache
+            let pipeline = try m.pipeline(options)
+            let engine = HybridScheduler(pipeline: pipeline, options: s)
+            defer { engine.shutdown() }
+            var tokens: [[Int32]] = []
+            for p in prompts {  // one after the other
+                let log = EventLog()
+                _ = try engine.submit(GenerationRequest(prompt: p, maxTokens: 6), events: log.sink)
+                _ = log.wait()
+                tokens.append(log.tokens)
+            }
+            for _ in 0..<1000 where pipeline.shards[0].kv.usedPageCount != engine.stats().kvPagesUsed { usleep(1000) }
+            return (tokens, engine.counters(), pipeline.shards[0].kv.usedPageCount)
+        }
+        let (cachedTokens, withCache, _) = try run(cache: 4)
+        let (plainTokens, without, leftOver) = try run(cache: 0)
+        #expect(cachedTokens == plainTokens)
+        #expect(withCache.sharedPrefixPages == 4 && withCache.cachedSequences == 2)
+        #expect(without.sharedPrefixPages == 0 && without.cachedSequences == 0)
+        #expect(leftOver == 0, "without the cache, pages are freed when a sequence ends")
     }
 
     @Test func cancellationFreesPagesAndNeverFittingRequestsAreRefused() throws {
