@@ -366,6 +366,8 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
                 } catch {
                     fatalError("scheduler page accounting: \(error)")
                 }
+                // A frame carries at most a step's row limit of forks (the workers' wire limit).
+                if pendingForks.count >= maxRows { flushPageOperations() }
                 pendingForks.append(fork)
                 s.computed = fork.length
                 state.withLock { $0.sharedPrefixPages += fork.length / pool.pageSize }

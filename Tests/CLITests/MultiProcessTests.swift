@@ -175,8 +175,9 @@ import Wire
     }
 }
 
-/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder.
-@Suite(.serialized) struct ClusterLifecycleTests {
+/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder. In the
+/// serialized suite: its workers' sockets are under /tmp/shard-…, which the other tests' worker counts see.
+extension MultiProcessTests {
     @Test func launchGenerateStatusStop() throws {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("shard-state-\(getpid())").path
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)

@@ -6,10 +6,9 @@ import Testing
 
 /// The HybridScheduler over two `shard-worker` processes: several micro-batches in flight, KV page
 /// operations carried in the frames, and every request's tokens and logits as when it runs alone in
-/// one process.
-@Suite(.serialized) struct SchedulerProcessTests {
-    let smol = CLI.model("SmolLM2-135M-Instruct.Q4_1.gguf")
-
+/// one process. Part of the serialized `MultiProcessTests` suite: its tests count the shard-worker
+/// processes on the machine, so nothing else here may start workers while they run.
+extension MultiProcessTests {
     final class Log: Sendable {
         let events = Mutex<[GenerationEvent]>([])
         let done = Atomic<Bool>(false)
