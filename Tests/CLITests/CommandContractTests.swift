@@ -120,7 +120,10 @@ import Testing
         let o = try #require(try CLI.json(b.stdout) as? [String: Any])
         #expect(o["backend"] as? String == "vulkan")
     }
+}
 
+/// In the serialized MultiProcessTests suite: it starts shard-workers, which the other tests there count.
+extension MultiProcessTests {
     @Test func synthWritesAModelThatGenerates() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-cli-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

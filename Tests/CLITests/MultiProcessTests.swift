@@ -7,10 +7,12 @@ import Wire
 @Suite(.serialized) struct MultiProcessTests {
     let smol = CLI.model("SmolLM2-135M-Instruct.Q4_1.gguf")
 
-    func workerCount() -> Int {
+    /// shard-worker processes on this machine started by any coordinator, or (`coordinator`) by that one:
+    /// its workers' sockets are in /tmp/shard-PID-…, so other sessions' tests on a shared machine don't count.
+    func workerCount(of coordinator: Int32? = nil) -> Int {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        p.arguments = ["-f", "shard-worker --listen ipc:///tmp/shard-"]
+        p.arguments = ["-f", "shard-worker --listen ipc:///tmp/shard-" + (coordinator.map { "\($0)-" } ?? "")]
         let out = Pipe()
         p.standardOutput = out
         try? p.run()
@@ -67,7 +69,7 @@ import Wire
         #expect(message.hasPrefix("error: ") && message.contains("shard-worker"), "stderr: \(message)")
         #expect(message.split(separator: "\n").count == 1)
         Thread.sleep(forTimeInterval: 0.5)
-        #expect(workerCount() == 0, "shard-worker processes left behind")
+        #expect(workerCount(of: p.processIdentifier) == 0, "shard-worker processes left behind")
     }
 
     @Test func killedCoordinatorLeavesNoWorkers() throws {
@@ -78,12 +80,13 @@ import Wire
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        for _ in 0..<100 where workerCount() < 3 { Thread.sleep(forTimeInterval: 0.1) }
-        #expect(workerCount() == 3)
-        kill(p.processIdentifier, SIGKILL)
+        let pid = p.processIdentifier
+        for _ in 0..<100 where workerCount(of: pid) < 3 { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(workerCount(of: pid) == 3)
+        kill(pid, SIGKILL)
         p.waitUntilExit()
-        for _ in 0..<50 where workerCount() > 0 { Thread.sleep(forTimeInterval: 0.1) }
-        #expect(workerCount() == 0, "workers outlived their coordinator")
+        for _ in 0..<50 where workerCount(of: pid) > 0 { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(workerCount(of: pid) == 0, "workers outlived their coordinator")
     }
 
     /// A worker driven by hand over the wire: it registers, loads, rejects a malformed frame with an
