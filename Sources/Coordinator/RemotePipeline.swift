@@ -20,6 +20,8 @@ public final class RemotePipeline: ShardPipeline {
     public let maxBatchRows: Int
     public let contextLength: Int
     public private(set) var workers: [WorkerInfo] = []
+    /// The layer range of each worker, in pipeline order.
+    public private(set) var plan: [Range<Int>] = []
     public var stepTimeout: Duration = .seconds(120)
     /// Called while waiting for a step; a non-nil message fails the step at once (e.g. a worker process died).
     public var healthCheck: (() -> String?)?
@@ -36,13 +38,15 @@ public final class RemotePipeline: ShardPipeline {
     /// Workers this coordinator started: they get Shutdown at the end. Running services (`--workers`) stay up.
     private let ownsWorkers: Bool
 
-    /// Connects to the workers at `endpoints` (control endpoints), loads `plan[i]` of `modelPath` on
+    /// Connects to the workers at `endpoints` (control endpoints), asks each for its Register, lets
+    /// `plan` cut the layers knowing what the workers reported (it throws for a plan that does not fit),
+    /// loads `plan[i]` of `modelPath` on
     /// worker i and links them. `resultEndpoint` is where the last worker pushes logits (bound here).
-    public init(endpoints: [String], modelPath: String, plan: [Range<Int>], embeddingLength: Int, vocabSize: Int,
-                contextLength: Int, maxBatchRows: Int, backend: BackendKind, devices: [Int]?,
+    public init(endpoints: [String], modelPath: String, plan makePlan: ([Register]) throws -> [Range<Int>], embeddingLength: Int, vocabSize: Int,
+                contextLength: Int, maxBatchRows: Int, backends: (Int) -> BackendKind, devices: [Int]?,
                 resultEndpoint: String, ownsWorkers: Bool = true, loadTimeout: Duration = .seconds(600)) throws {
         self.ownsWorkers = ownsWorkers
-        precondition(endpoints.count == plan.count && !plan.isEmpty)
+        precondition(!endpoints.isEmpty)
         self.vocabSize = vocabSize
         self.maxBatchRows = maxBatchRows
         self.contextLength = contextLength
@@ -67,6 +71,11 @@ public final class RemotePipeline: ShardPipeline {
                 }
                 registrations.append(r)
             }
+            let plan = try makePlan(registrations)
+            guard plan.count == endpoints.count else {
+                throw GenerationError("the plan has \(plan.count) shards for \(endpoints.count) workers")
+            }
+            self.plan = plan
             // Load, last worker first, so that each one's next hop is already listening.
             let dataEndpoints = try endpoints.map { try Endpoints.data(forControl: $0) }
             for i in plan.indices.reversed() {
@@ -74,7 +83,7 @@ public final class RemotePipeline: ShardPipeline {
                     : RemotePipeline.advertised(resultAddress, toward: endpoints[i])
                 let load = LoadShard(modelPath: modelPath, layerStart: UInt32(plan[i].lowerBound), layerEnd: UInt32(plan[i].upperBound),
                                      contextLength: UInt32(contextLength), kvType: .f16, maxBatchRows: UInt32(maxBatchRows),
-                                     backend: WireBackend(name: backend.rawValue) ?? .unspecified,
+                                     backend: WireBackend(name: backends(i).rawValue) ?? .unspecified,
                                      deviceIndex: UInt32(devices.map { $0[i % $0.count] } ?? 0), nextEndpoint: next)
                 switch try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i]) {
                 case .ready: workers.insert(WorkerInfo(endpoint: endpoints[i], registration: registrations[i], layers: plan[i]), at: 0)

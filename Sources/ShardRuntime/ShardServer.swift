@@ -26,6 +26,9 @@ public final class ShardServer {
         public var threads: Int = Parallel.defaultThreads
         /// Exit when the process that started this worker exits (workers that `shardctl` starts itself).
         public var exitWithParent = false
+        /// Memory this worker offers (`--memory`): reported as its free memory instead of what the
+        /// backend has, so that the coordinator plans (and refuses) against it.
+        public var memoryLimit: Int?
         public init(listen: String, workerID: String, backend: BackendKind, device: Int?) {
             self.listen = listen
             self.workerID = workerID
@@ -131,9 +134,11 @@ public final class ShardServer {
         let backend = WireBackend(name: options.backend.rawValue) ?? .unspecified
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)
-        let pages = Int(sysconf(Int32(_SC_AVPHYS_PAGES))), pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // What a shard could use here (the CPU: available RAM, page cache included, where mmapped weights
+        // live; Vulkan: the device's local heap).
+        let free = options.memoryLimit ?? BackendFactory.freeMemory(options.backend, device: options.device)
         return Register(workerID: options.workerID, backend: backend, deviceName: shard?.backend.deviceName ?? options.backend.rawValue,
-                        freeMemoryBytes: UInt64(max(0, pages * pageSize)), host: String(cString: host))
+                        freeMemoryBytes: UInt64(max(0, free)), host: String(cString: host))
     }
 
     private func load(_ request: LoadShard) throws -> Ready {
