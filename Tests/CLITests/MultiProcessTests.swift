@@ -129,6 +129,20 @@ import Wire
         #expect(big.isRunning && tiny.isRunning, "a refused plan must not take the workers down")
     }
 
+    /// Two worker processes on different backends (CPU, then Vulkan on lavapipe): the single-process
+    /// Vulkan tokens.
+    @Test func cpuWorkerAndVulkanWorkerGiveTheVulkanTokens() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mixed-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try CLI.run(["synth", "--arch", "llama", "--preset", "tiny", "--quant", "q4_k_m", "--out", path]).status == 0)
+        let args = ["generate", "--model", path, "--prompt", "the quick brown fox", "--temperature", "0", "--max-tokens", "12", "--json"]
+        let vulkan = try CLI.run(args + ["--backend", "vulkan"])
+        let mixed = try CLI.run(args + ["--backend", "cpu,vulkan", "--shards", "2"])
+        #expect(vulkan.status == 0 && mixed.status == 0, "\(vulkan.stderr) \(mixed.stderr)")
+        #expect(vulkan.lines.count >= 4 && mixed.lines.dropLast() == vulkan.lines.dropLast(), "\(vulkan.stdout)\n\(mixed.stdout)")
+        #expect(workerCount() == 0, "shard-worker processes left behind")
+    }
+
     /// A worker driven by hand over the wire: it registers, loads, rejects a malformed frame with an
     /// Error and keeps serving, computes a real step, and exits on Shutdown.
     @Test func workerSurvivesMalformedFramesAndShutsDownCleanly() throws {
