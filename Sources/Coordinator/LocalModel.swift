@@ -81,7 +81,7 @@ public final class LocalModel {
             let started = try options.workers == nil ? WorkerProcesses(count: shardCount, arguments: options.workerArguments) : nil
             let endpoints = options.workers ?? started!.endpoints
             let remote = try RemotePipeline(
-                endpoints: endpoints, modelPath: path, plan: { registrations in
+                endpoints: endpoints, model: file, plan: { registrations in
                     try planner.plan(shards: shardCount, split: options.split, targets: registrations.enumerated().map {
                         PlanTarget(name: "worker \($0.element.workerID) on \($0.element.host) (\(endpoints[$0.offset]))",
                                    freeBytes: Int(clamping: $0.element.freeMemoryBytes))

@@ -22,6 +22,8 @@ public struct ShardWorker: ParsableCommand {
     var workerID: String?
     @Option(help: "Memory this worker offers, e.g. 12GiB or 512MiB (default: the device's, or the host's available memory). The coordinator plans the split against it.")
     var memory: ByteSize?
+    @Option(name: .customLong("model-dir"), help: "A folder whose models this worker may open (repeatable; default: any path). Models elsewhere, missing here, or different from the coordinator's are streamed from the coordinator.")
+    var modelDirs: [String] = []
     @Flag(name: .customLong("exit-with-parent"), help: .hidden)
     var exitWithParent = false
     public init() {}
@@ -41,6 +43,7 @@ public struct ShardWorker: ParsableCommand {
         if let threads { options.threads = threads }
         options.exitWithParent = exitWithParent
         options.memoryLimit = memory?.bytes
+        options.modelDirectories = modelDirs.isEmpty ? nil : modelDirs
         try ShardServer(options).run()
     }
 

@@ -129,6 +129,35 @@ import Wire
         #expect(big.isRunning && tiny.isRunning, "a refused plan must not take the workers down")
     }
 
+    /// Workers whose host lacks the model (here: `--model-dir` points elsewhere) get the header and their
+    /// own tensors streamed by the coordinator, and give the same tokens as workers that read the file.
+    @Test func workersWithoutTheModelGetItStreamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(getpid())")
+        let empty = dir.appendingPathComponent("models"), weights = dir.appendingPathComponent("weights")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var workers: [Process] = []
+        defer { for w in workers where w.isRunning { w.terminate(); w.waitUntilExit() } }
+        for name in ["a", "b"] {
+            let w = Process()
+            w.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+            w.arguments = ["--listen", "ipc://\(dir.path)/\(name)", "--backend", "cpu", "--threads", "1", "--model-dir", empty.path]
+            var env = ProcessInfo.processInfo.environment
+            env["TMPDIR"] = weights.path
+            w.environment = env
+            try w.run()
+            workers.append(w)
+        }
+        let args = ["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"]
+        let streamed = try CLI.run(args + ["--workers", "ipc://\(dir.path)/a,ipc://\(dir.path)/b"])
+        let local = try CLI.run(args + ["--backend", "cpu"])
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        #expect(streamed.lines.count == 9 && streamed.lines.dropLast() == local.lines.dropLast(), "\(streamed.stdout)")
+        // The copies were sparse and are gone once mapped.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: weights.appendingPathComponent("shard-weights-\(getuid())").path)) ?? []
+        #expect(left.isEmpty, "streamed copies left on disk: \(left)")
+    }
+
     /// Two worker processes on different backends (CPU, then Vulkan on lavapipe): the single-process
     /// Vulkan tokens.
     @Test func cpuWorkerAndVulkanWorkerGiveTheVulkanTokens() throws {
