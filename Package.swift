@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["GGUF", "Tokenizer"]),
         .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
         .testTarget(name: "VulkanBackendTests", dependencies: ["VulkanBackend", "Compute", "GGUF", "Quant", "Model", "ShardRuntime", "Coordinator"]),
-        .testTarget(name: "CLITests", dependencies: ["ShardCLI", "Wire"]),
+        .testTarget(name: "CLITests", dependencies: ["ShardCLI", "Wire", "Coordinator", "ShardRuntime"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CShardProto", "CZmq"]),
     ],
     // Swift 5 mode: the numeric core passes raw pointers into worker threads, which Swift 6's

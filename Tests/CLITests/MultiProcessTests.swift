@@ -261,8 +261,9 @@ import Wire
     }
 }
 
-/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder.
-@Suite(.serialized) struct ClusterLifecycleTests {
+/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder. In the
+/// serialized suite: its workers' sockets are under /tmp/shard-…, which the other tests' worker counts see.
+extension MultiProcessTests {
     @Test func launchGenerateStatusStop() throws {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-state-\(getpid())").path
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -274,14 +275,16 @@ import Wire
         let noCluster = try CLI.run(["status"])
         #expect(noCluster.status != 0 && noCluster.stderr.contains("no cluster is running"))
 
-        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1"])
+        // KV flags go to the workers (in LoadShard) and into the cluster file, for later commands.
+        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1",
+                                  "--kv-type", "q8_0", "--kv-memory", "64MiB", "--max-sequences", "4"])
         #expect(launch.status == 0, "\(launch.stderr)")
         #expect(launch.stdout.contains("0..<15") && launch.stdout.contains("15..<30"))
         defer { _ = try? CLI.run(["stop"]) }
 
         // Twice through the running cluster: the same greedy tokens as a one-process run.
         let expected = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0",
-                                    "--max-tokens", "8", "--json", "--backend", "cpu"])
+                                    "--max-tokens", "8", "--json", "--backend", "cpu", "--kv-type", "q8_0"])
         for _ in 0..<2 {
             let g = try CLI.run(["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"])
             #expect(g.status == 0, "\(g.stderr)")
@@ -292,6 +295,7 @@ import Wire
 
         let status = try CLI.run(["status"])
         #expect(status.status == 0)
+        #expect(status.stdout.contains("q8_0, 67108864 bytes, up to 4 sequences"), "\(status.stdout)")
         let rows = status.lines.filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
         #expect(rows.count == 2, "\(status.stdout)")
         #expect(rows.allSatisfy { $0.contains("cpu/CPU") && $0.contains("now (") }, "\(status.stdout)")
