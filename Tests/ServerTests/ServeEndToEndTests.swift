@@ -66,7 +66,7 @@ import Testing
     static func python(_ args: [String]) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + args
+        p.arguments = ["timeout", "900", "python3"] + args  // a hung check fails instead of hanging the suite
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
