@@ -237,6 +237,10 @@ public final class APIServer: Sendable {
         }
         let r = try CompletionRequest(kind: kind, body: json)
         let m = try requireModel()
+        if let monitor = m.monitor, let down = monitor.workers.firstIndex(where: { !$0.ready }) {
+            // A request now would wait out the pipeline's step timeout: refuse it while /health says 503.
+            throw APIError.unavailable("shard \(down) (\(monitor.workers[down].endpoint)) is not answering its heartbeat", code: "shard_unavailable")
+        }
         let p = try prepare(r, model: m, started: started)
         guard m.engine.stats().waiting < configuration.maxQueue else {
             throw APIError.unavailable("the server is busy: \(configuration.maxQueue) requests are waiting; retry later", code: "queue_full")

@@ -140,8 +140,11 @@ final class Generation: Sendable {
             }
         }
         outcome.trailingLogprobs = pending
-        server.logger.debug("request done", metadata: ["id": "\(p.id)", "finish": "\(outcome.finishReason ?? "-")",
-                                                      "completion_tokens": "\(outcome.completionTokens)"])
+        server.logger.info("request done", metadata: [
+            "id": "\(p.id)", "finish": "\(outcome.finishReason ?? "-")", "prompt_tokens": "\(outcome.promptTokens)",
+            "completion_tokens": "\(outcome.completionTokens)", "stream": "\(p.request.stream)",
+            "seconds": "\(p.started.duration(to: .now).seconds)",
+        ])
         return outcome
     }
 
