@@ -123,6 +123,11 @@ def overhead(args, port, pid):
         # time per token through the server over time per token in generate, minus 1
         print(f"decode tok/s, {args.gen_tokens} tokens, {args.rounds} rounds ({name}):  through the server {s:.1f}  "
               f"shardctl generate {d:.1f}  overhead {100 * (d / s - 1):+.1f}% of decode time per token", flush=True)
+    # Each round pairs a server run with a generate run right after it: the median of the paired
+    # ratios is the estimate least moved by other processes' load coming and going.
+    ratios = sorted(d / s for s, d in zip(served, direct))
+    print(f"paired rounds: median overhead {100 * (statistics.median(ratios) - 1):+.1f}% "
+          f"(quartiles {100 * (ratios[len(ratios) // 4] - 1):+.1f}% … {100 * (ratios[(3 * len(ratios)) // 4] - 1):+.1f}%)", flush=True)
     per_token = http_cpu / tokens
     print(f"HTTP/SSE threads' CPU time: {1e6 * per_token:.0f} µs per token = {100 * per_token * statistics.median(served):.2f}% "
           f"of the median decode time per token", flush=True)
