@@ -35,7 +35,7 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Equatable {
         APIError(status: 404, message: message, type: "invalid_request_error", code: "not_found")
     }
 
-    public static let bodyTooLarge = APIError(status: 413, message: "the request body is too large", type: "invalid_request_error",
+    public static let bodyTooLarge = APIError(status: 413, message: "the request body is too large (see --max-body-bytes)", type: "invalid_request_error",
                                               code: "request_too_large")
 
     /// 503: the model is still loading, the engine is shutting down, or the queue is full.

@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
 import Tokenizer
@@ -20,6 +21,8 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes = 4 << 20
     /// Requests waiting beyond this many are refused with 503 (the client retries).
     public var maxQueue = 64
+    /// Seconds a connection may stay silent while a request is being read (or before one is sent).
+    public var idleTimeoutSeconds = 60
     public init() {}
 }
 
@@ -101,7 +104,10 @@ public final class APIServer: Sendable {
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }
         var config = ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "shard")
         config.reuseAddress = true
-        var app = Application(router: router, configuration: config,
+        // A client that stops sending in the middle of a request (or never sends one) is dropped after
+        // idleTimeout; an SSE stream the server is writing is not affected.
+        var app = Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))),
+                              configuration: config,
                               onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
                               logger: logger)
         app.addServices(ShutdownService(server: self))
@@ -337,6 +343,8 @@ extension APIError {
             case 400..<500: self = .invalid(e.body ?? e.status.reasonPhrase)
             default: self = .server(e.body ?? e.status.reasonPhrase)
             }
+        case is NIOTooManyBytesError: self = .bodyTooLarge
+        case let e as HTTPParserError: self = .invalid("malformed HTTP request: \(e)")
         case let e as GenerationError: self = .invalid(e.description)
         default: self = .server("\(error)")
         }

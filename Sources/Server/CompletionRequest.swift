@@ -233,8 +233,11 @@ struct Fields {
 
     func int(_ key: String, min: Int) throws -> Int? {
         guard let v = present(key) else { return nil }
-        guard case .number(let d) = v, d == d.rounded(), abs(d) < 9.0e18 else {
+        guard case .number(let d) = v, d == d.rounded() else {
             throw APIError.wrongType(prefix + key, expected: "an integer", got: v)
+        }
+        guard abs(d) < 9.0e18 else {
+            throw APIError.invalid("'\(prefix + key)' is out of range", param: prefix + key, code: "invalid_value")
         }
         guard Int(d) >= min else {
             throw APIError.invalid("'\(prefix + key)' must be at least \(min), not \(Int(d))", param: prefix + key, code: "invalid_value")

@@ -212,6 +212,12 @@ def test_errors(c):
                          capture_output=True, text=True, timeout=60)
     body, code = out.stdout.rsplit("\n", 1)
     check(code == "400" and json.loads(body)["error"]["type"] == "invalid_request_error", f"bad JSON: {code} {body}")
+    big = json.dumps({"prompt": "a" * (5 << 20)})
+    out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-X", "POST", ARGS.base + "/v1/completions",
+                          "-H", "Content-Type: application/json", "--data-binary", "@-"],
+                         input=big, capture_output=True, text=True, timeout=60)
+    body, code = out.stdout.rsplit("\n", 1)
+    check(code == "413" and json.loads(body)["error"]["code"] == "request_too_large", f"body over the limit: {code} {body[:200]}")
     status, body = get("/v1/nothing-here")
     check(status == 404 and "error" in json.loads(body), f"unknown route: {status} {body}")
 
