@@ -27,11 +27,11 @@ import Testing
         let log: URL
         var port = 0
 
-        init(_ extra: [String], environment: [String: String] = [:]) throws {
+        init(_ extra: [String], environment: [String: String] = [:], model: String? = ServeEndToEndTests.smol) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: ServeEndToEndTests.binary)
-            process.arguments = ["serve", "--model", ServeEndToEndTests.smol, "--port", "0", "--backend", "cpu", "--ctx", "2048"] + extra
+            process.arguments = ["serve"] + (model.map { ["--model", $0, "--backend", "cpu", "--ctx", "2048"] } ?? []) + ["--port", "0"] + extra
             var env = ProcessInfo.processInfo.environment
             env["SHARD_THREADS"] = "2"
             env.merge(environment) { $1 }
@@ -125,6 +125,37 @@ import Testing
         #expect(status == 0, "serve exit status \(status)")
         Thread.sleep(forTimeInterval: 0.5)
         #expect(workerCount(parent: server.process.processIdentifier) == 0, "workers left behind")
+    }
+
+    @Test func servesALaunchedCluster() throws {
+        try #require(Self.pythonHasClients(), "python3 needs openai and prometheus-client (scripts/install-deps.sh installs them)")
+        // A private state folder outside /tmp/shard-*, so that other suites' worker counts never see these workers.
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("serve-cluster-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        func shardctl(_ args: [String]) throws -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.binary)
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(["SHARD_STATE_DIR": state, "SHARD_THREADS": "1"]) { $1 }
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        try #require(try shardctl(["launch", "--model", Self.smol, "--shards", "2", "--backend", "cpu", "--ctx", "2048"]) == 0)
+        defer { _ = try? shardctl(["stop"]) }
+        let server = try Served(["--cluster"], environment: ["SHARD_STATE_DIR": state], model: nil)
+        try #require(server.port > 0, "no listening line: \(server.output)")
+        let script = Self.packageRoot.appendingPathComponent("tests/server/openai_e2e.py").path
+        let r = try Self.python([script, "--base", "http://127.0.0.1:\(server.port)", "--suite", "basic", "--shards", "2"])
+        let log = server.output
+        let status = server.stop()
+        #expect(r.status == 0, "\(r.output)\n--- server log ---\n\(log.suffix(4000))")
+        #expect(status == 0, "serve exit status \(status)")
+        // the cluster's workers outlive the server
+        #expect(try shardctl(["status"]) == 0)
     }
 
     @Test func badSettingsGiveOneErrorLine() throws {
