@@ -24,12 +24,14 @@ public final class ShardMonitor: Sendable {
 
     public let endpoints: [String]
     let interval: Duration
+    let staleAfter: Duration
     private let state: Mutex<(workers: [WorkerState], stopped: Bool)>
     private let metrics: [WorkerMetrics]
 
-    public init(endpoints: [String], metrics: ServerMetrics, interval: Duration = .seconds(2)) {
+    public init(endpoints: [String], metrics: ServerMetrics, interval: Duration = .seconds(2), staleAfter: Duration = .seconds(10)) {
         self.endpoints = endpoints
         self.interval = interval
+        self.staleAfter = staleAfter
         state = Mutex((endpoints.map { WorkerState(endpoint: $0) }, false))
         self.metrics = endpoints.indices.map { WorkerMetrics(shard: $0, factory: metrics.factory) }
     }
@@ -56,7 +58,7 @@ public final class ShardMonitor: Sendable {
 
     public var workers: [WorkerState] { state.withLock { $0.workers } }
 
-    /// True when every worker answered its last heartbeat.
+    /// True when every worker answered a heartbeat within `staleAfter`.
     public var allReady: Bool { state.withLock { $0.workers.allSatisfy(\.ready) } }
 
     func poll() {
@@ -66,7 +68,9 @@ public final class ShardMonitor: Sendable {
             for (i, a) in answers.enumerated() where i < s.workers.count {
                 var w = s.workers[i]
                 let m = metrics[i]
-                w.ready = a.registration != nil
+                // A worker answers between steps, so one long step (a big prefill chunk) can miss a
+                // heartbeat: it is down only after `staleAfter` without an answer.
+                w.ready = a.registration != nil || w.lastSeen.map { now - $0 < staleAfter } ?? false
                 w.problem = a.problem
                 if a.registration != nil {
                     w.lastSeen = now
