@@ -13,8 +13,6 @@ extension Shardctl {
             abstract: "Start shard workers in the background with the model loaded; returns when all are ready.")
         @OptionGroup var model: ModelOption
         @OptionGroup var compute: ComputeOptions
-        @Option(help: "Layers per shard by hand, e.g. 10,20.")
-        var split: String?
 
         func run() throws {
             mkdir(Cluster.stateFolder, 0o700)
@@ -27,11 +25,6 @@ extension Shardctl {
             }
             var options = try compute.loadOptions()
             let path = absolutePath(model.model)
-            options.split = try split.map { s -> [Int] in
-                let list = s.split(separator: ",").map { Int($0) }
-                guard list.allSatisfy({ $0 != nil }) else { throw ValidationError("--split must be layer counts, e.g. 10,20") }
-                return list.map { $0! }
-            }
             var pids: [Int32] = []
             if options.workers == nil {
                 let spawned = try Cluster.spawnDetachedWorkers(count: options.shardCount, arguments: options.workerArguments)
@@ -93,6 +86,13 @@ extension Shardctl {
 
         func run() throws {
             guard let cluster = try Cluster.read() else { throw ValidationError("no cluster is running") }
+            // Workers that `launch` started are shut down; workers it was given (`--workers`) are services
+            // someone else runs: they stay up, keeping their loaded shard for the next coordinator.
+            if cluster.pids.isEmpty {
+                unlink(Cluster.clusterFile)
+                Terminal.write("detached from \(cluster.endpoints.count) running worker(s) (started elsewhere, left running)\n")
+                return
+            }
             Cluster.shutdown(cluster.endpoints)
             Cluster.terminate(cluster.pids)
             unlink(Cluster.clusterFile)
