@@ -55,7 +55,9 @@ extension Shardctl {
             Terminal.write(Status.table(cluster))
         }
 
-        static func table(_ c: Cluster) -> String {
+        /// The shards as an aligned table; `color` (default: stdout is a terminal) makes the header bold and
+        /// each heartbeat green (answered) or red (no answer).
+        static func table(_ c: Cluster, color: Bool = Terminal.stdoutIsTerminal) -> String {
             var out = "model   \(c.modelPath)\ncontext \(c.contextLength)\nkv      \(c.kv.type.rawValue), \(c.kv.memory.map { "\($0)" } ?? "default budget"), up to \(c.kv.maxSequences) sequences\n\n"
             let header = ["shard", "host", "backend/device", "layers", "memory", "tok/s", "last heartbeat"]
             var rows = [header]
@@ -68,8 +70,14 @@ extension Shardctl {
                              "\(c.layers[i].lowerBound)..<\(c.layers[i].upperBound)", memory, tokPerS, heartbeat])
             }
             let widths = header.indices.map { col in rows.map { $0[col].count }.max()! }
-            for row in rows {
-                out += row.enumerated().map { $0.element.padding(widths[$0.offset]) }.joined(separator: "  ") + "\n"
+            for (r, row) in rows.enumerated() {
+                out += row.enumerated().map { col, cell in
+                    let padded = cell.padding(widths[col])
+                    guard color else { return padded }
+                    if r == 0 { return Terminal.style(padded, .bold) }
+                    if col == header.count - 1 { return Terminal.style(padded, cell.hasPrefix("now") ? .green : .red) }
+                    return padded
+                }.joined(separator: "  ") + "\n"
             }
             return out
         }
