@@ -12,9 +12,17 @@ layout(std430, binding = 0) readonly buffer WBuf4 { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer XBuf { vec4 X[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float Y[]; };
 layout(std430, binding = 3) readonly buffer BBuf { float Bias[]; };
-layout(push_constant) uniform Params { uint M, K, rowBytes, hasBias, rowsPerGroup; } p;
+layout(std430, binding = 4) buffer ResBuf { float Res[]; };
+// flags: bit 0 adds Bias[row]; bit 1 also adds the result into Res[row] (a fused residual add).
+layout(push_constant) uniform Params { uint M, K, rowBytes, flags, rowsPerGroup; } p;
 
-#define R 4u   // = rowsPerGroup (VulkanBackend.matvecRows)
+layout(constant_id = 1) const uint R = 4u;   // rows per workgroup (= rowsPerGroup, from the host)
+
+void put(uint row, float v) {
+    v += (p.flags & 1u) != 0u ? Bias[row] : 0.0;
+    Y[row] = v;
+    if ((p.flags & 2u) != 0u) Res[row] += v;
+}
 
 float hsum(vec4 v) { return (v.x + v.y) + (v.z + v.w); }
 
@@ -103,12 +111,12 @@ void main() {
                 float t = 0.0;
                 for (uint i = 0u; i < gl_NumSubgroups; i++) t += red_sh[lane * gl_NumSubgroups + i];
                 const uint row = row0 + lane;
-                if (row < p.M) Y[row] = t + (p.hasBias != 0u ? Bias[row] : 0.0);
+                if (row < p.M) put(row, t);
             }
         } else if (subgroupElect()) {
             for (uint r = 0u; r < R; r++) {
                 const uint row = row0 + r;
-                if (row < p.M) Y[row] = acc[r] + (p.hasBias != 0u ? Bias[row] : 0.0);
+                if (row < p.M) put(row, acc[r]);
             }
         }
     }

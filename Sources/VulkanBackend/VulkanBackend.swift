@@ -89,6 +89,10 @@ public final class VulkanBackend: ComputeBackend {
     /// Workgroup size of every shader but attention, and attention's (its tile of positions).
     let workgroupSize: Int
     let attentionWorkgroupSize: Int
+    /// attn_decode.comp's workgroup (a few subgroups, each walking its own positions).
+    let decodeAttentionWorkgroupSize: Int
+    /// Record each step shape's command buffer once and replay it (env SHARD_VK_NO_REPLAY=1: off).
+    public var replays = true
 
     private var cmd: VkCommandBuffer?
     private var oneShot: VkCommandBuffer?
@@ -115,9 +119,6 @@ public final class VulkanBackend: ComputeBackend {
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
     public var roundsActivations = true
     private var readback: GPUBuffer?
-    /// Positions per split of decode attention (default: 2 tiles; env SHARD_VK_ATTN_CHUNK, which also
-    /// enables splitting on CPU devices, for tests).
-    public var attentionSplitChunk: Int? = nil
 
     // MARK: profiling
     /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
@@ -131,7 +132,7 @@ public final class VulkanBackend: ComputeBackend {
     private var opStats: [String: (count: Int, ns: Double)] = [:]
     private var stepStats: [String: (count: Int, ns: Double)] = [:]
 
-    private func profileBegin() {
+    private func profileBegin(_ cmd: VkCommandBuffer?) {
         guard profile, ctx.timestampValidBits > 0 else { return }
         if queryPool == nil {
             var qci = VkQueryPoolCreateInfo()
@@ -145,7 +146,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Records a timestamp pair around `body` under `name` (if profiling and queries remain).
-    private func timed(_ name: String, _ body: () -> Void) {
+    private func timed(_ name: String, _ cmd: VkCommandBuffer?, _ body: () -> Void) {
         guard profile, let pool = queryPool, recording, UInt32(queryNames.count * 2 + 2) <= Self.maxQueries else { return body() }
         let q = UInt32(queryNames.count * 2)
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, pool, q)
@@ -224,9 +225,16 @@ public final class VulkanBackend: ComputeBackend {
         var awg = device.type == "cpu" ? min(256, max(32, sg)) : min(256, max(64, sg * 4))
         while awg > 32 && 8 * awg + 1024 + 256 > device.maxSharedMemory { awg /= 2 }
         attentionWorkgroupSize = awg
+        decodeAttentionWorkgroupSize = device.type == "cpu" ? sg : min(256, max(64, sg * 4))
+        attentionSplits = device.type == "cpu" ? 3 : 16
+        func env(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
+        if let v = env("SHARD_VK_ATTN_SPLITS"), v > 0, v <= 1024 { attentionSplits = v }
+        if let v = env("SHARD_VK_MATVEC_ROWS"), v > 0, v <= 16 { matvecRows = v }
+        if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
+        if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
-        if let v = getenv("SHARD_VK_ATTN_CHUNK"), let c = Int(String(cString: v)), c > 0 { attentionSplitChunk = c }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
@@ -294,19 +302,34 @@ public final class VulkanBackend: ComputeBackend {
         if let p = pipelines[name] { return p }
         guard let (spirv, bindings) = Self.shaders[name] else { throw ComputeError("VulkanBackend: no shader \(name)") }
         // rms_norm: one workgroup per row, so a wide one on GPUs (decode normalizes a single row).
-        let wg = name == "attention" ? attentionWorkgroupSize
-            : name == "rms_norm" && device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize
-        let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [UInt32(wg)])
+        var spec: [UInt32]
+        switch name {
+        case "attention": spec = [UInt32(attentionWorkgroupSize)]
+        case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
+        case "rms_norm", "rms_quant":
+            spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
+        case _ where name.hasPrefix("matvec_"):
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows)]
+        default: spec = [UInt32(workgroupSize)]
+        }
+        let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: spec)
         pipelines[name] = p
         return p
     }
 
+    /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
+    public private(set) var matvecWorkgroupSize = 0
+
+    static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
+    static let matmulNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_" + shaderSuffix($0)) })
+    static let embedNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "embed_" + shaderSuffix($0)) })
+
     static let shaders: [String: ([UInt32], Int)] = [
-        "matmul_f32": (SPIRV.matmul_f32, 4), "matmul_f16": (SPIRV.matmul_f16, 4),
-        "matmul_q4_0": (SPIRV.matmul_q4_0, 4), "matmul_q4_1": (SPIRV.matmul_q4_1, 4),
-        "matmul_q5_0": (SPIRV.matmul_q5_0, 4), "matmul_q5_1": (SPIRV.matmul_q5_1, 4),
-        "matmul_q8_0": (SPIRV.matmul_q8_0, 4), "matmul_q4_K": (SPIRV.matmul_q4_K, 4),
-        "matmul_q5_K": (SPIRV.matmul_q5_K, 4), "matmul_q6_K": (SPIRV.matmul_q6_K, 4),
+        "matmul_f32": (SPIRV.matmul_f32, 5), "matmul_f16": (SPIRV.matmul_f16, 5),
+        "matmul_q4_0": (SPIRV.matmul_q4_0, 5), "matmul_q4_1": (SPIRV.matmul_q4_1, 5),
+        "matmul_q5_0": (SPIRV.matmul_q5_0, 5), "matmul_q5_1": (SPIRV.matmul_q5_1, 5),
+        "matmul_q8_0": (SPIRV.matmul_q8_0, 5), "matmul_q4_K": (SPIRV.matmul_q4_K, 5),
+        "matmul_q5_K": (SPIRV.matmul_q5_K, 5), "matmul_q6_K": (SPIRV.matmul_q6_K, 5),
         "embed_f32": (SPIRV.embed_f32, 3), "embed_f16": (SPIRV.embed_f16, 3),
         "embed_q4_0": (SPIRV.embed_q4_0, 3), "embed_q4_1": (SPIRV.embed_q4_1, 3),
         "embed_q5_0": (SPIRV.embed_q5_0, 3), "embed_q5_1": (SPIRV.embed_q5_1, 3),
@@ -314,12 +337,14 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
+        "rope_store": (SPIRV.rope_store, 6),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
-        "matvec_f32": (SPIRV.matvec_f32, 4), "matvec_f16": (SPIRV.matvec_f16, 4),
-        "matvec_q4_0": (SPIRV.matvec_q4_0, 4), "matvec_q4_1": (SPIRV.matvec_q4_1, 4),
-        "matvec_q5_0": (SPIRV.matvec_q5_0, 4), "matvec_q5_1": (SPIRV.matvec_q5_1, 4),
-        "matvec_q8_0": (SPIRV.matvec_q8_0, 4), "matvec_q4_K": (SPIRV.matvec_q4_K, 4),
-        "matvec_q5_K": (SPIRV.matvec_q5_K, 4), "matvec_q6_K": (SPIRV.matvec_q6_K, 4),
+        "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
+        "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
+        "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
+        "matvec_q8_0": (SPIRV.matvec_q8_0, 5), "matvec_q4_K": (SPIRV.matvec_q4_K, 5),
+        "matvec_q5_K": (SPIRV.matvec_q5_K, 5), "matvec_q6_K": (SPIRV.matvec_q6_K, 5),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -340,6 +365,100 @@ public final class VulkanBackend: ComputeBackend {
 
     // MARK: recording
 
+    /// One recorded command. A step's commands are kept with its command buffer; a later step that
+    /// produces the same commands (same pipelines, descriptor sets, push constants, grids, copies)
+    /// replays that buffer instead of recording it again: only the per-step host data (positions,
+    /// page tables, token ids, rope tables) is written, into the same staging offsets.
+    enum Cmd: Equatable {
+        case dispatch(Pipeline, VkDescriptorSet?, [UInt32], UInt32, UInt32, UInt32)
+        case copy(GPUBuffer, GPUBuffer, Int, Int, Int)   // src, dst, src offset, dst offset, bytes
+        case barrier(Bool)                                // to host
+
+        static func == (a: Cmd, b: Cmd) -> Bool {
+            switch (a, b) {
+            case let (.dispatch(p1, s1, c1, x1, y1, z1), .dispatch(p2, s2, c2, x2, y2, z2)):
+                return p1 === p2 && s1 == s2 && x1 == x2 && y1 == y2 && z1 == z2 && c1 == c2
+            case let (.copy(a1, b1, o1, d1, n1), .copy(a2, b2, o2, d2, n2)):
+                return a1 === a2 && b1 === b2 && o1 == o2 && d1 == d2 && n1 == n2
+            case let (.barrier(h1), .barrier(h2)): return h1 == h2
+            default: return false
+            }
+        }
+    }
+
+    final class Recording {
+        let cmd: VkCommandBuffer?
+        var cmds: [Cmd] = []
+        var rows = 0, tables = 0, lastUse = 0
+        init(_ cmd: VkCommandBuffer?) { self.cmd = cmd }
+    }
+
+    /// Record-once command buffers, most recently used last.
+    private var cache: [Recording] = []
+    private static let cacheLimit = 8
+    private var useTick = 0
+    /// The step's command buffer being recorded, or the cached one being matched (`checkIndex` commands so far).
+    private var current: Recording?
+    private var checking: Recording?
+    private var checkIndex = 0
+    private var caching: Bool { replays && !profile }
+    /// Steps submitted from a freshly recorded command buffer, and replayed from a cached one.
+    public private(set) var recordedSteps = 0, replayedSteps = 0
+
+    private func encode(_ c: Cmd, into cmd: VkCommandBuffer?) {
+        switch c {
+        case let .dispatch(p, set, push, x, y, z):
+            var set = set
+            vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
+            vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
+            push.withUnsafeBytes { raw in
+                vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, UInt32(raw.count), raw.baseAddress)
+            }
+            vkCmdDispatch(cmd, x, y, z)
+        case let .copy(src, dst, so, d, n):
+            var region = VkBufferCopy(srcOffset: VkDeviceSize(so), dstOffset: VkDeviceSize(d), size: VkDeviceSize(n))
+            vkCmdCopyBuffer(cmd, src.buffer, dst.buffer, 1, &region)
+        case let .barrier(toHost):
+            barrier(cmd, toHost: toHost)
+        }
+    }
+
+    /// Starts recording this step into a command buffer, re-encoding `prefix` (commands already matched).
+    private func startRecording(_ prefix: ArraySlice<Cmd>) throws {
+        let rec: Recording
+        if !caching {
+            rec = Recording(cmd)
+        } else if cache.count < Self.cacheLimit {
+            rec = Recording(try ctx.allocateCommandBuffer())
+        } else {
+            let lru = cache.indices.min { cache[$0].lastUse < cache[$1].lastUse }!
+            rec = Recording(cache.remove(at: lru).cmd)
+        }
+        rec.rows = batch.rows
+        rec.tables = batch.pageTables.count
+        try ctx.begin(rec.cmd, oneTime: !caching)
+        profileBegin(rec.cmd)
+        rec.cmds = Array(prefix)
+        for c in prefix { encode(c, into: rec.cmd) }
+        current = rec
+        checking = nil
+    }
+
+    /// Appends a command to the step: records it, or matches it against the cached buffer.
+    private func emit(_ c: Cmd, label: @autoclosure () -> String = "") {
+        if let chk = checking {
+            if checkIndex < chk.cmds.count && chk.cmds[checkIndex] == c { checkIndex += 1; return }
+            do { try startRecording(chk.cmds[0..<checkIndex]) } catch { deferredError = error; return }
+        }
+        guard let rec = current else { return }
+        rec.cmds.append(c)
+        if profile, case .dispatch = c {
+            timed(label(), rec.cmd) { encode(c, into: rec.cmd) }
+        } else {
+            encode(c, into: rec.cmd)
+        }
+    }
+
     public func beginStep(_ batch: StepBatch) throws {
         precondition(!recording, "beginStep inside a step")
         self.batch = batch
@@ -348,12 +467,21 @@ public final class VulkanBackend: ComputeBackend {
         ropeTables.removeAll(keepingCapacity: true)
         deferredError = nil
         pendingBarrier = false
-        try ctx.begin(cmd)
+        pending = .none
+        current = nil
+        checking = nil
+        checkIndex = 0
+        if caching, let hit = cache.last(where: { $0.rows == batch.rows && $0.tables == batch.pageTables.count }) {
+            checking = hit
+        } else {
+            try startRecording([])
+        }
         recording = true
-        profileBegin()
-        // positions | tableIndex | tableStart | pages of every table
+        // positions | tableIndex | tableStart | pages of every table (each padded to a power of two ≥ 16
+        // entries, so that the layout, and the recorded copies, change only when a table doubles)
         let rows = batch.rows, tables = batch.pageTables.count
-        let words = 2 * rows + tables + batch.pageTables.reduce(0) { $0 + $1.count }
+        let padded = batch.pageTables.map { Self.paddedCount($0.count) }
+        let words = 2 * rows + tables + padded.reduce(0, +)
         let (buffer, offset) = try arena.allocate(ctx, bytes: words * 4)
         let base = offset / 4
         stepBuffer = buffer
@@ -370,21 +498,49 @@ public final class VulkanBackend: ComputeBackend {
             for (t, table) in batch.pageTables.enumerated() {
                 w[2 * rows + t] = Int32(next)
                 for (i, page) in table.enumerated() { w[next - base + i] = page }
-                next += table.count
+                for i in table.count..<padded[t] { w[next - base + i] = 0 }
+                next += padded[t]
             }
         }
     }
 
+    static func paddedCount(_ n: Int) -> Int {
+        var p = 16
+        while p < n { p *= 2 }
+        return p
+    }
+
     public func endStep() throws {
         precondition(recording, "endStep without beginStep")
+        flushPending()
+        emit(.barrier(true))
         recording = false
+        useTick += 1
         if let e = deferredError {
-            _ = vkEndCommandBuffer(cmd)
+            if let rec = current { _ = vkEndCommandBuffer(rec.cmd) }
+            current = nil
+            checking = nil
             deferredError = nil
             throw e
         }
-        barrier(cmd, toHost: true)
-        try ctx.submitAndWait(cmd)
+        if let chk = checking {
+            if checkIndex == chk.cmds.count {
+                checking = nil
+                chk.lastUse = useTick
+                replayedSteps += 1
+                try ctx.submitAndWait(chk.cmd, end: false)
+                return
+            }
+            try startRecording(chk.cmds[0..<checkIndex])
+        }
+        guard let rec = current else { return }
+        current = nil
+        recordedSteps += 1
+        try ctx.submitAndWait(rec.cmd)
+        if caching {
+            rec.lastUse = useTick
+            cache.append(rec)
+        }
         profileCollect()
     }
 
@@ -401,7 +557,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     private func barrierIfPending() {
-        if pendingBarrier { barrier(cmd); pendingBarrier = false }
+        if pendingBarrier { emit(.barrier(false)); pendingBarrier = false }
     }
 
     /// Stages `bytes` (written by `fill`) and records their copy to `dst` at `offset`.
@@ -410,30 +566,20 @@ public final class VulkanBackend: ComputeBackend {
         let (src, srcOffset) = try staging.allocate(ctx, bytes: bytes)
         fill(src.mapped! + srcOffset)
         barrierIfPending()
-        var region = VkBufferCopy(srcOffset: VkDeviceSize(srcOffset), dstOffset: VkDeviceSize(offset), size: VkDeviceSize(bytes))
-        vkCmdCopyBuffer(cmd, src.buffer, dst.buffer, 1, &region)
+        emit(.copy(src, dst, srcOffset, offset, bytes))
         pendingBarrier = true
     }
 
     /// Records one dispatch. `barrierAfter: false` lets independent dispatches follow without a barrier.
     private func dispatch(_ name: String, _ buffers: [GPUBuffer], _ push: [UInt32], groups: (Int, Int, Int),
-                          barrierAfter: Bool = true, label: String? = nil) {
+                          barrierAfter: Bool = true, label: @autoclosure () -> String? = nil) {
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard deferredError == nil, groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
         do {
             let p = try pipeline(name)
-            var set = try descriptors.set(for: p, buffers)
+            let set = try descriptors.set(for: p, buffers)
             barrierIfPending()
-            vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
-            vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
-            push.withUnsafeBytes { raw in
-                vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, UInt32(raw.count), raw.baseAddress)
-            }
-            if profile {
-                timed(label ?? name) { vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)) }
-            } else {
-                vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
-            }
+            emit(.dispatch(p, set, push, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)), label: label() ?? name)
             if barrierAfter { pendingBarrier = true }
         } catch {
             deferredError = error
@@ -456,6 +602,7 @@ public final class VulkanBackend: ComputeBackend {
         let a = a as! VulkanActivations
         precondition(values.count <= a.rowCapacity * a.columns)
         if recording {
+            flushPending()
             do {
                 try record(bytes: values.count * 4, to: a.buffer, offset: 0) { raw in
                     values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -487,9 +634,51 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    // MARK: fusion
+    //
+    // Ops are recorded one call late where the next call may fuse with them (decode runs ~13 dispatches
+    // per layer instead of ~20): rmsNorm + the rounding of the following matmuls' input (rms_quant),
+    // swiglu + the rounding of the down projection's input (swiglu_quant), a single matmul + the add of
+    // its output into the residual (matvec/matmul with a residual binding), rope(q) + rope(k) + storeKV
+    // (rope_store). Each fused shader computes exactly what the separate ones do. Every other op (and
+    // endStep) first records what is pending. `fuses = false` (env SHARD_VK_NO_FUSE=1) turns it off.
+
+    private enum Pending {
+        case none
+        case norm(VulkanActivations, VulkanWeight, Float, VulkanActivations)
+        case swiglu(VulkanActivations, VulkanActivations, VulkanActivations)
+        case matmul(MatJob)
+        case rope([RopeJob])
+    }
+    struct MatJob {
+        let w: VulkanWeight, input: GPUBuffer, bias: VulkanWeight?, out: VulkanActivations, n: Int, k: Int
+    }
+    struct RopeJob { let x: VulkanActivations, heads: Int, headDim: Int, params: RopeParams }
+    private var pending = Pending.none
+    public var fuses = true
+
+    private func flushPending() {
+        let p = pending
+        pending = .none
+        switch p {
+        case .none: break
+        case let .norm(x, w, eps, o):
+            dispatch("rms_norm", [x.buffer, w.buffer, o.buffer], [UInt32(x.columns), eps.bitPattern], groups: (batch.rows, 1, 1))
+        case let .swiglu(g, u, o):
+            let count = batch.rows * g.columns
+            let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
+            dispatch("swiglu", [g.buffer, u.buffer, o.buffer], [UInt32(count)], groups: (gx, gy, 1))
+        case let .matmul(job):
+            emitMatmul(job, residual: nil, barrierAfter: true)
+        case let .rope(jobs):
+            for j in jobs { emitRope(j) }
+        }
+    }
+
     // MARK: ops
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
+        flushPending()
         let w = table as! VulkanWeight, o = out as! VulkanActivations
         guard w.rowLength % 4 == 0, o.columns == w.rowLength, Self.supportedTypes.contains(w.type) else {
             return fail("embed \(w.name): \(w.type) rows of \(w.rowLength) into \(o.columns) columns")
@@ -499,21 +688,31 @@ public final class VulkanBackend: ComputeBackend {
             try record(bytes: tokens.count * 4, to: buffer, offset: offset) { raw in
                 tokens.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            dispatch("embed_\(Self.shaderSuffix(w.type))", [w.buffer, buffer, o.buffer],
+            dispatch(Self.embedNames[w.type]!, [w.buffer, buffer, o.buffer],
                      [UInt32(w.rowLength), UInt32(w.rowBytes), UInt32(offset / 4)], groups: (tokens.count, 1, 1))
         } catch { deferredError = error }
     }
 
     public func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations) {
+        flushPending()
         let x = x as! VulkanActivations, o = out as! VulkanActivations, w = weight as! VulkanWeight
         guard w.type == .f32, w.rowLength == x.columns, o.columns == x.columns else {
             return fail("rmsNorm: weight \(w.name) \(w.type) \(w.shape) for \(x.columns) columns")
         }
-        dispatch("rms_norm", [x.buffer, w.buffer, o.buffer], [UInt32(x.columns), eps.bitPattern], groups: (batch.rows, 1, 1))
+        pending = .norm(x, w, eps, o)
+        if !fuses || o === x { flushPending() }   // in place: the fused rounding would read normalized values
     }
 
     public func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?) {
         matmuls(x, [MatmulItem(weight: w, bias: bias, output: out)], rows: rows)
+    }
+
+    /// A buffer for activations rounded to grid `mode`, at least `bytes` long.
+    private func roundedBuffer(_ mode: Int, bytes: Int) throws -> GPUBuffer {
+        if (rounded[mode]?.size ?? 0) < bytes + 16 {
+            rounded[mode] = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false)
+        }
+        return rounded[mode]!
     }
 
     public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?) {
@@ -522,54 +721,96 @@ public final class VulkanBackend: ComputeBackend {
         for item in items {
             let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
             guard w.rowLength == x.columns, o.columns == w.rowCount, x.columns % 4 == 0, Self.supportedTypes.contains(w.type) else {
+                flushPending()
                 return fail("matmul \(w.name) (\(w.type) \(w.shape)): x has \(x.columns) columns, out \(o.columns)")
             }
-            if let bias = item.bias, bias.type != .f32 || bias.rowLength != w.rowCount { return fail("bias \(bias.name) must be f32[\(w.rowCount)]") }
+            if let bias = item.bias, bias.type != .f32 || bias.rowLength != w.rowCount {
+                flushPending()
+                return fail("bias \(bias.name) must be f32[\(w.rowCount)]")
+            }
         }
         // The input rounded once per activation grid the weights need (as the CPU quantizes it once per type).
         var inputs: [Int: GPUBuffer] = [:]
         if roundsActivations {
+            let modes = Set(items.compactMap { Self.roundingMode($0.weight.type) })
+            // Fused with the pending op that produced x (one grid only).
+            if modes.count == 1, let mode = modes.first, n == batch.rows {
+                let blockSize = mode == 0 ? 32 : 256
+                switch pending {
+                case let .norm(nx, nw, eps, no) where no === x && x.columns % blockSize == 0:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
+                                 groups: (batch.rows, 1, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .swiglu(g, u, o) where o === x && x.columns % blockSize == 0:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let blocks = n * x.columns / blockSize
+                        let perGroup = max(1, workgroupSize / device.subgroupSize)
+                        let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
+                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                default: break
+                }
+            }
+            flushPending()
             for item in items {
                 guard let mode = Self.roundingMode(item.weight.type), inputs[mode] == nil else { continue }
-                let bytes = n * x.columns * 4
-                do {
-                    if (rounded[mode]?.size ?? 0) < bytes + 16 {
-                        rounded[mode] = try GPUBuffer(ctx, size: max(bytes, 1 << 16) * 2 + 16, hostVisible: false)
-                    }
-                } catch { deferredError = error; return }
+                let r: GPUBuffer
+                do { r = try roundedBuffer(mode, bytes: n * x.columns * 4) } catch { deferredError = error; return }
                 let blocks = n * x.columns / (mode == 0 ? 32 : 256)
                 // Q8_K blocks: a workgroup per block (quantize_k); Q8_0 blocks: an invocation per block.
                 let (gx, gy) = grid(mode == 1 ? blocks : (blocks + workgroupSize - 1) / workgroupSize)
-                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, rounded[mode]!], [UInt32(blocks), UInt32(mode)],
+                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, r], [UInt32(blocks), UInt32(mode)],
                          groups: (gx, gy, 1), barrierAfter: false)
-                inputs[mode] = rounded[mode]!
+                inputs[mode] = r
             }
             if !inputs.isEmpty { pendingBarrier = true }
+        } else {
+            flushPending()
         }
-        for (i, item) in items.enumerated() {
-            let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
-            let input = Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer
-            let bias = item.bias as? VulkanWeight
-            if n == 1 {
-                // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
-                let perGroup = Self.matvecRows
-                let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
-                dispatch("matvec_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
-                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), bias == nil ? 0 : 1, UInt32(perGroup)],
-                         groups: (gx, gy, 1), barrierAfter: i == items.count - 1,
-                         label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
-                continue
-            }
-            let (gx, gy) = grid(w.rowCount)
-            dispatch("matmul_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), bias == nil ? 0 : 1],
-                     groups: (gx, gy, (n + 7) / 8), barrierAfter: i == items.count - 1,
-                     label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+        let jobs = items.map { item in
+            let w = item.weight as! VulkanWeight
+            return MatJob(w: w, input: Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer,
+                          bias: item.bias as? VulkanWeight, out: item.output as! VulkanActivations, n: n, k: x.columns)
         }
+        // A single matmul waits for a possible add of its output into the residual.
+        if fuses && jobs.count == 1 {
+            pending = .matmul(jobs[0])
+            return
+        }
+        for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
     }
 
-    /// R in matvec.comp: rows each workgroup computes together.
-    static let matvecRows = 4
+    private func emitMatmul(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool) {
+        let w = job.w, n = job.n
+        let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
+        let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
+        if n == 1 {
+            // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
+            let perGroup = matvecRows
+            let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+            dispatch(Self.matvecNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(perGroup)],
+                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
+                     label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        let (gx, gy) = grid(w.rowCount)
+        dispatch(Self.matmulNames[w.type]!, buffers,
+                 [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                 groups: (gx, gy, (n + 7) / 8), barrierAfter: barrierAfter,
+                 label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+    }
+
+    /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
+    /// env SHARD_VK_MATVEC_ROWS).
+    public private(set) var matvecRows = 4
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {
@@ -580,53 +821,91 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// The step's cos/sin table for `params` (computed on the host as CPUKernels.rope does): buffer, float offset.
+    private func ropeTable(_ params: RopeParams) throws -> (GPUBuffer, Int) {
+        let key = RopeKey(dims: params.dims, base: params.base.bitPattern)
+        if let t = ropeTables[key] { return (t.buffer, t.offset / 4) }
+        // Per row: cos[half], sin[half].
+        let half = params.dims / 2
+        let rows = batch.rows, bytes = rows * 2 * half * 4
+        let (buffer, offset) = try arena.allocate(ctx, bytes: bytes)
+        let positions = batch.positions
+        try record(bytes: bytes, to: buffer, offset: offset) { raw in
+            let t = raw.bindMemory(to: Float.self, capacity: rows * 2 * half)
+            let thetaScale = powf(params.base, -2 / Float(params.dims))
+            for r in 0..<rows {
+                var theta = Float(positions[r])
+                for i in 0..<half {
+                    t[r * 2 * half + i] = cosf(theta)
+                    t[r * 2 * half + half + i] = sinf(theta)
+                    theta *= thetaScale
+                }
+            }
+        }
+        ropeTables[key] = (buffer, offset)
+        return (buffer, offset / 4)
+    }
+
     public func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams) {
         let x = x as! VulkanActivations
         let half = params.dims / 2
         guard half > 0, params.dims <= headDim, heads * headDim <= x.columns else {
+            flushPending()
             return fail("rope: dims \(params.dims), \(heads) heads of \(headDim) in \(x.columns) columns")
         }
-        let key = RopeKey(dims: params.dims, base: params.base.bitPattern)
+        let job = RopeJob(x: x, heads: heads, headDim: headDim, params: params)
+        if fuses, case let .rope(jobs) = pending, jobs.count == 1, jobs[0].params == params, jobs[0].headDim == headDim, jobs[0].x !== x {
+            pending = .rope(jobs + [job])
+            return
+        }
+        flushPending()
+        pending = .rope([job])
+        if !fuses { flushPending() }
+    }
+
+    private func emitRope(_ j: RopeJob) {
         do {
-            if ropeTables[key] == nil {
-                // Per row: cos[half], sin[half], angles as CPUKernels.rope computes them.
-                let rows = batch.rows, bytes = rows * 2 * half * 4
-                let (buffer, offset) = try arena.allocate(ctx, bytes: bytes)
-                let positions = batch.positions
-                try record(bytes: bytes, to: buffer, offset: offset) { raw in
-                    let t = raw.bindMemory(to: Float.self, capacity: rows * 2 * half)
-                    let thetaScale = powf(params.base, -2 / Float(params.dims))
-                    for r in 0..<rows {
-                        var theta = Float(positions[r])
-                        for i in 0..<half {
-                            t[r * 2 * half + i] = cosf(theta)
-                            t[r * 2 * half + half + i] = sinf(theta)
-                            theta *= thetaScale
-                        }
-                    }
-                }
-                ropeTables[key] = (buffer, offset)
-            }
-            let (table, offset) = ropeTables[key]!
-            let count = batch.rows * heads * half
+            let (table, offset) = try ropeTable(j.params)
+            let half = j.params.dims / 2
+            let count = batch.rows * j.heads * half
             let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
-            dispatch("rope", [x.buffer, table],
-                     [UInt32(batch.rows), UInt32(heads), UInt32(headDim), UInt32(half), params.neox ? 1 : 0,
-                      UInt32(x.columns), UInt32(offset / 4)], groups: (gx, gy, 1))
+            dispatch("rope", [j.x.buffer, table],
+                     [UInt32(batch.rows), UInt32(j.heads), UInt32(j.headDim), UInt32(half), j.params.neox ? 1 : 0,
+                      UInt32(j.x.columns), UInt32(offset)], groups: (gx, gy, 1))
         } catch { deferredError = error }
     }
 
     public func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int) {
         let k = k as! VulkanActivations, v = v as! VulkanActivations, s = storage as! VulkanKVStorage
         guard k.columns == s.shape.kvDim, v.columns == s.shape.kvDim, let step = stepBuffer else {
+            flushPending()
             return fail("storeKV: k/v of \(k.columns)/\(v.columns) columns for kvDim \(s.shape.kvDim)")
         }
-        dispatch("store_kv", [s.layers[layer], k.buffer, v.buffer, step],
-                 [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)], groups: (batch.rows, 1, 1))
+        let kv = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
+                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)]
+        if case let .rope(jobs) = pending, jobs.count == 2, jobs[1].x === k, jobs[0].x !== v, jobs[1].x !== v,
+           jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim <= k.columns {
+            pending = .none
+            let (qj, kj) = (jobs[0], jobs[1])
+            do {
+                let (table, offset) = try ropeTable(qj.params)
+                dispatch("rope_store", [qj.x.buffer, k.buffer, v.buffer, s.layers[layer], step, table],
+                         kv + [UInt32(qj.heads), UInt32(kj.heads), UInt32(qj.headDim), UInt32(qj.params.dims / 2),
+                               qj.params.neox ? 1 : 0, UInt32(qj.x.columns), UInt32(offset)],
+                         groups: (batch.rows, 1, 1))
+            } catch { deferredError = error }
+            return
+        }
+        flushPending()
+        dispatch("store_kv", [s.layers[layer], k.buffer, v.buffer, step], kv, groups: (batch.rows, 1, 1))
     }
 
+    /// Splits of decode attention (attn_decode.comp): a fixed count, so the grid does not depend on
+    /// the KV length (env SHARD_VK_ATTN_SPLITS).
+    public var attentionSplits: Int
+
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
+        flushPending()
         let q = q as! VulkanActivations, o = out as! VulkanActivations, s = storage as! VulkanKVStorage
         guard let step = stepBuffer, p.headDim % 2 == 0, p.headDim <= min(256, 8 * attentionWorkgroupSize),
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
@@ -635,16 +914,17 @@ public final class VulkanBackend: ComputeBackend {
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
                     UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
-        // Few rows (decode): split each row's positions into chunks (flash-decoding) so that the GPU has
-        // more than heads × rows workgroups, then merge; many rows (prefill) fill the GPU as they are.
-        let maxLen = Int(batch.positions.max() ?? 0) + 1
-        let chunk = attentionSplitChunk ?? attentionWorkgroupSize * 2
-        let splits = (maxLen + chunk - 1) / chunk
-        if (device.type != "cpu" || attentionSplitChunk != nil) && batch.rows * p.heads < 1024 && splits > 1 {
+        // Few rows (decode): each row's positions split into `attentionSplits` shares (flash-decoding),
+        // then merged; many rows (prefill) fill the GPU as they are.
+        let sg = device.subgroupSize
+        let maxPairs = Self.decodeMaxPairs(sg)
+        let subgroups = max(1, decodeAttentionWorkgroupSize / sg)
+        if batch.rows <= 16 && p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 {
+            let splits = attentionSplits
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
                 let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
-                dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, part], push + [UInt32(chunk), UInt32(offset / 4)],
+                dispatch("attn_decode", [s.layers[layer], q.buffer, part, step], push + [UInt32(splits), UInt32(offset / 4)],
                          groups: (p.heads, batch.rows, splits))
                 dispatch("attention_merge", [part, o.buffer],
                          [UInt32(p.heads), UInt32(p.headDim), UInt32(splits), UInt32(q.columns), UInt32(offset / 4)],
@@ -656,30 +936,39 @@ public final class VulkanBackend: ComputeBackend {
                  groups: (p.heads, batch.rows, 1))
     }
 
+    /// MAXP of attn_decode.comp: dim pairs per lane for head dims up to 256.
+    static func decodeMaxPairs(_ subgroupSize: Int) -> Int { max(1, (128 + subgroupSize - 1) / subgroupSize) }
+
     public func swiglu(gate: Activations, up: Activations, into out: Activations) {
+        flushPending()
         let g = gate as! VulkanActivations, u = up as! VulkanActivations, o = out as! VulkanActivations
-        let count = batch.rows * g.columns
-        let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
-        dispatch("swiglu", [g.buffer, u.buffer, o.buffer], [UInt32(count)], groups: (gx, gy, 1))
+        pending = .swiglu(g, u, o)
+        if !fuses { flushPending() }
     }
 
     public func add(_ x: Activations, _ y: Activations) {
         let x = x as! VulkanActivations, y = y as! VulkanActivations
+        if case let .matmul(job) = pending, job.out === y, job.input !== x.buffer, job.out !== x,
+           job.n == batch.rows, x.columns == y.columns {
+            pending = .none
+            emitMatmul(job, residual: x.buffer, barrierAfter: true)
+            return
+        }
+        flushPending()
         let count = batch.rows * x.columns
         let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
         dispatch("add", [x.buffer, y.buffer], [UInt32(count)], groups: (gx, gy, 1))
     }
 
     public func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int) {
+        flushPending()
         let s = src as! VulkanActivations, d = dst as! VulkanActivations
         precondition(s.columns == d.columns)
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard count > 0 else { return }
         barrierIfPending()
         let rowBytes = s.columns * 4
-        var region = VkBufferCopy(srcOffset: VkDeviceSize(srcRow * rowBytes), dstOffset: VkDeviceSize(dstRow * rowBytes),
-                                  size: VkDeviceSize(count * rowBytes))
-        vkCmdCopyBuffer(cmd, s.buffer.buffer, d.buffer.buffer, 1, &region)
+        emit(.copy(s.buffer, d.buffer, srcRow * rowBytes, dstRow * rowBytes, count * rowBytes))
         pendingBarrier = true
     }
 }

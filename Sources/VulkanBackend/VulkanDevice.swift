@@ -226,17 +226,19 @@ final class VulkanContext {
         return cmd
     }
 
-    func begin(_ cmd: VkCommandBuffer?) throws {
+    /// `oneTime: false` for a command buffer that is submitted again (replayed).
+    func begin(_ cmd: VkCommandBuffer?, oneTime: Bool = true) throws {
         try check(vkResetCommandBuffer(cmd, 0), "vkResetCommandBuffer")
         var bi = VkCommandBufferBeginInfo()
         bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
-        bi.flags = flags(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
+        bi.flags = oneTime ? flags(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT) : 0
         try check(vkBeginCommandBuffer(cmd, &bi), "vkBeginCommandBuffer")
     }
 
     /// Ends `cmd`, submits it alone and waits for it.
-    func submitAndWait(_ cmd: VkCommandBuffer?) throws {
-        try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer")
+    /// Ends (unless `end` is false: an already ended buffer being replayed), submits and waits.
+    func submitAndWait(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
+        if end { try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer") }
         var cmd = cmd
         try withUnsafePointer(to: &cmd) { cmds in
             var si = VkSubmitInfo()
