@@ -1,6 +1,7 @@
 import ArgumentParser
 import GGUF
 import Quant
+import VulkanBackend
 import Wire
 
 extension Shardctl {
@@ -9,8 +10,16 @@ extension Shardctl {
         static let configuration = CommandConfiguration(
             commandName: "kernel-bench", abstract: "Measure the CPU dot-product kernels (GB/s of weights, one core).",
             shouldDisplay: false)
+        @Flag(help: "Measure the Vulkan device's copy bandwidth (GB/s read + written) instead.")
+        var vulkan = false
 
         func run() throws {
+            if vulkan {
+                let b = try VulkanBackend()
+                let gbs = try b.copyBandwidth()
+                Terminal.write("vulkan copy bandwidth: \((gbs * 10).rounded() / 10) GB/s (read + write, 1 GiB buffers) on \(b.deviceName)\n")
+                return
+            }
             for t in [GGMLType.q4_1, .q8_0, .q4_K, .q6_K, .q5_0, .q4_0, .q5_K, .q3_K, .q2_K, .f16] {
                 Terminal.write("\(QuantDot.benchmark(t, rows: 1536, count: t.blockSize == 256 ? 512 : 576))\n")
                 Terminal.write("\(QuantDot.benchmark(t, rows: 49152, count: 512 + 64 * (t.blockSize == 256 ? 0 : 1)))\n")

@@ -290,6 +290,29 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes written per second): `repeats`
+    /// copies of `bytes` between two device-local buffers in one submit, timed on the host.
+    public func copyBandwidth(bytes: Int = 1 << 30, repeats: Int = 10) throws -> Double {
+        let a = try GPUBuffer(ctx, size: bytes, hostVisible: false), b = try GPUBuffer(ctx, size: bytes, hostVisible: false)
+        try immediate { cmd in
+            vkCmdFillBuffer(cmd, a.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0x3c003c00)
+        }
+        func run(_ n: Int) throws -> Double {
+            let t0 = DispatchTimeShim.now()
+            try immediate { cmd in
+                for i in 0..<n {
+                    var region = VkBufferCopy(srcOffset: 0, dstOffset: 0, size: VkDeviceSize(bytes))
+                    if i % 2 == 0 { vkCmdCopyBuffer(cmd, a.buffer, b.buffer, 1, &region) } else { vkCmdCopyBuffer(cmd, b.buffer, a.buffer, 1, &region) }
+                    barrier(cmd)
+                }
+            }
+            return DispatchTimeShim.now() - t0
+        }
+        _ = try run(2)
+        let t = try run(repeats)
+        return Double(2 * bytes * repeats) / t / 1e9
+    }
+
     /// Records `body` into the one-shot command buffer, submits it and waits.
     private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
         try ctx.begin(oneShot)
@@ -970,6 +993,15 @@ public final class VulkanBackend: ComputeBackend {
         let rowBytes = s.columns * 4
         emit(.copy(s.buffer, d.buffer, srcRow * rowBytes, dstRow * rowBytes, count * rowBytes))
         pendingBarrier = true
+    }
+}
+
+/// Monotonic seconds (no Foundation in this module).
+enum DispatchTimeShim {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }
 
