@@ -328,6 +328,7 @@ public final class VulkanBackend: ComputeBackend {
         var spec: [UInt32]
         switch name {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
+        case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
         case "rms_norm", "rms_quant":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
@@ -345,6 +346,7 @@ public final class VulkanBackend: ComputeBackend {
 
     static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
     static let matmulNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_" + shaderSuffix($0)) })
+    static let tiledNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_tiled_" + shaderSuffix($0)) })
     static let embedNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "embed_" + shaderSuffix($0)) })
 
     static let shaders: [String: ([UInt32], Int)] = [
@@ -362,6 +364,7 @@ public final class VulkanBackend: ComputeBackend {
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
         "rope_store": (SPIRV.rope_store, 6),
+        "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
@@ -822,6 +825,14 @@ public final class VulkanBackend: ComputeBackend {
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(perGroup)],
                      groups: (gx, gy, 1), barrierAfter: barrierAfter,
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        if n > 8 {
+            // Prefill: shared-memory tiles of 64 rows × 64 columns (matmul_tiled.comp).
+            dispatch(Self.tiledNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     groups: ((w.rowCount + 63) / 64, (n + 63) / 64, 1), barrierAfter: barrierAfter,
+                     label: "matmul tiled \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
         let (gx, gy) = grid(w.rowCount)
