@@ -1,7 +1,7 @@
 #version 450
 // rms_norm.comp followed by quantize_act (mode 0: Q8_0 grid, blocks of 32; 1: Q8_K, blocks of 256)
-// of the normalized row, in one dispatch: one workgroup per row writes Out (as rms_norm) and the
-// rounded copy Rnd (as quantize_act / quantize_k), each block rounded by one subgroup.
+// of the normalized row, in one dispatch: writes Out (as rms_norm) and the rounded copy Rnd (as
+// quantize_act / quantize_k), each block normalized and rounded by one subgroup.
 #include "common.glsl"
 layout(std430, binding = 0) readonly buffer XBuf { float X[]; };
 layout(std430, binding = 1) readonly buffer WBuf { float Wt[]; };
@@ -15,14 +15,21 @@ float qval(uint i) { return X[g_base + i] * g_scale * Wt[i]; }
 void qstore(uint i, float v) { Rnd[g_base + i] = v; }
 #include "quant.glsl"
 
+// Workgroup (x, r): row r's blocks x·S ... x·S + S − 1 (S subgroups, one block each); every workgroup
+// of the row computes the row's sum of squares (the same reduction, so the same scale).
 void main() {
-    const uint base = gl_WorkGroupID.x * p.n;
+    const uint base = gl_WorkGroupID.y * p.n;
     float s = 0.0;
     for (uint i = gl_LocalInvocationID.x; i < p.n; i += WG) { const float v = X[base + i]; s += v * v; }
     s = wg_sum(s);
     const float scale = 1.0 / sqrt(s / float(p.n) + p.eps);
     g_scale = scale; g_base = base;
-    for (uint i = gl_LocalInvocationID.x; i < p.n; i += WG) O[base + i] = X[base + i] * scale * Wt[i];
     const uint B = p.mode == 0u ? 32u : 256u, blocks = p.n / B;
-    for (uint b = gl_SubgroupID; b < blocks; b += gl_NumSubgroups) quantize_block(b * B, p.mode);
+    const uint b = gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID;
+    if (b >= blocks) return;   // uniform per subgroup
+    for (uint j = gl_SubgroupInvocationID; j < B; j += gl_SubgroupSize) {
+        const uint i = b * B + j;
+        O[base + i] = X[base + i] * scale * Wt[i];
+    }
+    quantize_block(b * B, p.mode);
 }

@@ -1,8 +1,8 @@
 #version 450
-// rope.comp on q and on k, then store_kv.comp, in one dispatch: one workgroup per row. The rotated k
-// is computed per stored f16 pair from the unrotated k (each element with rope.comp's arithmetic),
-// written with v into the row's KV slot; after a barrier k itself is rotated in place (each rope pair
-// read and written by one invocation), and q likewise.
+// rope.comp on q and on k, then store_kv.comp, in one dispatch: one workgroup per (head, row). The
+// rotated k is computed per stored f16 pair from the unrotated k (each element with rope.comp's
+// arithmetic), written with v into the row's KV slot; after a barrier the head of k itself is rotated
+// in place (each rope pair read and written by one invocation), and q's head likewise.
 #include "common.glsl"
 layout(std430, binding = 0) buffer QBuf { float Qx[]; };
 layout(std430, binding = 1) buffer KBuf { float Kx[]; };
@@ -27,50 +27,40 @@ float rotated(uint hb, uint e, uint t) {
     return first ? x0 * c - x1 * s : x0 * s + x1 * c;
 }
 
-void rope_in_place(uint base, uint heads, uint t) {
-    const uint perRow = heads * p.half_;
-    for (uint id = gl_LocalInvocationID.x; id < perRow; id += WG) {
-        const uint h = id / p.half_, i = id - h * p.half_;
+void rope_head(uint hb, uint t, bool isQ) {
+    for (uint i = gl_LocalInvocationID.x; i < p.half_; i += WG) {
         const uint a = p.neox != 0u ? i : 2u * i, b = p.neox != 0u ? i + p.half_ : 2u * i + 1u;
         const float c = Table[t + i], s = Table[t + p.half_ + i];
-        const uint hb = base + h * p.headDim;
-        const float x0 = Qx[hb + a], x1 = Qx[hb + b];
-        Qx[hb + a] = x0 * c - x1 * s;
-        Qx[hb + b] = x0 * s + x1 * c;
+        if (isQ) {
+            const float x0 = Qx[hb + a], x1 = Qx[hb + b];
+            Qx[hb + a] = x0 * c - x1 * s;
+            Qx[hb + b] = x0 * s + x1 * c;
+        } else {
+            const float x0 = Kx[hb + a], x1 = Kx[hb + b];
+            Kx[hb + a] = x0 * c - x1 * s;
+            Kx[hb + b] = x0 * s + x1 * c;
+        }
     }
 }
 
+// Workgroup (h, r): q head h and k/v head h of row r (kvDim = kHeads × headDim; the host checks).
 void main() {
-    const uint r = gl_WorkGroupID.x;
+    const uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y;
     const uint t = p.tableOffset + r * 2u * p.half_;
-    // q in place.
-    rope_in_place(r * p.qCols, p.qHeads, t);
-    // rotated k and v into the KV slot.
+    if (h < p.qHeads) rope_head(r * p.qCols + h * p.headDim, t, true);
+    if (h >= p.kHeads) return;   // uniform per workgroup
     const uint pos = uint(Step[p.positions + r]);
     const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex + r])]);
     const uint page = uint(Step[table + pos / p.pageSize]);
-    const uint pairs = p.kvDim / 2u;
-    const uint slot = (page * p.pageSize + pos % p.pageSize) * pairs;
-    const uint kBase = r * p.kvDim;
-    for (uint j = gl_LocalInvocationID.x; j < pairs; j += WG) {
-        const uint d = 2u * j, h = d / p.headDim, e = d - h * p.headDim;
-        const uint hb = kBase + h * p.headDim;
-        const float k0 = h < p.kHeads ? rotated(hb, e, t) : Kx[hb + e];
-        const float k1 = h < p.kHeads ? rotated(hb, e + 1u, t) : Kx[hb + e + 1u];
-        const vec2 v = Vin[r * pairs + j];
+    const uint pairs = p.kvDim / 2u, hp = p.headDim / 2u;
+    const uint slot = (page * p.pageSize + pos % p.pageSize) * pairs + h * hp;
+    const uint hb = r * p.kvDim + h * p.headDim;
+    for (uint j = gl_LocalInvocationID.x; j < hp; j += WG) {
+        const float k0 = rotated(hb, 2u * j, t), k1 = rotated(hb, 2u * j + 1u, t);
+        const vec2 v = Vin[(hb >> 1) + j];
         KV[slot + j] = f32_to_f16(k0) | (f32_to_f16(k1) << 16);
         KV[p.vOffset + slot + j] = f32_to_f16(v.x) | (f32_to_f16(v.y) << 16);
     }
     barrier();
-    // k in place (its rope pairs: same arithmetic as above).
-    const uint perRow = p.kHeads * p.half_;
-    for (uint id = gl_LocalInvocationID.x; id < perRow; id += WG) {
-        const uint h = id / p.half_, i = id - h * p.half_;
-        const uint a = p.neox != 0u ? i : 2u * i, b = p.neox != 0u ? i + p.half_ : 2u * i + 1u;
-        const float c = Table[t + i], s = Table[t + p.half_ + i];
-        const uint hb = kBase + h * p.headDim;
-        const float x0 = Kx[hb + a], x1 = Kx[hb + b];
-        Kx[hb + a] = x0 * c - x1 * s;
-        Kx[hb + b] = x0 * s + x1 * c;
-    }
+    rope_head(hb, t, false);
 }

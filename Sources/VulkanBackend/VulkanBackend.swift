@@ -233,6 +233,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
+        if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
         cmd = try ctx.allocateCommandBuffer()
@@ -291,18 +292,26 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes written per second): `repeats`
-    /// copies of `bytes` between two device-local buffers in one submit, timed on the host.
+    /// copies of `bytes` between two device-local buffers by a compute shader (copy.comp: 16-byte
+    /// loads and stores), in one submit, timed on the host. (vkCmdCopyBuffer may run on a copy engine
+    /// at a fraction of the bandwidth shaders see.)
     public func copyBandwidth(bytes: Int = 1 << 30, repeats: Int = 10) throws -> Double {
         let a = try GPUBuffer(ctx, size: bytes, hostVisible: false), b = try GPUBuffer(ctx, size: bytes, hostVisible: false)
         try immediate { cmd in
             vkCmdFillBuffer(cmd, a.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0x3c003c00)
         }
+        let p = try pipeline("copy")
+        let setAB = try descriptors.set(for: p, [a, b]), setBA = try descriptors.set(for: p, [b, a])
         func run(_ n: Int) throws -> Double {
             let t0 = DispatchTimeShim.now()
             try immediate { cmd in
                 for i in 0..<n {
-                    var region = VkBufferCopy(srcOffset: 0, dstOffset: 0, size: VkDeviceSize(bytes))
-                    if i % 2 == 0 { vkCmdCopyBuffer(cmd, a.buffer, b.buffer, 1, &region) } else { vkCmdCopyBuffer(cmd, b.buffer, a.buffer, 1, &region) }
+                    var set = i % 2 == 0 ? setAB : setBA
+                    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
+                    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
+                    var count = UInt32(bytes / 16)
+                    vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, 4, &count)
+                    vkCmdDispatch(cmd, UInt32(min(65535, 8 * 132 * 16)), 1, 1)
                     barrier(cmd)
                 }
             }
@@ -330,8 +339,9 @@ public final class VulkanBackend: ComputeBackend {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
-        case "rms_norm", "rms_quant":
+        case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
+        case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize)]
         case _ where name.hasPrefix("matvec_"):
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows)]
         default: spec = [UInt32(workgroupSize)]
@@ -340,6 +350,12 @@ public final class VulkanBackend: ComputeBackend {
         pipelines[name] = p
         return p
     }
+
+    /// rms_quant.comp's workgroup: a few subgroups (one block each); each workgroup re-reduces the row.
+    var rmsQuantWorkgroupSize: Int { device.type == "cpu" ? workgroupSize : min(1024, max(workgroupSize, 8 * device.subgroupSize)) }
+
+    /// Tiled mat-mat for more than 8 rows (env SHARD_VK_NO_TILED=1: the row-per-workgroup matmul.comp).
+    public var tiles = true
 
     /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
     public private(set) var matvecWorkgroupSize = 0
@@ -363,7 +379,7 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
-        "rope_store": (SPIRV.rope_store, 6),
+        "rope_store": (SPIRV.rope_store, 6), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
@@ -767,8 +783,10 @@ public final class VulkanBackend: ComputeBackend {
                     pending = .none
                     do {
                         let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let perGroup = max(1, rmsQuantWorkgroupSize / device.subgroupSize)
+                        let blocks = x.columns / blockSize
                         dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
-                                 groups: (batch.rows, 1, 1))
+                                 groups: ((blocks + perGroup - 1) / perGroup, batch.rows, 1))
                         inputs[mode] = r
                     } catch { deferredError = error; return }
                 case let .swiglu(g, u, o) where o === x && x.columns % blockSize == 0:
@@ -827,7 +845,7 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
-        if n > 8 {
+        if n > 8 && tiles {
             // Prefill: shared-memory tiles of 64 rows × 64 columns (matmul_tiled.comp).
             dispatch(Self.tiledNames[w.type]!, buffers,
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
@@ -918,7 +936,7 @@ public final class VulkanBackend: ComputeBackend {
         let kv = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
                   UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)]
         if case let .rope(jobs) = pending, jobs.count == 2, jobs[1].x === k, jobs[0].x !== v, jobs[1].x !== v,
-           jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim <= k.columns {
+           jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim == k.columns {
             pending = .none
             let (qj, kj) = (jobs[0], jobs[1])
             do {
@@ -926,7 +944,7 @@ public final class VulkanBackend: ComputeBackend {
                 dispatch("rope_store", [qj.x.buffer, k.buffer, v.buffer, s.layers[layer], step, table],
                          kv + [UInt32(qj.heads), UInt32(kj.heads), UInt32(qj.headDim), UInt32(qj.params.dims / 2),
                                qj.params.neox ? 1 : 0, UInt32(qj.x.columns), UInt32(offset)],
-                         groups: (batch.rows, 1, 1))
+                         groups: (max(qj.heads, kj.heads), batch.rows, 1))
             } catch { deferredError = error }
             return
         }
