@@ -39,6 +39,7 @@
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 import CVulkan
 import Compute
+import Dispatch
 import GGUF
 import Quant
 #if canImport(Glibc)
@@ -98,6 +99,10 @@ public final class VulkanBackend: ComputeBackend {
     private var oneShot: VkCommandBuffer?
     private var recording = false
     private var pendingBarrier = false
+    /// A copy was recorded since the last barrier (the next barrier must cover the transfer stage).
+    private var pendingTransfer = false
+    /// Every barrier covers compute and transfer stages (env SHARD_VK_FULL_BARRIERS=1).
+    public var fullBarriers = false
     private var deferredError: Error?
     private var batch = StepBatch(positions: [], tableIndex: [], pageTables: [])
 
@@ -234,6 +239,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
+        if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
         cmd = try ctx.allocateCommandBuffer()
@@ -244,6 +250,7 @@ public final class VulkanBackend: ComputeBackend {
         if let device = ctx.device {
             vkDeviceWaitIdle(device)
             if queryPool != nil { vkDestroyQueryPool(device, queryPool, nil) }
+            for slot in uploadSlots { vkDestroyFence(device, slot.fence, nil) }
         }
     }
 
@@ -255,8 +262,60 @@ public final class VulkanBackend: ComputeBackend {
         }
         let data = file.data(for: tensor)
         let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false)
-        try uploadNow(data, to: buffer)
+        try uploadAsync(data, to: buffer)
         return VulkanWeight(tensor, buffer: buffer)
+    }
+
+    // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
+    // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
+    // and its GPU copy submitted without waiting, so reading the next chunk overlaps the transfer.
+    // Everything that later uses the queue's results (a step, an immediate command) first waits for
+    // the uploads in flight (`finishUploads`).
+    private struct UploadSlot { let stage: GPUBuffer; let cmd: VkCommandBuffer?; let fence: VkFence?; var busy: Bool }
+    private var uploadSlots: [UploadSlot] = []
+    private var nextSlot = 0
+    private static let uploadChunk = 64 << 20
+
+    private func uploadAsync(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer) throws {
+        if uploadSlots.isEmpty {
+            for _ in 0..<2 {
+                uploadSlots.append(UploadSlot(stage: try GPUBuffer(ctx, size: Self.uploadChunk, hostVisible: true),
+                                              cmd: try ctx.allocateCommandBuffer(), fence: try ctx.makeFence(), busy: false))
+            }
+        }
+        var done = 0
+        while done < data.count {
+            let n = min(Self.uploadChunk, data.count - done)
+            let i = nextSlot
+            nextSlot = (nextSlot + 1) % uploadSlots.count
+            if uploadSlots[i].busy { try ctx.wait(uploadSlots[i].fence); uploadSlots[i].busy = false }
+            let dst = uploadSlots[i].stage.mapped!, src = data.baseAddress! + done
+            let parts = n >= 8 << 20 ? 8 : 1, per = (n + parts - 1) / parts
+            if parts == 1 {
+                dst.copyMemory(from: src, byteCount: n)
+            } else {
+                nonisolated(unsafe) let d = dst, s = src
+                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                    let lo = p * per, hi = min(n, lo + per)
+                    if hi > lo { (d + lo).copyMemory(from: s + lo, byteCount: hi - lo) }
+                }
+            }
+            let cmd = uploadSlots[i].cmd
+            try ctx.begin(cmd)
+            var region = VkBufferCopy(srcOffset: 0, dstOffset: VkDeviceSize(done), size: VkDeviceSize(n))
+            vkCmdCopyBuffer(cmd, uploadSlots[i].stage.buffer, buffer.buffer, 1, &region)
+            try ctx.submit(cmd, fence: uploadSlots[i].fence)
+            uploadSlots[i].busy = true
+            done += n
+        }
+    }
+
+    /// Waits for the weight uploads in flight.
+    private func finishUploads() throws {
+        for i in uploadSlots.indices where uploadSlots[i].busy {
+            try ctx.wait(uploadSlots[i].fence)
+            uploadSlots[i].busy = false
+        }
     }
 
     public func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations {
@@ -324,6 +383,7 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Records `body` into the one-shot command buffer, submits it and waits.
     private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
+        try finishUploads()
         try ctx.begin(oneShot)
         body(oneShot)
         barrier(oneShot, toHost: true)
@@ -414,7 +474,7 @@ public final class VulkanBackend: ComputeBackend {
     enum Cmd: Equatable {
         case dispatch(Pipeline, VkDescriptorSet?, [UInt32], UInt32, UInt32, UInt32)
         case copy(GPUBuffer, GPUBuffer, Int, Int, Int)   // src, dst, src offset, dst offset, bytes
-        case barrier(Bool)                                // to host
+        case barrier(UInt8)                               // Barrier kind: 0 compute→compute, 1 with transfers, 2 to host
 
         static func == (a: Cmd, b: Cmd) -> Bool {
             switch (a, b) {
@@ -460,8 +520,8 @@ public final class VulkanBackend: ComputeBackend {
         case let .copy(src, dst, so, d, n):
             var region = VkBufferCopy(srcOffset: VkDeviceSize(so), dstOffset: VkDeviceSize(d), size: VkDeviceSize(n))
             vkCmdCopyBuffer(cmd, src.buffer, dst.buffer, 1, &region)
-        case let .barrier(toHost):
-            barrier(cmd, toHost: toHost)
+        case let .barrier(kind):
+            if kind == 0 && !fullBarriers { computeBarrier(cmd) } else { barrier(cmd, toHost: kind == 2) }
         }
     }
 
@@ -503,12 +563,14 @@ public final class VulkanBackend: ComputeBackend {
 
     public func beginStep(_ batch: StepBatch) throws {
         precondition(!recording, "beginStep inside a step")
+        try finishUploads()
         self.batch = batch
         staging.reset()
         arena.reset()
         ropeTables.removeAll(keepingCapacity: true)
         deferredError = nil
         pendingBarrier = false
+        pendingTransfer = false
         pending = .none
         current = nil
         checking = nil
@@ -555,7 +617,7 @@ public final class VulkanBackend: ComputeBackend {
     public func endStep() throws {
         precondition(recording, "endStep without beginStep")
         flushPending()
-        emit(.barrier(true))
+        emit(.barrier(2))
         recording = false
         useTick += 1
         if let e = deferredError {
@@ -598,8 +660,23 @@ public final class VulkanBackend: ComputeBackend {
         vkCmdPipelineBarrier(cmd, src, dst, 0, 1, &b, 0, nil, 0, nil)
     }
 
-    private func barrierIfPending() {
-        if pendingBarrier { emit(.barrier(false)); pendingBarrier = false }
+    /// Shader writes visible to later shaders only (between two dispatches: no transfer stage to wait for).
+    private func computeBarrier(_ cmd: VkCommandBuffer?) {
+        var b = VkMemoryBarrier()
+        b.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
+        b.srcAccessMask = flags(VK_ACCESS_SHADER_WRITE_BIT)
+        b.dstAccessMask = flags(VK_ACCESS_SHADER_READ_BIT, VK_ACCESS_SHADER_WRITE_BIT)
+        let stage = flags(VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT)
+        vkCmdPipelineBarrier(cmd, stage, stage, 0, 1, &b, 0, nil, 0, nil)
+    }
+
+    /// Records the barrier owed to earlier writes before a dispatch (`transfer` false) or a copy.
+    private func barrierIfPending(transfer: Bool = false) {
+        if pendingBarrier {
+            emit(.barrier(transfer || pendingTransfer ? 1 : 0))
+            pendingBarrier = false
+            pendingTransfer = false
+        }
     }
 
     /// Stages `bytes` (written by `fill`) and records their copy to `dst` at `offset`.
@@ -607,9 +684,10 @@ public final class VulkanBackend: ComputeBackend {
         guard bytes > 0 else { return }
         let (src, srcOffset) = try staging.allocate(ctx, bytes: bytes)
         fill(src.mapped! + srcOffset)
-        barrierIfPending()
+        barrierIfPending(transfer: true)
         emit(.copy(src, dst, srcOffset, offset, bytes))
         pendingBarrier = true
+        pendingTransfer = true
     }
 
     /// Records one dispatch. `barrierAfter: false` lets independent dispatches follow without a barrier.
@@ -1018,10 +1096,11 @@ public final class VulkanBackend: ComputeBackend {
         precondition(s.columns == d.columns)
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard count > 0 else { return }
-        barrierIfPending()
+        barrierIfPending(transfer: true)
         let rowBytes = s.columns * 4
         emit(.copy(s.buffer, d.buffer, srcRow * rowBytes, dstRow * rowBytes, count * rowBytes))
         pendingBarrier = true
+        pendingTransfer = true
     }
 }
 

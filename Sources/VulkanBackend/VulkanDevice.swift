@@ -236,6 +236,33 @@ final class VulkanContext {
     }
 
     /// Ends `cmd`, submits it alone and waits for it.
+    func makeFence() throws -> VkFence? {
+        var fci = VkFenceCreateInfo()
+        fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO
+        var f: VkFence?
+        try check(vkCreateFence(device, &fci, nil, &f), "vkCreateFence")
+        return f
+    }
+
+    /// Ends `cmd`, submits it signalling `fence`, and returns without waiting.
+    func submit(_ cmd: VkCommandBuffer?, fence f: VkFence?) throws {
+        try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer")
+        var cmd = cmd
+        try withUnsafePointer(to: &cmd) { cmds in
+            var si = VkSubmitInfo()
+            si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
+            si.commandBufferCount = 1
+            si.pCommandBuffers = cmds
+            try check(vkQueueSubmit(queue, 1, &si, f), "vkQueueSubmit")
+        }
+    }
+
+    func wait(_ f: VkFence?) throws {
+        var f = f
+        try check(vkWaitForFences(device, 1, &f, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
+        try check(vkResetFences(device, 1, &f), "vkResetFences")
+    }
+
     /// Ends (unless `end` is false: an already ended buffer being replayed), submits and waits.
     func submitAndWait(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
         if end { try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer") }
