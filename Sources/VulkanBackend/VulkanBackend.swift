@@ -401,7 +401,9 @@ public final class VulkanBackend: ComputeBackend {
         case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
-        case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize)]
+        case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case _ where name.hasPrefix("matvec_"):
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows)]
         default: spec = [UInt32(workgroupSize)]
@@ -439,7 +441,7 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
-        "rope_store": (SPIRV.rope_store, 6), "copy": (SPIRV.copy, 2),
+        "rope_store": (SPIRV.rope_store, 6), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
@@ -756,11 +758,13 @@ public final class VulkanBackend: ComputeBackend {
 
     // MARK: fusion
     //
-    // Ops are recorded one call late where the next call may fuse with them (decode runs ~13 dispatches
-    // per layer instead of ~20): rmsNorm + the rounding of the following matmuls' input (rms_quant),
-    // swiglu + the rounding of the down projection's input (swiglu_quant), a single matmul + the add of
-    // its output into the residual (matvec/matmul with a residual binding), rope(q) + rope(k) + storeKV
-    // (rope_store). Each fused shader computes exactly what the separate ones do. Every other op (and
+    // Ops are recorded one call late where the next call may fuse with them (decode runs 12 dispatches
+    // per layer instead of 20): rmsNorm + the rounding of the following matmuls' input (rms_quant),
+    // swiglu + the rounding of the down projection's input (swiglu_quant), decode attention's merge + the
+    // rounding of the o projection's input (attention_merge_quant), a single matmul + the add of its
+    // output into the residual (matvec/matmul with a residual binding), rope(q) + rope(k) + storeKV
+    // (rope_store). Each fused shader computes what the separate ones do with the same arithmetic (rms_quant
+    // sums the squares in another order: the norm's scale may differ in the last bit). Every other op (and
     // endStep) first records what is pending. `fuses = false` (env SHARD_VK_NO_FUSE=1) turns it off.
 
     private enum Pending {
@@ -769,7 +773,9 @@ public final class VulkanBackend: ComputeBackend {
         case swiglu(VulkanActivations, VulkanActivations, VulkanActivations)
         case matmul(MatJob)
         case rope([RopeJob])
+        case merge(MergeJob)
     }
+    struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
     struct MatJob {
         let w: VulkanWeight, input: GPUBuffer, bias: VulkanWeight?, out: VulkanActivations, n: Int, k: Int
     }
@@ -792,6 +798,10 @@ public final class VulkanBackend: ComputeBackend {
             emitMatmul(job, residual: nil, barrierAfter: true)
         case let .rope(jobs):
             for j in jobs { emitRope(j) }
+        case let .merge(m):
+            dispatch("attention_merge", [m.part, m.out.buffer],
+                     [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset)],
+                     groups: (m.heads, batch.rows, 1))
         }
     }
 
@@ -865,6 +875,16 @@ public final class VulkanBackend: ComputeBackend {
                         let blocks = x.columns / blockSize
                         dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
                                  groups: ((blocks + perGroup - 1) / perGroup, batch.rows, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .merge(m) where m.out === x && x.columns % blockSize == 0 && m.heads * m.headDim == x.columns
+                    && (blockSize % m.headDim == 0 || m.headDim % blockSize == 0) && blockSize / m.headDim <= 8 && m.splits <= 128:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        dispatch("attention_merge_quant", [m.part, m.out.buffer, r],
+                                 [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset), UInt32(mode)],
+                                 groups: (x.columns / blockSize, batch.rows, 1))
                         inputs[mode] = r
                     } catch { deferredError = error; return }
                 case let .swiglu(g, u, o) where o === x && x.columns % blockSize == 0:
@@ -1056,9 +1076,9 @@ public final class VulkanBackend: ComputeBackend {
                 let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
                 dispatch("attn_decode", [s.layers[layer], q.buffer, part, step], push + [UInt32(splits), UInt32(offset / 4)],
                          groups: (p.heads, batch.rows, splits))
-                dispatch("attention_merge", [part, o.buffer],
-                         [UInt32(p.heads), UInt32(p.headDim), UInt32(splits), UInt32(q.columns), UInt32(offset / 4)],
-                         groups: (p.heads, batch.rows, 1))
+                // The merge waits for a following matmul of `out`, which may take its rounding along.
+                pending = .merge(MergeJob(part: part, offset: offset / 4, out: o, heads: p.heads, headDim: p.headDim, splits: splits))
+                if !fuses { flushPending() }
             } catch { deferredError = error }
             return
         }
