@@ -18,6 +18,8 @@ layout(std430, binding = 4) buffer ResBuf { float Res[]; };
 layout(push_constant) uniform Params { uint M, K, rowBytes, flags, rowsPerGroup; } p;
 
 layout(constant_id = 1) const uint R = 4u;   // rows per workgroup (= rowsPerGroup, from the host)
+layout(constant_id = 2) const uint U = 1u;   // Q4_K: units per invocation with loads in flight together
+const uint UR = U * R;
 
 void put(uint row, float v) {
     v += (p.flags & 1u) != 0u ? Bias[row] : 0.0;
@@ -39,23 +41,32 @@ void main() {
         // unit = (block b, part q): qs bytes [16q, 16q+16): low nibbles -> elements 64c+16h+j of
         // sub-block 2c, high nibbles -> 64c+32+16h+j of sub-block 2c+1 (c = q/2, h = q%2).
         // Every row's loads are issued before any arithmetic: the block header (d, dmin and the 12
-        // scale bytes: 16 aligned bytes) and the unit's 16 qs bytes, one 16-byte load each.
+        // scale bytes: 16 aligned bytes) and the unit's 16 qs bytes, one 16-byte load each;
+        // U units per invocation are loaded before any is computed (more bytes in flight per thread).
         const uint units = (p.K / 256u) * 8u;
-        for (uint u = lane; u < units; u += S) {
-            const uint b = u >> 3, q = u & 7u, c = q >> 1, h = q & 1u;
-            uvec4 hdr[R], qs[R];
-            [[unroll]] for (uint r = 0u; r < R; r++) {
-                const uint bo = (rowOff[r] >> 4) + b * 9u;   // in 16-byte units (a block is 144 bytes)
-                hdr[r] = W4[bo];
-                qs[r] = W4[bo + 1u + q];
+        for (uint u0 = lane; u0 < units; u0 += S * U) {
+            uvec4 hdr[UR], qs[UR];
+            [[unroll]] for (uint t = 0u; t < U; t++) {
+                const uint u = min(u0 + t * S, units - 1u);   // clamped: past-the-end units are loaded, not used
+                const uint b = u >> 3, q = u & 7u;
+                [[unroll]] for (uint r = 0u; r < R; r++) {
+                    const uint bo = (rowOff[r] >> 4) + b * 9u;   // in 16-byte units (a block is 144 bytes)
+                    hdr[t * R + r] = W4[bo];
+                    qs[t * R + r] = W4[bo + 1u + q];
+                }
             }
+            [[unroll]] for (uint t = 0u; t < U; t++) {
+            const uint u = u0 + t * S;
+            if (u >= units) break;
+            const uint b = u >> 3, q = u & 7u, c = q >> 1, h = q & 1u;
             const uint xi = (b * 256u + 64u * c + 16u * h) >> 2;
             const vec4 xl0 = X[xi], xl1 = X[xi + 1u], xl2 = X[xi + 2u], xl3 = X[xi + 3u];
             const vec4 xh0 = X[xi + 8u], xh1 = X[xi + 9u], xh2 = X[xi + 10u], xh3 = X[xi + 11u];
             const float sl = hsum(xl0 + xl1 + xl2 + xl3), sh = hsum(xh0 + xh1 + xh2 + xh3);
             [[unroll]] for (uint r = 0u; r < R; r++) {
                 // 6-bit scales/mins of sub-blocks j0 = 2c and j1 = 2c+1 (get_scale_min_k4)
-                const uint s0 = hdr[r].y, s1 = hdr[r].z, s2 = hdr[r].w;
+                const uvec4 hd = hdr[t * R + r];
+                const uint s0 = hd.y, s1 = hd.z, s2 = hd.w;
                 uint sc0, m0, sc1, m1;
                 if (c < 2u) {
                     const uint sh0 = 16u * c;  // bytes 2c, 2c+1 of s0 (scales) and s1 (mins)
@@ -69,13 +80,14 @@ void main() {
                     sc0 = (a0 & 0xFu) | ((b0 >> 6) << 4); m0 = (a0 >> 4) | ((c0 >> 6) << 4);
                     sc1 = (a1 & 0xFu) | ((b1 >> 6) << 4); m1 = (a1 >> 4) | ((c1 >> 6) << 4);
                 }
-                const vec2 dm = unpackHalf2x16(hdr[r].x);
-                const uvec4 w = qs[r];
+                const vec2 dm = unpackHalf2x16(hd.x);
+                const uvec4 w = qs[t * R + r];
                 const float dl = hsum(u8x4(w.x & 0x0F0F0F0Fu) * xl0 + u8x4(w.y & 0x0F0F0F0Fu) * xl1
                                     + u8x4(w.z & 0x0F0F0F0Fu) * xl2 + u8x4(w.w & 0x0F0F0F0Fu) * xl3);
                 const float dh = hsum(u8x4((w.x >> 4) & 0x0F0F0F0Fu) * xh0 + u8x4((w.y >> 4) & 0x0F0F0F0Fu) * xh1
                                     + u8x4((w.z >> 4) & 0x0F0F0F0Fu) * xh2 + u8x4((w.w >> 4) & 0x0F0F0F0Fu) * xh3);
                 acc[r] += dm.x * (float(sc0) * dl + float(sc1) * dh) - dm.y * (float(m0) * sl + float(m1) * sh);
+            }
             }
         }
 #elif defined(TYPE_Q6_K)

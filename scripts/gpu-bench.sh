@@ -31,6 +31,18 @@ for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
 done
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu > "$out/logits-cpu.json" 2>&1
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan > "$out/logits-vk.json" 2>&1
+# Prefill parity (more than 8 prompt tokens: the mat-mat paths): top-5 logits after a long prompt.
+long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"
+prefill=""
+for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
+  c=$($S logits --model $m --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
+  echo "$m cpu: $c" >> "$out/prefill-parity.txt"; echo "$m vk:  $v" >> "$out/prefill-parity.txt"
+  prefill+="$(basename $m): $(python3 -c "
+import json,sys
+c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
+print('top1 %s, max |dlogit| of cpu top5 %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
+" "$c" "$v" 2>/dev/null || echo error); "
+done
 
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
 # Speed: VRAM sampled while the benchmark runs.
@@ -63,6 +75,8 @@ wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per token: 
 echo
 grep -A40 "GPU profile" "$out/profile.txt" | head -60
 echo "parity (greedy, vulkan vs cpu): $parity"
+echo "prefill parity (top-5 logits after a 28-word prompt): $prefill"
+grep -i "matmul\|cooperative" "$out/copy.txt"
 echo "logits cpu: $(head -c 200 $out/logits-cpu.json)"
 echo "logits vk:  $(head -c 200 $out/logits-vk.json)"
 echo "peak VRAM used (MiB, whole card): $(sort -n $out/vram.txt | tail -1); copy bandwidth ${copy} GB/s"

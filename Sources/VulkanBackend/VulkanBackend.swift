@@ -232,10 +232,12 @@ public final class VulkanBackend: ComputeBackend {
         attentionWorkgroupSize = awg
         decodeAttentionWorkgroupSize = device.type == "cpu" ? sg : min(256, max(64, sg * 4))
         attentionSplits = device.type == "cpu" ? 3 : 16
+        cooperativeMatrix = ctx.cooperativeMatrix16 && device.subgroupSize == 32
         func env(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
         if let v = env("SHARD_VK_ATTN_SPLITS"), v > 0, v <= 1024 { attentionSplits = v }
         if let v = env("SHARD_VK_MATVEC_ROWS"), v > 0, v <= 16 { matvecRows = v }
         if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
+        if let v = env("SHARD_VK_MATVEC_UNITS"), v > 0, v <= 8 { matvecUnits = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
@@ -381,6 +383,60 @@ public final class VulkanBackend: ComputeBackend {
         return Double(2 * bytes * repeats) / t / 1e9
     }
 
+    /// Times the prefill mat-mat paths on random weights (M × K of each type, N columns): the f32 tiles
+    /// and, where the device has them, cooperative matrices (with their relative difference from the
+    /// tiles). A developer tool (`shardctl kernel-bench --vulkan`).
+    public func matmulReport(types: [GGMLType] = [.q4_K, .q6_K], m: Int = 4096, k: Int = 4096, n: Int = 512, reps: Int = 10) throws -> String {
+        let path = "/tmp/shard-matmul-bench-\(getpid()).gguf"
+        let writer = GGUFWriter()
+        writer.set("general.architecture", "bench")
+        for t in types {
+            try writer.addTensor(name: "w_\(t)", shape: [k, m], type: t) { chunk, rows in
+                var rng = SplitMix64(seed: 17 &+ UInt64(rows.lowerBound))
+                SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+            }
+        }
+        try writer.write(to: path)
+        defer { unlink(path) }
+        let file = try GGUFFile(path: path)
+        var rng = SplitMix64(seed: 5)
+        let xs = (0..<(n * k)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let x = try makeActivations(rowCapacity: n, columns: k), y = try makeActivations(rowCapacity: n, columns: m)
+        let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
+        let saved = (cooperativeMatrix, roundsActivations, replays)
+        defer { (cooperativeMatrix, roundsActivations, replays) = saved }
+        roundsActivations = false
+        replays = false
+        var lines: [String] = []
+        for t in types {
+            let w = try loadWeight(file.tensor(named: "w_\(t)")!, of: file)
+            var outs: [[Float]] = []
+            for coop in [false, true] where !coop || ctx.cooperativeMatrix16 {
+                cooperativeMatrix = coop
+                func once() throws {
+                    try beginStep(batch)
+                    upload(xs, to: x)
+                    matmul(w, x, bias: nil, into: y, rows: nil)
+                    try endStep()
+                }
+                try once()
+                let t0 = DispatchTimeShim.now()
+                for _ in 0..<reps { try once() }
+                let dt = (DispatchTimeShim.now() - t0) / Double(reps)
+                outs.append(download(y, rows: 0..<n))
+                let tflops = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
+                var line = "matmul \(t) \(m)x\(k) x \(n) columns, \(coop ? "coopmat f16" : "f32 tiles"): \((dt * 1e6).rounded()) us/call (with upload), \((tflops * 10).rounded() / 10) TFLOP/s"
+                if coop, let ref = outs.first, let got = outs.last {
+                    var num = 0.0, den = 0.0
+                    for (a, b) in zip(got, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+                    line += ", relative difference from f32 tiles \((num / max(den, 1e-30)).squareRoot())"
+                }
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// Records `body` into the one-shot command buffer, submits it and waits.
     private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
         try finishUploads()
@@ -398,6 +454,7 @@ public final class VulkanBackend: ComputeBackend {
         switch name {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
+        case _ where name.hasPrefix("matmul_coop_"): spec = [128]
         case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
@@ -405,7 +462,7 @@ public final class VulkanBackend: ComputeBackend {
         case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case _ where name.hasPrefix("matvec_"):
-            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows)]
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
         default: spec = [UInt32(workgroupSize)]
         }
         let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: spec)
@@ -418,12 +475,16 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Tiled mat-mat for more than 8 rows (env SHARD_VK_NO_TILED=1: the row-per-workgroup matmul.comp).
     public var tiles = true
+    /// Prefill mat-mat on cooperative matrices where the device has them (f16 operands: ~1e-3 relative
+    /// error per product instead of f32's; env SHARD_VK_NO_COOPMAT=1 leaves the f32 tiles).
+    public var cooperativeMatrix: Bool
 
     /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
     public private(set) var matvecWorkgroupSize = 0
 
     static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
     static let matmulNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_" + shaderSuffix($0)) })
+    static let coopNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_coop_" + shaderSuffix($0)) })
     static let tiledNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_tiled_" + shaderSuffix($0)) })
     static let embedNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "embed_" + shaderSuffix($0)) })
 
@@ -441,7 +502,8 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
-        "rope_store": (SPIRV.rope_store, 6), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
+        "rope_store": (SPIRV.rope_store, 6),
+        "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
@@ -943,6 +1005,16 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
+        // A device that lists the extension but cannot build the pipeline: the f32 tiles instead.
+        if n > 8 && tiles && cooperativeMatrix && (try? pipeline(Self.coopNames[w.type]!)) == nil { cooperativeMatrix = false }
+        if n > 8 && tiles && cooperativeMatrix {
+            // Prefill on cooperative matrices (matmul_coop.comp): 64 × 64 tiles, f16 operands.
+            dispatch(Self.coopNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     groups: ((w.rowCount + 63) / 64, (n + 63) / 64, 1), barrierAfter: barrierAfter,
+                     label: "matmul coop \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
         if n > 8 && tiles {
             // Prefill: shared-memory tiles of 64 rows × 64 columns (matmul_tiled.comp).
             dispatch(Self.tiledNames[w.type]!, buffers,
@@ -961,6 +1033,8 @@ public final class VulkanBackend: ComputeBackend {
     /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
     /// env SHARD_VK_MATVEC_ROWS).
     public private(set) var matvecRows = 4
+    /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
+    public private(set) var matvecUnits = 1
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {

@@ -1,5 +1,8 @@
 import CVulkan
 import Compute
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Vulkan plumbing: instance/device selection, buffers, pipelines. Handles are OpaquePointer
 // optionals in Swift; pNext chains must point at structs that outlive the call.
@@ -102,6 +105,87 @@ final class VulkanContext {
     let physical: PhysicalDevice
     /// Valid timestamp bits of the compute queue (0: no timestamps).
     private(set) var timestampValidBits = 0
+    /// VK_NV_cooperative_matrix is enabled with a 16×16×16 f16·f16 + f32 subgroup shape (and shaderFloat16).
+    private(set) var cooperativeMatrix16 = false
+
+    /// vkCreateDevice with VK_NV_cooperative_matrix, shaderFloat16 and the Vulkan memory model enabled.
+    static func createDevice(_ pd: VkPhysicalDevice?, _ dci: inout VkDeviceCreateInfo, coop: Bool, into device: inout VkDevice?) -> VkResult {
+        var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+        coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+        coopFeatures.cooperativeMatrix = VkBool32(VK_TRUE)
+        var f16 = VkPhysicalDeviceShaderFloat16Int8Features()
+        f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES
+        f16.shaderFloat16 = VkBool32(VK_TRUE)
+        var model = VkPhysicalDeviceVulkanMemoryModelFeatures()   // the shader's SPIR-V declares VulkanMemoryModel
+        model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES
+        model.vulkanMemoryModel = VkBool32(VK_TRUE)
+        var result = VK_ERROR_INITIALIZATION_FAILED
+        var info = dci
+        withUnsafeMutablePointer(to: &model) { mm in
+            coopFeatures.pNext = UnsafeMutableRawPointer(mm)
+            withUnsafeMutablePointer(to: &coopFeatures) { cf in
+                f16.pNext = UnsafeMutableRawPointer(cf)
+                withUnsafeMutablePointer(to: &f16) { f in
+                    info.pNext = UnsafeRawPointer(f)
+                    "VK_NV_cooperative_matrix".withCString { ext in
+                        var names: [UnsafePointer<CChar>?] = [ext]
+                        names.withUnsafeMutableBufferPointer { n in
+                            info.enabledExtensionCount = 1
+                            info.ppEnabledExtensionNames = UnsafePointer(n.baseAddress)
+                            result = vkCreateDevice(pd, &info, nil, &device)
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Whether the device offers what matmul_coop.comp needs: VK_NV_cooperative_matrix with the
+    /// 16×16×16 f16 × f16 → f32 subgroup shape (queried at run time), shaderFloat16, the Vulkan memory
+    /// model (GL_KHR_memory_scope_semantics, which GL_NV_cooperative_matrix needs), 32-wide subgroups.
+    /// (The NV extension rather than VK_KHR_cooperative_matrix: the glslc here has no GL_KHR_cooperative_matrix.)
+    /// Env SHARD_VK_NO_COOPMAT=1 turns it off.
+    static func cooperativeMatrixSupport(_ instance: VkInstance?, _ pd: PhysicalDevice) -> Bool {
+        if let v = getenv("SHARD_VK_NO_COOPMAT"), String(cString: v) == "1" { return false }
+        guard pd.info.subgroupSize == 32 else { return false }
+        var count: UInt32 = 0
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, nil) == VK_SUCCESS, count > 0 else { return false }
+        var exts = [VkExtensionProperties](repeating: .init(), count: Int(count))
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, &exts) == VK_SUCCESS else { return false }
+        guard exts.contains(where: { cString($0.extensionName) == "VK_NV_cooperative_matrix" }) else { return false }
+        var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+        coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+        var f16 = VkPhysicalDeviceShaderFloat16Int8Features()
+        f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES
+        var model = VkPhysicalDeviceVulkanMemoryModelFeatures()
+        model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        withUnsafeMutablePointer(to: &model) { mm in
+            coopFeatures.pNext = UnsafeMutableRawPointer(mm)
+            withUnsafeMutablePointer(to: &coopFeatures) { cf in
+                f16.pNext = UnsafeMutableRawPointer(cf)
+                withUnsafeMutablePointer(to: &f16) { f in
+                    features.pNext = UnsafeMutableRawPointer(f)
+                    vkGetPhysicalDeviceFeatures2(pd.handle, &features)
+                }
+            }
+        }
+        guard coopFeatures.cooperativeMatrix != 0, f16.shaderFloat16 != 0, model.vulkanMemoryModel != 0 else { return false }
+        guard let fn = vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV") else { return false }
+        let query = unsafeBitCast(fn, to: PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV.self)
+        var n: UInt32 = 0
+        guard query(pd.handle, &n, nil) == VK_SUCCESS, n > 0 else { return false }
+        var props = [VkCooperativeMatrixPropertiesNV](repeating: .init(), count: Int(n))
+        for i in props.indices { props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV }
+        guard query(pd.handle, &n, &props) == VK_SUCCESS else { return false }
+        return props.prefix(Int(n)).contains {
+            $0.MSize == 16 && $0.NSize == 16 && $0.KSize == 16 && $0.AType == VK_COMPONENT_TYPE_FLOAT16_NV
+                && $0.BType == VK_COMPONENT_TYPE_FLOAT16_NV && $0.CType == VK_COMPONENT_TYPE_FLOAT32_NV
+                && $0.DType == VK_COMPONENT_TYPE_FLOAT32_NV && $0.scope == VK_SCOPE_SUBGROUP_NV
+        }
+    }
 
     static func createInstance() throws -> VkInstance? {
         var app = VkApplicationInfo()
@@ -173,6 +257,8 @@ final class VulkanContext {
             throw ComputeError("Vulkan: \(chosen.info.name) has no compute queue")
         }
         timestampValidBits = Int(families[family].timestampValidBits)
+        let coop = Self.cooperativeMatrixSupport(instance, chosen)
+        cooperativeMatrix16 = coop
         let priority: Float = 1
         try withUnsafePointer(to: priority) { priority in
             var qci = VkDeviceQueueCreateInfo()
@@ -185,7 +271,10 @@ final class VulkanContext {
                 dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
                 dci.queueCreateInfoCount = 1
                 dci.pQueueCreateInfos = qci
-                try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
+                if !coop || Self.createDevice(pd, &dci, coop: true, into: &device) != VK_SUCCESS {
+                    cooperativeMatrix16 = false
+                    try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
+                }
             }
         }
         vkGetDeviceQueue(device, UInt32(family), 0, &queue)
