@@ -263,7 +263,7 @@ public final class VulkanBackend: ComputeBackend {
             throw ComputeError("VulkanBackend: \(tensor.name) is \(tensor.type), which has no Vulkan kernel (supported: \(Self.supportedTypes.map { "\($0)" }.sorted()))")
         }
         let data = file.data(for: tensor)
-        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false)
+        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false, pooled: true)
         try uploadAsync(data, to: buffer)
         return VulkanWeight(tensor, buffer: buffer)
     }
@@ -321,7 +321,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations {
-        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false)
+        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false, pooled: true)
         try immediate { cmd in vkCmdFillBuffer(cmd, buffer.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         return VulkanActivations(rowCapacity: rowCapacity, columns: columns, buffer: buffer)
     }
@@ -329,7 +329,7 @@ public final class VulkanBackend: ComputeBackend {
     public func makeKVStorage(_ shape: KVShape) throws -> KVStorage {
         guard shape.kvDim % 2 == 0 else { throw ComputeError("VulkanBackend: kvDim \(shape.kvDim) must be even") }
         let bytes = 2 * shape.pages * shape.pageSize * shape.kvDim * 2
-        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false) }
+        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true) }
         try immediate { cmd in
             for l in layers { vkCmdFillBuffer(cmd, l.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         }

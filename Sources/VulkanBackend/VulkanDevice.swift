@@ -105,6 +105,8 @@ final class VulkanContext {
     let physical: PhysicalDevice
     /// Valid timestamp bits of the compute queue (0: no timestamps).
     private(set) var timestampValidBits = 0
+    /// Memory blocks of pooled buffers (GPUBuffer(pooled: true)).
+    var blocks: [MemoryBlock] = []
     /// VK_NV_cooperative_matrix is enabled with a 16×16×16 f16·f16 + f32 subgroup shape (and shaderFloat16).
     private(set) var cooperativeMatrix16 = false
 
@@ -291,6 +293,7 @@ final class VulkanContext {
     deinit {
         if let device {
             vkDeviceWaitIdle(device)
+            blocks.removeAll()
             if fence != nil { vkDestroyFence(device, fence, nil) }
             if commandPool != nil { vkDestroyCommandPool(device, commandPool, nil) }
             vkDestroyDevice(device, nil)
@@ -370,17 +373,46 @@ final class VulkanContext {
 }
 
 /// A VkBuffer with its own memory. Device-local unless `hostVisible` (then persistently mapped).
+/// Device-local memory blocks that long-lived buffers (weights, KV cache, activations) are bound into
+/// at offsets, first fit: one allocation per buffer would round each up to the driver's page size
+/// (2 MiB on NVIDIA: ~1 MiB lost per weight tensor, hundreds of MiB per model). Ranges are not reused
+/// when a buffer goes; blocks are freed with the context.
+final class MemoryBlock {
+    let device: VkDevice?   // not the context: the context keeps its blocks (and frees them before the device)
+    let memory: VkDeviceMemory?
+    let size: Int
+    let type: UInt32
+    var used = 0
+    init(_ ctx: VulkanContext, size: Int, type: UInt32) throws {
+        device = ctx.device
+        self.size = size
+        self.type = type
+        var mai = VkMemoryAllocateInfo()
+        mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO
+        mai.allocationSize = VkDeviceSize(size)
+        mai.memoryTypeIndex = type
+        var m: VkDeviceMemory?
+        try check(vkAllocateMemory(ctx.device, &mai, nil, &m), "vkAllocateMemory(\(size) bytes)")
+        memory = m
+    }
+    deinit { vkFreeMemory(device, memory, nil) }
+}
+
 final class GPUBuffer {
     let ctx: VulkanContext
     private(set) var buffer: VkBuffer?
     private(set) var memory: VkDeviceMemory?
+    /// The block this buffer is bound into (pooled buffers), kept alive with it.
+    private var block: MemoryBlock?
     let size: Int
     private(set) var mapped: UnsafeMutableRawPointer?
     /// Unique for the backend's lifetime (descriptor-set cache key; handles may be reused).
     let id: UInt64
     nonisolated(unsafe) private static var nextID: UInt64 = 0
+    static let blockBytes = 64 << 20
 
-    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool) throws {
+    /// `pooled`: a device-local buffer bound into one of the context's memory blocks (see MemoryBlock).
+    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool, pooled: Bool = false) throws {
         self.ctx = ctx
         self.size = max(size, 16)
         Self.nextID += 1
@@ -393,6 +425,25 @@ final class GPUBuffer {
         try check(vkCreateBuffer(ctx.device, &bci, nil, &buffer), "vkCreateBuffer(\(self.size) bytes)")
         var req = VkMemoryRequirements()
         vkGetBufferMemoryRequirements(ctx.device, buffer, &req)
+        if pooled && !hostVisible, let type = ctx.memoryType(bits: req.memoryTypeBits, preferred: flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT), required: 0) {
+            let align = max(Int(req.alignment), 256), need = Int(req.size)
+            func fit(_ b: MemoryBlock) -> Int? {
+                let at = (b.used + align - 1) / align * align
+                return b.type == type && at + need <= b.size ? at : nil
+            }
+            var chosen: (MemoryBlock, Int)?
+            for b in ctx.blocks { if let at = fit(b) { chosen = (b, at); break } }
+            if chosen == nil {
+                let b = try MemoryBlock(ctx, size: max(Self.blockBytes, need), type: type)
+                ctx.blocks.append(b)
+                chosen = (b, 0)
+            }
+            let (b, at) = chosen!
+            try check(vkBindBufferMemory(ctx.device, buffer, b.memory, VkDeviceSize(at)), "vkBindBufferMemory")
+            b.used = at + need
+            block = b
+            return
+        }
         let host = flags(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
         let local = flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
         guard let type = hostVisible
