@@ -2,12 +2,14 @@
 // Decode attention (few rows): workgroup (head h, row r, split z) takes an equal share of the row's
 // positions ([z·per, (z+1)·per), per = ceil(len / splits)), so the grid does not depend on the KV
 // length (a recorded command buffer replays at every length). Each subgroup walks its share of
-// positions (interleaved, two at a time) with the lanes spread over the head's dims: one 4..8-byte
+// positions (interleaved, NP at a time) with the lanes spread over the head's dims: one 4..8-byte
 // K and V load per lane per position (coalesced), q·k by subgroupAdd, online softmax in registers;
 // the workgroup's subgroups are then merged in shared memory and the unnormalized partial
 // (max, sum, acc[headDim]) written to Part for attention_merge.comp. q is rounded to f16 as the CPU does.
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 layout(constant_id = 1) const uint MAXP = 4;   // dim pairs per lane: headDim / 2 <= MAXP * subgroup size
+layout(constant_id = 2) const uint NP = 2;     // positions per subgroup per iteration (loads in flight together)
 layout(std430, binding = 0) readonly buffer KVBuf { uint KV[]; };
 layout(std430, binding = 1) readonly buffer QBuf { float Q[]; };
 layout(std430, binding = 2) writeonly buffer PBuf { float Part[]; };
@@ -38,30 +40,43 @@ void main() {
         acc[k] = vec2(0.0);
     }
     float M = -1.0 / 0.0, S = 0.0;
-    for (uint j = start + sg; j < end; j += 2u * nsg) {
-        const uint j2 = j + nsg;
-        const bool two = j2 < end;
-        const uint slot0 = uint(Step[table + j / p.pageSize]) * p.pageSize + j % p.pageSize;
-        const uint slot1 = two ? uint(Step[table + j2 / p.pageSize]) * p.pageSize + j2 % p.pageSize : slot0;
-        const uint k0 = slot0 * slotWords + headOff2, k1 = slot1 * slotWords + headOff2;
-        float d0 = 0.0, d1 = 0.0;
-        vec2 v0[MAXP], v1[MAXP];
-        for (uint k = 0u; k < MAXP; k++) {
-            const uint d = lane + k * SG;
-            if (d < hd2) {
-                d0 += dot(unpackHalf2x16(KV[k0 + d]), q[k]);
-                d1 += dot(unpackHalf2x16(KV[k1 + d]), q[k]);
-                v0[k] = unpackHalf2x16(KV[p.vOffset + k0 + d]);
-                v1[k] = unpackHalf2x16(KV[p.vOffset + k1 + d]);
-            } else { v0[k] = vec2(0.0); v1[k] = vec2(0.0); }
+    for (uint j = start + sg; j < end; j += NP * nsg) {
+        uint kb[NP];
+        bool ok[NP];
+        [[unroll]] for (uint t = 0u; t < NP; t++) {
+            const uint jt = j + t * nsg;
+            ok[t] = jt < end;
+            const uint jj = ok[t] ? jt : j;
+            kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords + headOff2;
         }
-        const float s0 = subgroupAdd(d0) * p.scale;
-        const float s1r = subgroupAdd(d1) * p.scale;
-        const float s1 = two ? s1r : -1.0 / 0.0;
-        const float newM = max(M, max(s0, s1));
-        const float alpha = exp(M - newM), e0 = exp(s0 - newM), e1 = two ? exp(s1 - newM) : 0.0;
-        S = S * alpha + e0 + e1;
-        for (uint k = 0u; k < MAXP; k++) acc[k] = acc[k] * alpha + e0 * v0[k] + e1 * v1[k];
+        float dd[NP];
+        vec2 vv[NP][MAXP];
+        [[unroll]] for (uint t = 0u; t < NP; t++) dd[t] = 0.0;
+        [[unroll]] for (uint k = 0u; k < MAXP; k++) {
+            const uint d = lane + k * SG;
+            [[unroll]] for (uint t = 0u; t < NP; t++) {
+                if (d < hd2) {
+                    dd[t] += dot(unpackHalf2x16(KV[kb[t] + d]), q[k]);
+                    vv[t][k] = unpackHalf2x16(KV[p.vOffset + kb[t] + d]);
+                } else vv[t][k] = vec2(0.0);
+            }
+        }
+        float s[NP];
+        float newM = M;
+        [[unroll]] for (uint t = 0u; t < NP; t++) {
+            const float st = subgroupAdd(dd[t]) * p.scale;
+            s[t] = ok[t] ? st : -1.0 / 0.0;
+            newM = max(newM, s[t]);
+        }
+        const float alpha = exp(M - newM);
+        float e[NP];
+        S = S * alpha;
+        [[unroll]] for (uint t = 0u; t < NP; t++) { e[t] = ok[t] ? exp(s[t] - newM) : 0.0; S += e[t]; }
+        [[unroll]] for (uint k = 0u; k < MAXP; k++) {
+            vec2 a = acc[k] * alpha;
+            [[unroll]] for (uint t = 0u; t < NP; t++) a += e[t] * vv[t][k];
+            acc[k] = a;
+        }
         M = newM;
     }
     // Merge the subgroups: weights exp(M_s - M*) (0 for a subgroup that saw no position).

@@ -238,6 +238,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MATVEC_ROWS"), v > 0, v <= 16 { matvecRows = v }
         if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
         if let v = env("SHARD_VK_MATVEC_UNITS"), v > 0, v <= 8 { matvecUnits = v }
+        if let v = env("SHARD_VK_ATTN_POS"), v > 0, v <= 8 { attentionPositions = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
@@ -455,7 +456,7 @@ public final class VulkanBackend: ComputeBackend {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop_"): spec = [128]
-        case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize))]
+        case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
@@ -1127,6 +1128,8 @@ public final class VulkanBackend: ComputeBackend {
     /// Splits of decode attention (attn_decode.comp): a fixed count, so the grid does not depend on
     /// the KV length (env SHARD_VK_ATTN_SPLITS).
     public var attentionSplits: Int
+    /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
+    public private(set) var attentionPositions = 2
 
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
         flushPending()
@@ -1138,13 +1141,13 @@ public final class VulkanBackend: ComputeBackend {
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
                     UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
-        // Few rows (decode): each row's positions split into `attentionSplits` shares (flash-decoding),
-        // then merged; many rows (prefill) fill the GPU as they are.
+        // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
+        // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
         let sg = device.subgroupSize
         let maxPairs = Self.decodeMaxPairs(sg)
         let subgroups = max(1, decodeAttentionWorkgroupSize / sg)
-        if batch.rows <= 16 && p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 {
-            let splits = attentionSplits
+        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 {
+            let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
                 let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
