@@ -29,10 +29,22 @@ void put(uint row, float v) {
 
 float hsum(vec4 v) { return (v.x + v.y) + (v.z + v.w); }
 
+#ifdef XSH
+// Variant (matvec_xs_q4_K): X staged in shared memory once per workgroup (K <= 4096; the host checks).
+shared vec4 Xs[1024];
+#define XLOAD(i) Xs[i]
+#else
+#define XLOAD(i) X[i]
+#endif
+
 void main() {
     const uint row0 = flat_group() * R;
     if (row0 >= p.M) return;  // uniform per workgroup
     const uint lane = gl_LocalInvocationID.x, S = WG;
+#ifdef XSH
+    for (uint i = lane; i < p.K / 4u; i += S) Xs[i] = X[i];
+    barrier();
+#endif
     {
         float acc[R];
         uint rowOff[R];
@@ -60,8 +72,8 @@ void main() {
             if (u >= units) break;
             const uint b = u >> 3, q = u & 7u, c = q >> 1, h = q & 1u;
             const uint xi = (b * 256u + 64u * c + 16u * h) >> 2;
-            const vec4 xl0 = X[xi], xl1 = X[xi + 1u], xl2 = X[xi + 2u], xl3 = X[xi + 3u];
-            const vec4 xh0 = X[xi + 8u], xh1 = X[xi + 9u], xh2 = X[xi + 10u], xh3 = X[xi + 11u];
+            const vec4 xl0 = XLOAD(xi), xl1 = XLOAD(xi + 1u), xl2 = XLOAD(xi + 2u), xl3 = XLOAD(xi + 3u);
+            const vec4 xh0 = XLOAD(xi + 8u), xh1 = XLOAD(xi + 9u), xh2 = XLOAD(xi + 10u), xh3 = XLOAD(xi + 11u);
             const float sl = hsum(xl0 + xl1 + xl2 + xl3), sh = hsum(xh0 + xh1 + xh2 + xh3);
             [[unroll]] for (uint r = 0u; r < R; r++) {
                 // 6-bit scales/mins of sub-blocks j0 = 2c and j1 = 2c+1 (get_scale_min_k4)

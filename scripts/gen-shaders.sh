@@ -31,6 +31,7 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_tiled_$f" Shaders/matmul_tiled.comp "-DTYPE_$upper"
     emit "matmul_coop_$f" Shaders/matmul_coop.comp "-DTYPE_$upper"
   done
+  emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
     case $name in matmul|embed|matvec|matmul_tiled|matmul_coop) continue ;; esac

@@ -239,6 +239,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
         if let v = env("SHARD_VK_MATVEC_UNITS"), v > 0, v <= 8 { matvecUnits = v }
         if let v = env("SHARD_VK_ATTN_POS"), v > 0, v <= 8 { attentionPositions = v }
+        if env("SHARD_VK_MATVEC_XSH") == 1 { matvecSharedX = true }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
@@ -462,7 +463,7 @@ public final class VulkanBackend: ComputeBackend {
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
-        case _ where name.hasPrefix("matvec_"):
+        case _ where name.hasPrefix("matvec_"):  // matvec_xs_q4_K too
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
         default: spec = [UInt32(workgroupSize)]
         }
@@ -503,7 +504,7 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
-        "rope_store": (SPIRV.rope_store, 6),
+        "rope_store": (SPIRV.rope_store, 6), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
@@ -1000,7 +1001,8 @@ public final class VulkanBackend: ComputeBackend {
             // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
             let perGroup = matvecRows
             let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
-            dispatch(Self.matvecNames[w.type]!, buffers,
+            let xs = matvecSharedX && w.type == .q4_K && w.rowLength <= 4096
+            dispatch(xs ? "matvec_xs_q4_K" : Self.matvecNames[w.type]!, buffers,
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(perGroup)],
                      groups: (gx, gy, 1), barrierAfter: barrierAfter,
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
@@ -1036,6 +1038,8 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var matvecRows = 4
     /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
     public private(set) var matvecUnits = 1
+    /// Q4_K mat-vecs over at most 4096 columns stage x in shared memory (env SHARD_VK_MATVEC_XSH=1).
+    public private(set) var matvecSharedX = false
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {
