@@ -2,41 +2,60 @@
 // (NVIDIA/AMD/Intel GPUs; Mesa's lavapipe on CPUs, which the tests and CI use).
 //
 // Design
-// - One submit per step. `beginStep` resets one primary command buffer; every op between
-//   `beginStep` and `endStep` only *records* dispatches (and small buffer copies) into it, with a
-//   global compute/transfer memory barrier before any command that follows a write (the q/k/v and
-//   gate/up matmuls of one `matmuls` call run without barriers between them). `endStep` does the
-//   single `vkQueueSubmit` and waits on a fence. `download` (after `endStep`) is a second, tiny
-//   submit: a copy into a host-visible readback buffer.
-// - Memory. Weights, activations and the KV cache are device-local buffers (one allocation each;
-//   padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw GGUF
-//   bytes (quantized blocks as in the file), uploaded through a host-visible staging buffer at load.
-//   Per-step data (positions, page tables, token ids, rope cos/sin tables, uploaded hidden states)
-//   is written into host-visible staging chunks while recording and copied on the GPU into
-//   device-local arena chunks at its place in the command buffer; shaders only read device memory.
-//   KV: per layer one buffer, K pages then V pages, f16 (`pageSize` positions × kvDim per page),
-//   indexed through the step's page tables, like the CPU backend.
+// - One submit per step, recorded once per step shape. Every op between `beginStep` and `endStep`
+//   appends commands (dispatches, small copies, barriers) to the step; a barrier goes before any
+//   command that follows a write (compute-only between two dispatches; the q/k/v and gate/up matmuls of
+//   one `matmuls` call run without barriers between them). The commands are kept with their command
+//   buffer: a later step that produces the same commands (same pipelines, descriptor sets, push
+//   constants, grids, copies; up to 8 shapes cached) does not record anything but resubmits that
+//   buffer, with only its per-step host data rewritten (positions, page tables, token ids, rope
+//   tables, at the same staging offsets). Decode steps therefore cost the host a few microseconds:
+//   nothing in a decode step's commands depends on the KV length (decode attention uses a fixed split
+//   count; page tables are padded to powers of two). `endStep` submits and waits on a fence;
+//   `download` (after `endStep`) is a second, tiny submit into a host-visible readback buffer.
+//   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
+// - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
+//   below): a decode layer is 12 dispatches (10 barriers) instead of 20.
+// - Memory. Weights, activations and the KV cache are device-local buffers bound into 64 MiB memory
+//   blocks (padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw
+//   GGUF bytes (quantized blocks as in the file), uploaded through two persistent 64 MiB staging slots
+//   (filled by several threads, copied asynchronously). Per-step data is written into host-visible
+//   staging chunks while recording and copied on the GPU into device-local arena chunks at its place
+//   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
+//   pages, f16 (`pageSize` positions × kvDim per page), indexed through the step's page tables, like
+//   the CPU backend.
+// - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first),
+//   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
+//   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
+//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (matmul_coop.comp, queried at run time), else
+//   shared-memory tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
 //   offsets go in push constants. Descriptor sets are cached per (pipeline, buffers) and reused
 //   across steps (a model binds the same buffers every step).
 // - Shaders: GLSL 450 in `Shaders/*.comp` (one op per file; `dequant.glsl` holds every format's
-//   block decoding, `common.glsl` the reductions and the round-to-nearest-even f16 conversion).
+//   block decoding, `common.glsl` the reductions and the round-to-nearest-even f16 conversion,
+//   `quant.glsl` the activation rounding that fused shaders share).
 //   `scripts/gen-shaders.sh` compiles them with glslc to SPIR-V, embedded as `[UInt32]` arrays in
 //   `Generated/Shaders.swift`, which is committed: the GPU hosts have no glslc, and SwiftPM needs no
 //   build-time tool. A test recompiles with glslc (where installed) and fails if the file is stale.
 // - Numerics follow the CPU backend: weights dequantized with Dequant.row's arithmetic, f32
 //   accumulation, K/V stored as f16 (round to nearest even), q rounded to f16 before q·k, rope
 //   angles computed on the host exactly as CPUKernels.rope does. Before a quantized matmul the input
-//   is rounded (quantize_act.comp) to the same 8-bit grid the CPU's int8 dot products use (Q8_0/Q8_1
-//   blocks of 32, Q8_K blocks of 256, as llama.cpp), so one matmul matches the CPU to f32 rounding;
-//   `roundsActivations = false` (or env SHARD_VK_F32_ACT=1) keeps plain f32 activations instead.
-//   Remaining differences: summation order and attention's online softmax (~1e-6 relative), which
-//   the 8-bit rounding occasionally amplifies (a flipped quant) to ~1% of logits on small models.
+//   is rounded (quantize_act.comp, or fused into the op that produces it) to the same 8-bit grid the
+//   CPU's int8 dot products use (Q8_0/Q8_1 blocks of 32, Q8_K blocks of 256, as llama.cpp), so one
+//   matmul matches the CPU to f32 rounding; `roundsActivations = false` (or env SHARD_VK_F32_ACT=1)
+//   keeps plain f32 activations instead. Remaining differences: summation order and attention's online
+//   softmax (~1e-6 relative), which the 8-bit rounding occasionally amplifies (a flipped quant) to ~1%
+//   of logits on small models; and, on cooperative matrices, f16 operands in prefill mat-mats (~3e-4
+//   relative to the f32 tiles; env SHARD_VK_NO_COOPMAT=1 keeps f32).
 // - Workgroup size: 4 subgroups on GPUs (128 on NVIDIA); one subgroup on CPU devices (lavapipe),
 //   where every barrier is a coroutine switch. Not thread-safe: one thread drives a backend.
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
+// - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
+//   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
+//   SHARD_VK_PREFILL_ATTN_OLD (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
