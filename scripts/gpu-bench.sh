@@ -2,7 +2,8 @@
 # Runs ON the lent GPU machine, from the project root with .gl/ and the bundle carried (scripts/gpu-bundle.sh
 # builds it here, into .gpu/ or $GPU_BUNDLE_DIR). Writes logs under ${OUT:-/tmp/out} and prints one table last.
 #   run: bash scripts/gpu-bench.sh   (carry: [".gl", ".gpu"]); BUNDLE=.gpu-perf to use another bundle folder.
-#   SHARDS=0 skips the 2-shard runs; VARIANTS=1 also times decode under kernel variants (env knobs of VulkanBackend).
+#   SHARDS=0 skips the 2-shard and CPU runs; VARIANTS=1 also benchmarks under VulkanBackend's env knobs:
+#   VARIANT_LIST="name=ENV=V[,ENV=V] ..." (default: no replay, no fusion, no cooperative matrices).
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 bundle=${BUNDLE:-.gpu}
@@ -63,7 +64,7 @@ fi
 # Kernel variants (decode only matters: short prompt): name=ENV settings.
 variants=""
 if [ "${VARIANTS:-0}" != 0 ]; then
-  for v in ${VARIANT_LIST:-"noreplay=SHARD_VK_NO_REPLAY=1" "nofuse=SHARD_VK_NO_FUSE=1"}; do
+  for v in ${VARIANT_LIST:-noreplay=SHARD_VK_NO_REPLAY=1 nofuse=SHARD_VK_NO_FUSE=1 nocoop=SHARD_VK_NO_COOPMAT=1}; do
     name=${v%%=*}; envs=${v#*=}
     env ${envs//,/ } $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$out/var-$name.json" 2>/dev/null
     variants+="$name "
