@@ -12,12 +12,37 @@ layout(constant_id = 1) const uint MAXP = 4;   // dim pairs per lane: headDim / 
 layout(constant_id = 2) const uint NP = 2;     // positions per subgroup per iteration (loads in flight together)
 layout(std430, binding = 0) readonly buffer KVBuf { uint KV[]; };
 layout(std430, binding = 1) readonly buffer QBuf { float Q[]; };
+#ifdef FUSED_MERGE
+layout(std430, binding = 2) coherent buffer PBuf { float Part[]; };
+#else
 layout(std430, binding = 2) writeonly buffer PBuf { float Part[]; };
+#endif
 layout(std430, binding = 3) readonly buffer SBuf { int Step[]; };
 layout(push_constant) uniform Params {
     uint kvDim, pageSize, vOffset, positions, tableIndex, tableStart;
     uint heads, group, headDim, qCols; float scale; uint splits, partBase;
+    uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
 } p;
+
+#ifdef FUSED_MERGE
+// Variant attn_decode_merge (env SHARD_VK_ATTN_FUSED_MERGE=1): the last workgroup to finish a group of
+// outputs (max(B, headDim) elements: the heads of one rounding block, or one head) merges the group's
+// partials (as attention_merge_quant.comp) and writes O, rounded into Rnd: no merge dispatch. The
+// partials go through coherent memory; a per-(row, group) counter, reset by its last workgroup, counts
+// the workgroups done.
+layout(std430, binding = 4) writeonly buffer OBuf { float O[]; };
+layout(std430, binding = 5) writeonly buffer RBuf { float Rnd[]; };
+layout(std430, binding = 6) coherent buffer CBuf { uint Counter[]; };
+shared bool shLast;
+shared float wsh[8][128];
+shared float invsh[8];
+shared float vals[256];
+uint g_out;
+float qval(uint i) { return vals[i]; }
+void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
+#define QV_ID 3
+#include "quant.glsl"
+#endif
 
 shared float shM[64], shS[64];
 shared vec2 shAcc[8 * 128];   // [subgroup][pair], at most 8 subgroups × 128 pairs
@@ -98,4 +123,54 @@ void main() {
         Part[pb + 2u + 2u * d] = a.x;
         Part[pb + 3u + 2u * d] = a.y;
     }
+#ifdef FUSED_MERGE
+    const uint B = p.mode == 0u ? 32u : (p.mode == 1u ? 256u : p.headDim);
+    const uint hpg = max(1u, B / p.headDim), G = max(B, p.headDim);
+    const uint grp = h / hpg, ngroups = (p.heads + hpg - 1u) / hpg;
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0u) {
+        const uint c = r * ngroups + grp;
+        const uint done = atomicAdd(Counter[c], 1u);
+        shLast = done == p.splits * hpg - 1u;
+        if (shLast) Counter[c] = 0u;
+    }
+    barrier();
+    if (!shLast) return;   // uniform per workgroup
+    memoryBarrierBuffer();
+    const uint h0 = grp * hpg, stride = p.headDim + 2u;
+    for (uint hs = sg; hs < hpg; hs += nsg) {
+        const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
+        float m = -1.0 / 0.0;
+        for (uint s = lane; s < p.splits; s += SG) m = max(m, Part[base + s * stride]);
+        const float M = subgroupMax(m);
+        float S = 0.0;
+        for (uint s = lane; s < p.splits; s += SG) {
+            const float ms = Part[base + s * stride];
+            const float w = ms != -1.0 / 0.0 ? exp(ms - M) : 0.0;
+            wsh[hs][s] = w;
+            S += w * Part[base + s * stride + 1u];
+        }
+        S = subgroupAdd(S);
+        if (lane == 0u) invsh[hs] = 1.0 / S;
+    }
+    barrier();
+    for (uint e = gl_LocalInvocationID.x; e < G; e += gl_WorkGroupSize.x) {
+        const uint hs = e / p.headDim, d = e - hs * p.headDim;
+        const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
+        float a = 0.0;
+        for (uint s = 0u; s < p.splits; s++) {
+            const float w = wsh[hs][s];
+            if (w != 0.0) a += w * Part[base + s * stride + 2u + d];
+        }
+        vals[e] = a * invsh[hs];
+    }
+    barrier();
+    g_out = r * p.qCols + h0 * p.headDim;
+    if (p.mode == 2u) {
+        for (uint e = gl_LocalInvocationID.x; e < G; e += gl_WorkGroupSize.x) O[g_out + e] = vals[e];
+        return;
+    }
+    for (uint b = sg; b < G / B; b += nsg) quantize_block(b * B, p.mode);
+#endif
 }

@@ -3,7 +3,10 @@
 // float qval(uint i) (the value of element i) and void qstore(uint i, float value, float rounded).
 // Each lane reads its values once (QV = 256 / subgroup size of them, in registers), so every pass
 // over the block (max, first index of the max, rounding) is register arithmetic.
-layout(constant_id = 1) const uint QV = 8u;   // values per lane: ceil(256 / subgroup size) (the host)
+#ifndef QV_ID
+#define QV_ID 1
+#endif
+layout(constant_id = QV_ID) const uint QV = 8u;   // values per lane: ceil(256 / subgroup size) (the host)
 
 float div_rn(float a, float b) {
     const float q = a * (1.0 / b);

@@ -33,6 +33,7 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_coop2_$f" Shaders/matmul_coop2.comp "-DTYPE_$upper"
   done
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
+  emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
     case $name in matmul|embed|matvec|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac

@@ -260,6 +260,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_ATTN_POS"), v > 0, v <= 8 { attentionPositions = v }
         if env("SHARD_VK_MATVEC_XSH") == 1 { matvecSharedX = true }
         if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
+        if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
@@ -485,6 +486,9 @@ public final class VulkanBackend: ComputeBackend {
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
         case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
+        case "attn_decode_merge":
+            spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions),
+                    UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
@@ -534,7 +538,7 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
-        "rope_store": (SPIRV.rope_store, 6),
+        "rope_store": (SPIRV.rope_store, 6), "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
@@ -869,6 +873,26 @@ public final class VulkanBackend: ComputeBackend {
         case matmul(MatJob)
         case rope([RopeJob])
         case merge(MergeJob)
+        case attention(AttentionJob)
+    }
+    struct AttentionJob {
+        let kv: GPUBuffer, q: GPUBuffer, step: GPUBuffer, part: GPUBuffer, offset: Int, out: VulkanActivations
+        let push: [UInt32], heads: Int, headDim: Int, splits: Int
+    }
+    /// Counters of attn_decode_merge's workgroups per (row, group); each group's last workgroup resets its own.
+    private var mergeCounters: GPUBuffer?
+
+    /// attn_decode_merge: decode attention whose last workgroup per group merges (and rounds, mode 0/1; 2: none).
+    private func emitAttentionMerge(_ j: AttentionJob, mode: Int, rounded: GPUBuffer?) {
+        do {
+            if mergeCounters == nil {
+                let c = try GPUBuffer(ctx, size: 65536 * 4, hostVisible: false)
+                try immediate { cmd in vkCmdFillBuffer(cmd, c.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
+                mergeCounters = c
+            }
+            dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!],
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode)], groups: (j.heads, batch.rows, j.splits))
+        } catch { deferredError = error }
     }
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
     struct MatJob {
@@ -893,6 +917,8 @@ public final class VulkanBackend: ComputeBackend {
             emitMatmul(job, residual: nil, barrierAfter: true)
         case let .rope(jobs):
             for j in jobs { emitRope(j) }
+        case let .attention(j):
+            emitAttentionMerge(j, mode: 2, rounded: nil)
         case let .merge(m):
             dispatch("attention_merge", [m.part, m.out.buffer],
                      [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset)],
@@ -970,6 +996,14 @@ public final class VulkanBackend: ComputeBackend {
                         let blocks = x.columns / blockSize
                         dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
                                  groups: ((blocks + perGroup - 1) / perGroup, batch.rows, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .attention(j) where j.out === x && x.columns % blockSize == 0 && j.heads * j.headDim == x.columns
+                    && (blockSize % j.headDim == 0 || j.headDim % blockSize == 0) && blockSize / j.headDim <= 8:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        emitAttentionMerge(j, mode: mode, rounded: r)
                         inputs[mode] = r
                     } catch { deferredError = error; return }
                 case let .merge(m) where m.out === x && x.columns % blockSize == 0 && m.heads * m.headDim == x.columns
@@ -1168,6 +1202,8 @@ public final class VulkanBackend: ComputeBackend {
     /// More than 16 rows: attention.comp (one position per invocation) instead of attn_decode.comp
     /// (env SHARD_VK_PREFILL_ATTN_OLD=1).
     public var prefillAttentionPerPosition = false
+    /// Decode attention merges in its last workgroups (attn_decode_merge; env SHARD_VK_ATTN_FUSED_MERGE=1).
+    public var attentionFusedMerge = false
     /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
     public private(set) var attentionPositions = 2
 
@@ -1191,6 +1227,12 @@ public final class VulkanBackend: ComputeBackend {
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
                 let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
+                if attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
+                    pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
+                                                      out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))
+                    if !fuses { flushPending() }
+                    return
+                }
                 dispatch("attn_decode", [s.layers[layer], q.buffer, part, step], push + [UInt32(splits), UInt32(offset / 4)],
                          groups: (p.heads, batch.rows, splits))
                 // The merge waits for a following matmul of `out`, which may take its rounding along.
