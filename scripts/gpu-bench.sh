@@ -32,17 +32,26 @@ for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
 done
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu > "$out/logits-cpu.json" 2>&1
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan > "$out/logits-vk.json" 2>&1
-# Prefill parity (more than 8 prompt tokens: the mat-mat paths): top-5 logits after a long prompt.
+# Prefill parity (more than 8 prompt tokens: the mat-mat paths): top-5 logits after a long prompt;
+# also under PARITY_ENV (a variant's env settings, comma-separated) when given.
 long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"
 prefill=""
+for pe in "" ${PARITY_ENV:-}; do
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
-  c=$($S logits --model $m --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
+  c=$($S logits --model $m --prompt "$long" --top 5 --backend cpu 2>&1); v=$(env ${pe//,/ } $S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
+  [ -n "$pe" ] && prefill+="[variant] "
+  if [ -n "$pe" ]; then
+    vg=$(env ${pe//,/ } $S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ')
+    vd=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ')
+    [[ -n $vg && $vg == "$vd" ]] && prefill+="greedy same as default; " || prefill+="greedy DIFF from default; "
+  fi
   echo "$m cpu: $c" >> "$out/prefill-parity.txt"; echo "$m vk:  $v" >> "$out/prefill-parity.txt"
   prefill+="$(basename $m): $(python3 -c "
 import json,sys
 c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
 print('top1 %s, max |dlogit| of cpu top5 %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
 " "$c" "$v" 2>/dev/null || echo error); "
+done
 done
 
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
@@ -53,6 +62,7 @@ $S bench $B > "$out/bench-vk-1.json" 2> "$out/bench-vk-1.err"
 kill $smi 2>/dev/null
 $S bench $B > "$out/bench-vk-1b.json" 2> "$out/bench-vk-1b.err"
 $S bench $B --profile > /dev/null 2> "$out/profile.txt"
+[ -n "${PROFILE_ENV:-}" ] && env ${PROFILE_ENV//,/ } $S bench $B --profile > /dev/null 2> "$out/profile-variant.txt"
 if [ "${SHARDS:-1}" != 0 ]; then
   $S bench $B --shards 2 > "$out/bench-vk-2.json" 2> "$out/bench-vk-2.err"
   $S bench $B --shards 2 --in-process > "$out/bench-vk-2ip.json" 2> "$out/bench-vk-2ip.err"
@@ -75,6 +85,7 @@ field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.
 wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per token: the file less token_embd (Q4_K 32000×4096)
 echo
 grep -A40 "GPU profile" "$out/profile.txt" | head -60
+[ -f "$out/profile-variant.txt" ] && { echo "variant ($PROFILE_ENV):"; grep -A40 "GPU profile" "$out/profile-variant.txt" | head -45; }
 echo "parity (greedy, vulkan vs cpu): $parity"
 echo "prefill parity (top-5 logits after a 28-word prompt): $prefill"
 grep -i "matmul\|cooperative" "$out/copy.txt"
