@@ -84,8 +84,8 @@ fi
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per token: the file less token_embd (Q4_K 32000×4096)
 echo
-grep -A40 "GPU profile" "$out/profile.txt" | head -60
-[ -f "$out/profile-variant.txt" ] && { echo "variant ($PROFILE_ENV):"; grep -A40 "GPU profile" "$out/profile-variant.txt" | head -45; }
+grep -A12 "^prefill:" "$out/profile.txt"; grep -A16 "^decode:" "$out/profile.txt"
+[ -f "$out/profile-variant.txt" ] && { echo "variant ($PROFILE_ENV):"; grep -A8 "^prefill:" "$out/profile-variant.txt"; grep -A14 "^decode:" "$out/profile-variant.txt"; }
 echo "parity (greedy, vulkan vs cpu): $parity"
 echo "prefill parity (top-5 logits after a 28-word prompt): $prefill"
 grep -i "matmul\|cooperative" "$out/copy.txt"
