@@ -465,6 +465,9 @@ final class GPUBuffer {
         if mapped != nil { vkUnmapMemory(ctx.device, memory) }
         if buffer != nil { vkDestroyBuffer(ctx.device, buffer, nil) }
         if memory != nil { vkFreeMemory(ctx.device, memory, nil) }
+        // Let go of the block while the context (and its device) surely lives: if this buffer holds
+        // the context's last reference, the context goes right after, freeing its blocks first.
+        block = nil
     }
 }
 
