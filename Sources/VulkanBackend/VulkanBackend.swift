@@ -132,6 +132,8 @@ public final class VulkanBackend: ComputeBackend {
     private var stepBuffer: GPUBuffer?
     private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0
     private var ropeTables: [RopeKey: (buffer: GPUBuffer, offset: Int)] = [:]
+    /// This step's attention partials (attn_decode → merge), reused by every layer.
+    private var stepPart: (buffer: GPUBuffer, offset: Int, bytes: Int)?
     private struct RopeKey: Hashable { let dims: Int; let base: UInt32 }
 
     private let dummy: GPUBuffer
@@ -669,6 +671,7 @@ public final class VulkanBackend: ComputeBackend {
         staging.reset()
         arena.reset()
         ropeTables.removeAll(keepingCapacity: true)
+        stepPart = nil
         deferredError = nil
         pendingBarrier = false
         pendingTransfer = false
@@ -1226,7 +1229,13 @@ public final class VulkanBackend: ComputeBackend {
             let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
-                let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
+                // One partials region per step, shared by every layer: a layer's merge is done (a barrier)
+                // before the next layer's attention writes it.
+                if stepPart == nil || stepPart!.bytes < floats * 4 {
+                    let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
+                    stepPart = (b, o, floats * 4)
+                }
+                let (part, offset) = (stepPart!.buffer, stepPart!.offset)
                 if attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
                     pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
                                                       out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))

@@ -251,4 +251,16 @@ import Testing
         #expect(e < 1e-3, "\(type): fused vs unfused relative error \(e)")
         print("fused vs unfused (\(type)): relative error \(e)")
     }
+
+    /// A buffer that outlives its backend holds the device's last reference: releasing it must free its
+    /// memory block before the device goes (this crashed at process exit once).
+    @Test func buffersOutlivingTheirBackendTearDownCleanly() throws {
+        _ = try Shared.vulkan()   // a device exists (else the suite has already failed)
+        var backend: VulkanBackend? = try VulkanBackend()
+        var acts: Activations? = try backend!.makeActivations(rowCapacity: 2, columns: 8)
+        backend = nil
+        #expect(acts != nil)
+        acts = nil
+        #expect(acts == nil)
+    }
 }
