@@ -25,6 +25,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         .target(name: "GGUF", swiftSettings: optimizedAlways),
@@ -42,8 +48,20 @@ let package = Package(
         .systemLibrary(name: "CZmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "CShardProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "Wire", dependencies: ["CShardProto", "CZmq"], swiftSettings: optimizedAlways),
+        // The OpenAI-compatible HTTP server over an InferenceEngine: Hummingbird, SSE, Prometheus metrics.
+        .target(name: "Server", dependencies: [
+            "Tokenizer", "Coordinator", "Wire",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .target(name: "ShardCLI", dependencies: [
-            "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator", "VulkanBackend", "Wire",
+            "GGUF", "Quant", "Tokenizer", "Model", "Compute", "ShardRuntime", "Coordinator", "VulkanBackend", "Wire", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,6 +73,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
         .testTarget(name: "VulkanBackendTests", dependencies: ["VulkanBackend", "Compute", "GGUF", "Quant", "Model", "ShardRuntime", "Coordinator"]),
         .testTarget(name: "CLITests", dependencies: ["ShardCLI", "Wire", "Coordinator", "ShardRuntime"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Coordinator", "Tokenizer"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CShardProto", "CZmq"]),
     ],
     // Swift 5 mode: the numeric core passes raw pointers into worker threads, which Swift 6's

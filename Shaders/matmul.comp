@@ -9,7 +9,9 @@ layout(std430, binding = 0) readonly buffer WBuf { uint W[]; };
 layout(std430, binding = 1) readonly buffer XBuf { vec4 X[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float Y[]; };
 layout(std430, binding = 3) readonly buffer BBuf { float Bias[]; };
-layout(push_constant) uniform Params { uint M, K, N, rowBytes, hasBias; } p;
+layout(std430, binding = 4) buffer ResBuf { float Res[]; };
+// flags: bit 0 adds Bias[row]; bit 1 also adds the result into Res (a fused residual add).
+layout(push_constant) uniform Params { uint M, K, N, rowBytes, flags; } p;
 
 #define NC 8u
 
@@ -30,9 +32,13 @@ void main() {
             if (c < ncols) acc[c] += dot(w, X[(col0 + c) * total + g]);
         }
     }
-    const float bias = p.hasBias != 0u ? Bias[row] : 0.0;
+    const float bias = (p.flags & 1u) != 0u ? Bias[row] : 0.0;
     for (uint c = 0u; c < ncols; c++) {
         const float s = wg_sum(acc[c]);
-        if (gl_LocalInvocationID.x == 0u) Y[(col0 + c) * p.M + row] = s + bias;
+        if (gl_LocalInvocationID.x == 0u) {
+            const float v = s + bias;
+            Y[(col0 + c) * p.M + row] = v;
+            if ((p.flags & 2u) != 0u) Res[(col0 + c) * p.M + row] += v;
+        }
     }
 }

@@ -97,6 +97,51 @@ void   shard__load_shard__free_unpacked
   assert(message->base.descriptor == &shard__load_shard__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shard__weight_chunk__init
+                     (Shard__WeightChunk         *message)
+{
+  static const Shard__WeightChunk init_value = SHARD__WEIGHT_CHUNK__INIT;
+  *message = init_value;
+}
+size_t shard__weight_chunk__get_packed_size
+                     (const Shard__WeightChunk *message)
+{
+  assert(message->base.descriptor == &shard__weight_chunk__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shard__weight_chunk__pack
+                     (const Shard__WeightChunk *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shard__weight_chunk__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shard__weight_chunk__pack_to_buffer
+                     (const Shard__WeightChunk *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shard__weight_chunk__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shard__WeightChunk *
+       shard__weight_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shard__WeightChunk *)
+     protobuf_c_message_unpack (&shard__weight_chunk__descriptor,
+                                allocator, len, data);
+}
+void   shard__weight_chunk__free_unpacked
+                     (Shard__WeightChunk *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shard__weight_chunk__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shard__ready__init
                      (Shard__Ready         *message)
 {
@@ -560,7 +605,7 @@ const ProtobufCMessageDescriptor shard__register__descriptor =
   (ProtobufCMessageInit) shard__register__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[14] =
+static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[16] =
 {
   {
     "model_path",
@@ -730,6 +775,30 @@ static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[14] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_size",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, model_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_digest",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, model_digest),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__load_shard__field_indices_by_name[] = {
   7,   /* field[7] = backend */
@@ -743,14 +812,17 @@ static const unsigned shard__load_shard__field_indices_by_name[] = {
   2,   /* field[2] = layer_start */
   6,   /* field[6] = max_batch_rows */
   13,   /* field[13] = max_sequences */
+  15,   /* field[15] = model_digest */
   0,   /* field[0] = model_path */
+  14,   /* field[14] = model_size */
   9,   /* field[9] = next_endpoint */
   1,   /* field[1] = streamed_weights */
 };
-static const ProtobufCIntRange shard__load_shard__number_ranges[1 + 1] =
+static const ProtobufCIntRange shard__load_shard__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 20, 14 },
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor shard__load_shard__descriptor =
 {
@@ -760,11 +832,88 @@ const ProtobufCMessageDescriptor shard__load_shard__descriptor =
   "Shard__LoadShard",
   "shard",
   sizeof(Shard__LoadShard),
-  14,
+  16,
   shard__load_shard__field_descriptors,
   shard__load_shard__field_indices_by_name,
-  1,  shard__load_shard__number_ranges,
+  2,  shard__load_shard__number_ranges,
   (ProtobufCMessageInit) shard__load_shard__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shard__weight_chunk__field_descriptors[4] =
+{
+  {
+    "model_digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__WeightChunk, model_digest),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "file_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__WeightChunk, file_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offset",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__WeightChunk, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Shard__WeightChunk, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shard__weight_chunk__field_indices_by_name[] = {
+  3,   /* field[3] = data */
+  1,   /* field[1] = file_size */
+  0,   /* field[0] = model_digest */
+  2,   /* field[2] = offset */
+};
+static const ProtobufCIntRange shard__weight_chunk__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shard__weight_chunk__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shard.WeightChunk",
+  "WeightChunk",
+  "Shard__WeightChunk",
+  "shard",
+  sizeof(Shard__WeightChunk),
+  4,
+  shard__weight_chunk__field_descriptors,
+  shard__weight_chunk__field_indices_by_name,
+  1,  shard__weight_chunk__number_ranges,
+  (ProtobufCMessageInit) shard__weight_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor shard__ready__field_descriptors[10] =
@@ -1170,7 +1319,7 @@ const ProtobufCMessageDescriptor shard__error__descriptor =
   (ProtobufCMessageInit) shard__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__control__field_descriptors[9] =
+static const ProtobufCFieldDescriptor shard__control__field_descriptors[10] =
 {
   {
     "request_id",
@@ -1280,6 +1429,18 @@ static const ProtobufCFieldDescriptor shard__control__field_descriptors[9] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weight_chunk",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shard__Control, body_case),
+    offsetof(Shard__Control, weight_chunk),
+    &shard__weight_chunk__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__control__field_indices_by_name[] = {
   8,   /* field[8] = error */
@@ -1291,11 +1452,13 @@ static const unsigned shard__control__field_indices_by_name[] = {
   0,   /* field[0] = request_id */
   7,   /* field[7] = shutdown */
   5,   /* field[5] = stats */
+  9,   /* field[9] = weight_chunk */
 };
-static const ProtobufCIntRange shard__control__number_ranges[1 + 1] =
+static const ProtobufCIntRange shard__control__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 20, 9 },
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor shard__control__descriptor =
 {
@@ -1305,10 +1468,10 @@ const ProtobufCMessageDescriptor shard__control__descriptor =
   "Shard__Control",
   "shard",
   sizeof(Shard__Control),
-  9,
+  10,
   shard__control__field_descriptors,
   shard__control__field_indices_by_name,
-  1,  shard__control__number_ranges,
+  2,  shard__control__number_ranges,
   (ProtobufCMessageInit) shard__control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -1600,7 +1763,7 @@ const ProtobufCEnumDescriptor shard__dtype__descriptor =
   shard__dtype__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue shard__error_code__enum_values_by_number[8] =
+static const ProtobufCEnumValue shard__error_code__enum_values_by_number[9] =
 {
   { "ERROR_UNSPECIFIED", "SHARD__ERROR_CODE__ERROR_UNSPECIFIED", 0 },
   { "ERROR_MALFORMED_FRAME", "SHARD__ERROR_CODE__ERROR_MALFORMED_FRAME", 1 },
@@ -1610,16 +1773,18 @@ static const ProtobufCEnumValue shard__error_code__enum_values_by_number[8] =
   { "ERROR_OUT_OF_MEMORY", "SHARD__ERROR_CODE__ERROR_OUT_OF_MEMORY", 5 },
   { "ERROR_UNKNOWN_SEQUENCE", "SHARD__ERROR_CODE__ERROR_UNKNOWN_SEQUENCE", 6 },
   { "ERROR_INTERNAL", "SHARD__ERROR_CODE__ERROR_INTERNAL", 7 },
+  { "ERROR_MODEL_UNAVAILABLE", "SHARD__ERROR_CODE__ERROR_MODEL_UNAVAILABLE", 20 },
 };
 static const ProtobufCIntRange shard__error_code__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{20, 8},{0, 9}
 };
-static const ProtobufCEnumValueIndex shard__error_code__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex shard__error_code__enum_values_by_name[9] =
 {
   { "ERROR_BAD_REQUEST", 3 },
   { "ERROR_INTERNAL", 7 },
   { "ERROR_LOAD_FAILED", 4 },
   { "ERROR_MALFORMED_FRAME", 1 },
+  { "ERROR_MODEL_UNAVAILABLE", 8 },
   { "ERROR_OUT_OF_MEMORY", 5 },
   { "ERROR_UNKNOWN_SEQUENCE", 6 },
   { "ERROR_UNSPECIFIED", 0 },
@@ -1632,11 +1797,11 @@ const ProtobufCEnumDescriptor shard__error_code__descriptor =
   "ErrorCode",
   "Shard__ErrorCode",
   "shard",
-  8,
+  9,
   shard__error_code__enum_values_by_number,
-  8,
+  9,
   shard__error_code__enum_values_by_name,
-  1,
+  2,
   shard__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -29,6 +29,8 @@ public struct LoadOptions {
     /// Layer counts per shard (`--split`); nil splits evenly.
     public var split: [Int]?
     public var backend: BackendKind = .cpu
+    /// One backend per shard (`--backend cpu,vulkan`), repeated cyclically; nil: `backend` for all.
+    public var shardBackends: [BackendKind]?
     /// GPU devices for Vulkan shards (shard i uses devices[i % count]); nil picks the best device.
     public var devices: [Int]?
     /// Context length; nil takes the model's, capped at `defaultContextCap`.
@@ -49,9 +51,12 @@ public struct LoadOptions {
     /// How many shards these options make: one per given worker, one per `split` entry, or `shards`.
     public var shardCount: Int { workers?.count ?? split?.count ?? shards }
 
+    /// The backend shard `i` computes on.
+    public func backend(forShard i: Int) -> BackendKind { shardBackends.map { $0[i % $0.count] } ?? backend }
+
     /// The flags a local `shard-worker` for shard `i` is started with.
     public func workerArguments(shard i: Int) -> [String] {
-        var args = ["--backend", backend.rawValue, "--threads", "\(threads)"]
+        var args = ["--backend", backend(forShard: i).rawValue, "--threads", "\(threads)"]
         if let d = devices { args += ["--device", "\(d[i % d.count])"] }
         return args
     }
@@ -78,47 +83,76 @@ public final class LocalModel {
     public init(path: String, options: LoadOptions, progress: ((Int, Int) -> Void)? = nil) throws {
         let file = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: file)
-        let plan = try options.split.map { try LayerPlan.manual($0, layers: config.layerCount) }
-            ?? LayerPlan.even(layers: config.layerCount, shards: options.shardCount)
-        if let workers = options.workers, workers.count != plan.count {
-            throw ModelConfigError("--split makes \(plan.count) shards for \(workers.count) workers")
+        if let workers = options.workers, let split = options.split, workers.count != split.count {
+            throw ModelConfigError("--split makes \(split.count) shards for \(workers.count) workers")
         }
         self.file = file
         self.config = config
-        self.plan = plan
         self.options = options
         tokenizer = try Tokenizer(gguf: file)
         let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
         let maxRows = min(options.maxBatchRows, ctx)
+        // The KV pool each shard will allocate (as ModelShard sizes it by default, or --kv-memory's bytes;
+        // a fraction of free memory fits by construction).
+        let kvBudget: Int?
+        switch options.kv.memory {
+        case .bytes(let b)?: kvBudget = b
+        case .fraction?: kvBudget = 0
+        case nil: kvBudget = nil
+        }
+        let planner = SplitPlanner(memory: file.layerMemory, config: config, contextLength: ctx, maxBatchRows: maxRows,
+                                   kvPositions: max(ctx, options.kv.maxSequences * min(1024, ctx)), kvType: options.kv.type,
+                                   kvBudget: kvBudget)
+        let shardCount = options.shardCount
         backendName = options.backend.rawValue
-        if options.workers != nil || (plan.count > 1 && !options.inProcess) {
+        if options.workers != nil || (shardCount > 1 && !options.inProcess) {
+            // Check the split before starting anything.
+            _ = try planner.plan(shards: shardCount, split: options.split)
             // Given workers stay up afterwards; workers started here stop with this object.
-            let started = try options.workers == nil ? WorkerProcesses(count: plan.count, arguments: options.workerArguments) : nil
+            let started = try options.workers == nil ? WorkerProcesses(count: shardCount, arguments: options.workerArguments) : nil
             let endpoints = options.workers ?? started!.endpoints
             let remote = try RemotePipeline(
-                endpoints: endpoints, modelPath: path, plan: plan, embeddingLength: config.embeddingLength,
-                vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backend: options.backend,
+                endpoints: endpoints, model: file, plan: { registrations in
+                    try planner.plan(shards: shardCount, split: options.split, targets: registrations.enumerated().map {
+                        PlanTarget(name: "worker \($0.element.workerID) on \($0.element.host) (\(endpoints[$0.offset]))",
+                                   freeBytes: Int(clamping: $0.element.freeMemoryBytes))
+                    })
+                }, embeddingLength: config.embeddingLength,
+                vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backends: options.backend(forShard:),
                 devices: options.devices, resultEndpoint: started?.socketPath("results") ?? LocalModel.resultEndpoint(for: endpoints),
                 ownsWorkers: started != nil, kv: options.kv)
             if let started { remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" } }
             progress?(1, 1)
+            plan = remote.plan
             workers = started
             cpuPool = nil
             pipeline = remote
             deviceName = remote.workers.first?.registration.deviceName ?? options.backend.rawValue
         } else {
+            let plan = try planner.plan(shards: shardCount, split: options.split)
+            // Shards in this process share its memory (or one GPU's): the whole model must fit.
+            let needed = plan.map { planner.footprint($0).total }.reduce(0, +)
+            let device = options.devices?.first
+            let free = BackendFactory.freeMemory(options.backend, device: device)
+            if free > 0, needed > free, Set(options.devices ?? []).count <= 1, options.shardBackends == nil {
+                let where_ = options.backend == .cpu ? "this host" : "Vulkan device \(device.map(String.init) ?? "(default)")"
+                throw ModelConfigError("the model needs \(SplitPlanner.format(needed)) and \(where_) has \(SplitPlanner.format(free)) free: "
+                                       + "\(SplitPlanner.format(needed - free)) short; use a shorter --ctx or more shards on other devices")
+            }
+            self.plan = plan
             let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: maxRows, pageSize: options.kv.pageSize,
                                             kvMemory: options.kv.memory, kvType: options.kv.type,
                                             maxSequences: options.kv.maxSequences)
             var shards: [ModelShard] = []
             let total = plan.count
             // In-process CPU shards run one after the other, so they share one pool of worker threads.
-            let pool = options.backend == .cpu ? ThreadPool(threads: options.threads) : nil
+            let kinds = plan.indices.map(options.backend(forShard:))
+            let pool = kinds.contains(.cpu) ? ThreadPool(threads: options.threads) : nil
             for (i, range) in plan.enumerated() {
                 let device = options.devices.map { $0[i % $0.count] }
-                let backend: any ComputeBackend = try pool.map { CPUBackend(pool: $0) }
-                    ?? BackendFactory.make(options.backend, device: device, threads: options.threads)
+                let backend: any ComputeBackend = try kinds[i] == .cpu ? CPUBackend(pool: pool!)
+                    : BackendFactory.make(kinds[i], device: device, threads: options.threads)
                 shards.append(try ModelShard(file: file, config: config, layers: range, backend: backend, options: shardOptions) { done, n in
                     progress?(i * 1000 + done * 1000 / n, total * 1000)
                 })

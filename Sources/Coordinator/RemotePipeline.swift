@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Compute
+import GGUF
 import ShardRuntime
 import Wire
 
@@ -20,6 +21,8 @@ public final class RemotePipeline: ShardPipeline {
     public let maxBatchRows: Int
     public let contextLength: Int
     public private(set) var workers: [WorkerInfo] = []
+    /// The layer range of each worker, in pipeline order.
+    public private(set) var plan: [Range<Int>] = []
     /// Each worker's KV pool as its Ready reported it, and the one they can all honour.
     public private(set) var workerPools: [KVPoolInfo] = []
     public private(set) var kvPool = KVPoolInfo(pageSize: 32, pages: 1)
@@ -43,14 +46,16 @@ public final class RemotePipeline: ShardPipeline {
     /// Workers this coordinator started: they get Shutdown at the end. Running services (`--workers`) stay up.
     private let ownsWorkers: Bool
 
-    /// Connects to the workers at `endpoints` (control endpoints), loads `plan[i]` of `modelPath` on
+    /// Connects to the workers at `endpoints` (control endpoints), asks each for its Register, lets
+    /// `plan` cut the layers knowing what the workers reported (it throws for a plan that does not fit),
+    /// loads `plan[i]` of `modelPath` on
     /// worker i and links them. `resultEndpoint` is where the last worker pushes logits (bound here).
-    public init(endpoints: [String], modelPath: String, plan: [Range<Int>], embeddingLength: Int, vocabSize: Int,
-                contextLength: Int, maxBatchRows: Int, backend: BackendKind, devices: [Int]?,
+    public init(endpoints: [String], model: GGUFFile, plan makePlan: ([Register]) throws -> [Range<Int>], embeddingLength: Int, vocabSize: Int,
+                contextLength: Int, maxBatchRows: Int, backends: (Int) -> BackendKind, devices: [Int]?,
                 resultEndpoint: String, ownsWorkers: Bool = true, kv: KVLoadOptions = KVLoadOptions(),
                 loadTimeout: Duration = .seconds(600)) throws {
         self.ownsWorkers = ownsWorkers
-        precondition(endpoints.count == plan.count && !plan.isEmpty)
+        precondition(!endpoints.isEmpty)
         self.vocabSize = vocabSize
         self.maxBatchRows = maxBatchRows
         self.contextLength = contextLength
@@ -75,15 +80,21 @@ public final class RemotePipeline: ShardPipeline {
                 }
                 registrations.append(r)
             }
+            let plan = try makePlan(registrations)
+            guard plan.count == endpoints.count else {
+                throw GenerationError("the plan has \(plan.count) shards for \(endpoints.count) workers")
+            }
+            self.plan = plan
             // Load, last worker first, so that each one's next hop is already listening.
             let dataEndpoints = try endpoints.map { try Endpoints.data(forControl: $0) }
+            let digest = model.digest, layerCount = plan.last!.upperBound
             for i in plan.indices.reversed() {
                 let next = i + 1 < plan.count ? dataEndpoints[i + 1]
                     : RemotePipeline.advertised(resultAddress, toward: endpoints[i])
-                var load = LoadShard(modelPath: modelPath, layerStart: UInt32(plan[i].lowerBound), layerEnd: UInt32(plan[i].upperBound),
+                var load = LoadShard(modelPath: model.path, layerStart: UInt32(plan[i].lowerBound), layerEnd: UInt32(plan[i].upperBound),
                                      contextLength: UInt32(contextLength), kvType: kv.type == .q8_0 ? .q8_0 : .f16,
                                      maxBatchRows: UInt32(maxBatchRows),
-                                     backend: WireBackend(name: backend.rawValue) ?? .unspecified,
+                                     backend: WireBackend(name: backends(i).rawValue) ?? .unspecified,
                                      deviceIndex: UInt32(devices.map { $0[i % $0.count] } ?? 0), nextEndpoint: next)
                 switch kv.memory {
                 case .bytes(let b)?: load.kvMemoryBytes = UInt64(b)
@@ -92,7 +103,17 @@ public final class RemotePipeline: ShardPipeline {
                 }
                 load.kvPageSize = UInt32(kv.pageSize)
                 load.maxSequences = UInt32(kv.maxSequences)
-                switch try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i]) {
+                load.modelSize = UInt64(model.fileSize)
+                load.modelDigest = digest
+                var answer = try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i])
+                if case .error(let e) = answer, e.code == .modelUnavailable {
+                    // Not on the worker's host: send it the header and its tensors, then load from those.
+                    try streamWeights(to: i, model: model, digest: digest, layers: plan[i], layerCount: layerCount,
+                                      endpoint: endpoints[i], timeout: loadTimeout)
+                    load.streamedWeights = true
+                    answer = try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i])
+                }
+                switch answer {
                 case .ready(let r):
                     guard r.kvPages > 0, r.kvPageSize > 0 else {
                         throw GenerationError("worker \(registrations[i].workerID) did not report its KV pool (an older shard-worker?)")
@@ -125,6 +146,42 @@ public final class RemotePipeline: ShardPipeline {
               let host = Endpoints.host(of: worker), let local = Endpoints.localAddress(toward: host),
               let colon = bound.lastIndex(of: ":") else { return bound }
         return "tcp://\(local)\(bound[colon...])"
+    }
+
+    /// Sends worker i the byte ranges of `model` its shard needs, in `WeightChunk`s, keeping a window of
+    /// chunks in flight and waiting for every acknowledgement.
+    private func streamWeights(to i: Int, model: GGUFFile, digest: UInt64, layers: Range<Int>, layerCount: Int,
+                               endpoint: String, timeout: Duration) throws {
+        var pending = Set<UInt64>()
+        let window = 16
+        let clock = ContinuousClock()
+        func awaitReply() throws {
+            let deadline = clock.now + .seconds(60)
+            while clock.now < deadline {
+                guard try pollReadable([controls[i]], timeout: .milliseconds(100))[0] else { continue }
+                guard let reply = try controls[i].receive(Control.self, limits: limits) else { continue }
+                if case .error(let e) = reply.body {
+                    throw GenerationError("worker at \(endpoint) could not take the streamed model: \(e.message)")
+                }
+                if pending.remove(reply.requestID) != nil { return }
+            }
+            throw GenerationError("worker at \(endpoint) stopped acknowledging streamed weights")
+        }
+        for range in model.byteRanges(layers: layers, layerCount: layerCount) {
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let end = min(range.upperBound, offset + WeightChunk.standardSize)
+                let id = nextRequest
+                nextRequest += 1
+                let chunk = WeightChunk(modelDigest: digest, fileSize: UInt64(model.fileSize), offset: UInt64(offset),
+                                        data: Array(model.bytes(offset..<end)))
+                try controls[i].send(Control(requestID: id, .weightChunk(chunk)))
+                pending.insert(id)
+                offset = end
+                while pending.count >= window { try awaitReply() }
+            }
+        }
+        while !pending.isEmpty { try awaitReply() }
     }
 
     /// Worker i's Register, its answer to a Heartbeat.

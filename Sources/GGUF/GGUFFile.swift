@@ -77,6 +77,45 @@ public final class GGUFFile: @unchecked Sendable {
         UnsafeRawBufferPointer(start: UnsafeRawPointer(mapping!) + dataOffset + tensor.offset, count: tensor.byteCount)
     }
 
+    /// Bytes [range) of the file (valid while this object lives); `range` must lie inside the file.
+    public func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        precondition(range.lowerBound >= 0 && range.upperBound <= fileSize)
+        return UnsafeRawBufferPointer(start: UnsafeRawPointer(mapping!) + range.lowerBound, count: range.count)
+    }
+
+    /// Identifies the model across hosts without reading the weights: FNV-1a 64 over the header
+    /// (metadata and tensor table, everything before the data section) and the file size. Two files with
+    /// the same digest have the same tensors at the same offsets.
+    public var digest: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes(0..<dataOffset) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        for i in 0..<8 { h = (h ^ UInt64((fileSize >> (8 * i)) & 0xff)) &* 0x100_0000_01b3 }
+        return h == 0 ? 1 : h
+    }
+
+    /// File byte ranges a shard of `layers` (of `layerCount`) needs: the header, its layers' tensors,
+    /// the embedding (first shard, or a last shard with a tied head), the head (last shard) and any
+    /// tensor outside the layers (e.g. rope factors). Sorted, not merged.
+    public func byteRanges(layers: Range<Int>, layerCount: Int) -> [Range<Int>] {
+        let first = layers.lowerBound == 0, last = layers.upperBound == layerCount
+        let tied = tensor(named: "output.weight") == nil
+        var ranges = [0..<dataOffset]
+        for t in tensors {
+            let needed: Bool
+            if let n = LayerMemory.layerIndex(of: t.name) {
+                needed = layers.contains(n)
+            } else if t.name.hasPrefix("token_embd.") {
+                needed = first || (last && tied)
+            } else if t.name.hasPrefix("output.") || t.name.hasPrefix("output_norm.") {
+                needed = last
+            } else {
+                needed = true
+            }
+            if needed { ranges.append((dataOffset + t.offset)..<(dataOffset + t.offset + t.byteCount)) }
+        }
+        return ranges.sorted { $0.lowerBound < $1.lowerBound }
+    }
+
     /// Asks the kernel to read a tensor's pages ahead (used while loading a shard's weights).
     public func prefetch(_ tensor: GGUFTensorInfo) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))

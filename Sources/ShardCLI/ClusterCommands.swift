@@ -13,8 +13,6 @@ extension Shardctl {
             abstract: "Start shard workers in the background with the model loaded; returns when all are ready.")
         @OptionGroup var model: ModelOption
         @OptionGroup var compute: ComputeOptions
-        @Option(help: "Layers per shard by hand, e.g. 10,20.")
-        var split: String?
 
         func run() throws {
             mkdir(Cluster.stateFolder, 0o700)
@@ -27,11 +25,6 @@ extension Shardctl {
             }
             var options = try compute.loadOptions()
             let path = absolutePath(model.model)
-            options.split = try split.map { s -> [Int] in
-                let list = s.split(separator: ",").map { Int($0) }
-                guard list.allSatisfy({ $0 != nil }) else { throw ValidationError("--split must be layer counts, e.g. 10,20") }
-                return list.map { $0! }
-            }
             var pids: [Int32] = []
             if options.workers == nil {
                 let spawned = try Cluster.spawnDetachedWorkers(count: options.shardCount, arguments: options.workerArguments)
@@ -62,7 +55,9 @@ extension Shardctl {
             Terminal.write(Status.table(cluster))
         }
 
-        static func table(_ c: Cluster) -> String {
+        /// The shards as an aligned table; `color` (default: stdout is a terminal) makes the header bold and
+        /// each heartbeat green (answered) or red (no answer).
+        static func table(_ c: Cluster, color: Bool = Terminal.stdoutIsTerminal) -> String {
             var out = "model   \(c.modelPath)\ncontext \(c.contextLength)\nkv      \(c.kv.type.rawValue), \(c.kv.memory.map { "\($0)" } ?? "default budget"), up to \(c.kv.maxSequences) sequences\n\n"
             let header = ["shard", "host", "backend/device", "layers", "memory", "tok/s", "last heartbeat"]
             var rows = [header]
@@ -75,8 +70,14 @@ extension Shardctl {
                              "\(c.layers[i].lowerBound)..<\(c.layers[i].upperBound)", memory, tokPerS, heartbeat])
             }
             let widths = header.indices.map { col in rows.map { $0[col].count }.max()! }
-            for row in rows {
-                out += row.enumerated().map { $0.element.padding(widths[$0.offset]) }.joined(separator: "  ") + "\n"
+            for (r, row) in rows.enumerated() {
+                out += row.enumerated().map { col, cell in
+                    let padded = cell.padding(widths[col])
+                    guard color else { return padded }
+                    if r == 0 { return Terminal.style(padded, .bold) }
+                    if col == header.count - 1 { return Terminal.style(padded, cell.hasPrefix("now") ? .green : .red) }
+                    return padded
+                }.joined(separator: "  ") + "\n"
             }
             return out
         }
@@ -87,6 +88,13 @@ extension Shardctl {
 
         func run() throws {
             guard let cluster = try Cluster.read() else { throw ValidationError("no cluster is running") }
+            // Workers that `launch` started are shut down; workers it was given (`--workers`) are services
+            // someone else runs: they stay up, keeping their loaded shard for the next coordinator.
+            if cluster.pids.isEmpty {
+                unlink(Cluster.clusterFile)
+                Terminal.write("detached from \(cluster.endpoints.count) running worker(s) (started elsewhere, left running)\n")
+                return
+            }
             Cluster.shutdown(cluster.endpoints)
             Cluster.terminate(cluster.pids)
             unlink(Cluster.clusterFile)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import GGUF
 import Quant
+import VulkanBackend
 import Wire
 
 extension Shardctl {
@@ -9,8 +10,22 @@ extension Shardctl {
         static let configuration = CommandConfiguration(
             commandName: "kernel-bench", abstract: "Measure the CPU dot-product kernels (GB/s of weights, one core).",
             shouldDisplay: false)
+        @Flag(help: "Measure the Vulkan device's copy bandwidth (GB/s read + written) and prefill mat-mats instead.")
+        var vulkan = false
+        @Option(help: "Vulkan mat-mat size: rows,columns-of-weights,tokens.")
+        var matmul: String = "4096,4096,512"
 
         func run() throws {
+            if vulkan {
+                let b = try VulkanBackend()
+                let gbs = try b.copyBandwidth()
+                Terminal.write("vulkan copy bandwidth: \((gbs * 10).rounded() / 10) GB/s (read + write, 1 GiB buffers) on \(b.deviceName)\n")
+                Terminal.write("cooperative matrices: \(b.cooperativeMatrix ? "yes (VK_NV_cooperative_matrix, 16x16x16 f16)" : "no")\n")
+                let mkn = matmul.split(separator: ",").compactMap { Int($0) }
+                guard mkn.count == 3, mkn.allSatisfy({ $0 > 0 }) else { throw ValidationError("--matmul wants M,K,N") }
+                Terminal.write(try b.matmulReport(m: mkn[0], k: mkn[1], n: mkn[2]) + "\n")
+                return
+            }
             for t in [GGMLType.q4_1, .q8_0, .q4_K, .q6_K, .q5_0, .q4_0, .q5_K, .q3_K, .q2_K, .f16] {
                 Terminal.write("\(QuantDot.benchmark(t, rows: 1536, count: t.blockSize == 256 ? 512 : 576))\n")
                 Terminal.write("\(QuantDot.benchmark(t, rows: 49152, count: 512 + 64 * (t.blockSize == 256 ? 0 : 1)))\n")

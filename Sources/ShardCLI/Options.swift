@@ -26,8 +26,10 @@ struct ModelOption: ParsableArguments {
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Number of shards the model's layers are cut into.")
     var shards: Int = 1
-    @Option(help: "Compute backend: cpu, vulkan or auto.")
-    var backend: BackendChoice = .auto
+    @Option(help: "Compute backend: cpu, vulkan or auto; or one per shard, e.g. cpu,vulkan.")
+    var backend: String = "auto"
+    @Option(help: "Layers per shard by hand, e.g. 10,20 (default: even, or in proportion to the workers' memory).")
+    var split: String?
     @Option(help: "GPU devices to use, e.g. 0,1 (Vulkan backend).")
     var devices: String?
     @Option(help: "Context length (default: the model's, at most 4096).")
@@ -60,8 +62,33 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 
+    /// `--backend` as one choice per shard.
+    var backendList: [BackendKind] {
+        get throws {
+            let list = backend.split(separator: ",").map { BackendChoice(rawValue: String($0.filter { $0 != " " })) }
+            guard !list.isEmpty, list.allSatisfy({ $0 != nil }) else {
+                throw ValidationError("--backend must be cpu, vulkan or auto, or a comma-separated list of them (one per shard)")
+            }
+            return list.map { $0!.resolved }
+        }
+    }
+
+    /// `--split 10,20` as layer counts.
+    var splitList: [Int]? {
+        get throws {
+            guard let split else { return nil }
+            let list = split.split(separator: ",").map { Int($0.filter { $0 != " " }) }
+            guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                throw ValidationError("--split must be positive layer counts, e.g. 10,20")
+            }
+            return list.map { $0! }
+        }
+    }
+
     func validate() throws {
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
+        _ = try backendList
+        _ = try splitList
         _ = try deviceList
         if let workers {
             let list = workers.split(separator: ",")
@@ -101,7 +128,10 @@ struct ComputeOptions: ParsableArguments {
     func loadOptions(singleSequence: Bool = false) throws -> LoadOptions {
         var o = LoadOptions()
         o.shards = shards
-        o.backend = backend.resolved
+        let backends = try backendList
+        o.backend = backends[0]
+        o.shardBackends = backends.count > 1 ? backends : nil
+        o.split = try splitList
         o.devices = try deviceList
         o.workers = workers.map { $0.split(separator: ",").map(String.init) }
         o.inProcess = inProcess
@@ -152,4 +182,23 @@ struct SamplingOptions: ParsableArguments {
 func loadModel(_ path: String, _ options: LoadOptions) throws -> LocalModel {
     let bar = Terminal.ProgressBar("loading")
     return try LocalModel(path: path, options: options) { done, total in bar.update(done, total) }
+}
+
+/// A byte count on the command line: `123456`, `512MiB`, `12GiB`, `1.5G`, `800MB` (K/M/G/T, with or
+/// without `i`/`B`; both binary, as memory sizes usually are).
+struct ByteSize: ExpressibleByArgument, Equatable {
+    let bytes: Int
+    init(bytes: Int) { self.bytes = bytes }
+    init?(argument: String) {
+        var s = argument.filter { $0 != " " }.uppercased()[...]
+        if s.hasSuffix("B") { s = s.dropLast() }
+        if s.hasSuffix("I") { s = s.dropLast() }
+        var scale = 1.0
+        if let unit = s.last, let power = "KMGT".firstIndex(of: unit) {
+            for _ in 0...("KMGT".distance(from: "KMGT".startIndex, to: power)) { scale *= 1024 }
+            s = s.dropLast()
+        }
+        guard let value = Double(s), value >= 0, value * scale < 9e18 else { return nil }
+        bytes = Int(value * scale)
+    }
 }

@@ -20,6 +20,10 @@ public struct ShardWorker: ParsableCommand {
     var threads: Int?
     @Option(name: .customLong("worker-id"), help: "Name reported to the coordinator (default: host-pid).")
     var workerID: String?
+    @Option(help: "Memory this worker offers, e.g. 12GiB or 512MiB (default: the device's, or the host's available memory). The coordinator plans the split against it.")
+    var memory: ByteSize?
+    @Option(name: .customLong("model-dir"), help: "A folder whose models this worker may open (repeatable; default: any path). Models elsewhere, missing here, or different from the coordinator's are streamed from the coordinator.")
+    var modelDirs: [String] = []
     @Flag(name: .customLong("exit-with-parent"), help: .hidden)
     var exitWithParent = false
     public init() {}
@@ -38,6 +42,8 @@ public struct ShardWorker: ParsableCommand {
                                           backend: backend.resolved, device: device)
         if let threads { options.threads = threads }
         options.exitWithParent = exitWithParent
+        options.memoryLimit = memory?.bytes
+        options.modelDirectories = modelDirs.isEmpty ? nil : modelDirs
         try ShardServer(options).run()
     }
 

@@ -8,7 +8,7 @@ public struct Shardctl: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "shardctl",
         abstract: "Serve large language models split across processes.",
-        subcommands: [Generate.self, Tokenize.self, Logits.self, Perplexity.self, Bench.self, Inspect.self, Synth.self, Launch.self, Status.self, Stop.self, KernelBench.self, WireBench.self]
+        subcommands: [Generate.self, Tokenize.self, Logits.self, Perplexity.self, Bench.self, Inspect.self, Synth.self, Launch.self, Status.self, Stop.self, Serve.self, KernelBench.self, WireBench.self]
     )
     public init() {}
 

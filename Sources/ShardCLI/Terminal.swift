@@ -44,6 +44,13 @@ public enum Terminal {
         }
     }
 
+    public enum Style: String {
+        case bold = "1", red = "31", green = "32", yellow = "33", dim = "2"
+    }
+
+    /// `s` wrapped in an ANSI style (only for output that goes to a terminal).
+    public static func style(_ s: String, _ style: Style) -> String { "\u{1B}[\(style.rawValue)m\(s)\u{1B}[0m" }
+
     static func errorRaw(_ s: String) {
         var s = s
         s.withUTF8 { _ = Glibc.write(2, $0.baseAddress!, $0.count) }

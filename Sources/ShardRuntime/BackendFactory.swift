@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Compute
 import VulkanBackend
 
@@ -18,5 +21,38 @@ public enum BackendFactory {
     /// (a CPU Vulkan driver such as lavapipe is slower than the CPU backend).
     public static func auto() -> BackendKind {
         VulkanBackend.available().contains { $0.usable && $0.type != "cpu" } ? .vulkan : .cpu
+    }
+}
+
+extension BackendFactory {
+    /// Bytes a new shard could use on this backend: for the CPU the host's available memory
+    /// (MemAvailable: free plus reclaimable page cache), for Vulkan the device's local heap.
+    public static func freeMemory(_ kind: BackendKind, device: Int? = nil) -> Int {
+        switch kind {
+        case .cpu:
+            return hostAvailableMemory()
+        case .vulkan:
+            let devices = VulkanBackend.available()
+            if let device, devices.indices.contains(device) { return devices[device].deviceLocalBytes }
+            // The device VulkanBackend picks by default: discrete first, then integrated, virtual, CPU.
+            let order = ["discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu"]
+            func rank(_ d: VulkanDeviceInfo) -> Int { order.firstIndex(of: d.type) ?? order.count }
+            let best = devices.filter(\.usable).min { (rank($0), $0.index) < (rank($1), $1.index) }
+            return best?.deviceLocalBytes ?? 0
+        }
+    }
+
+    /// MemAvailable from /proc/meminfo (bytes); 0 when unknown.
+    public static func hostAvailableMemory() -> Int {
+        guard let f = fopen("/proc/meminfo", "r") else { return 0 }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let s = String(cString: line)
+            guard s.hasPrefix("MemAvailable:") else { continue }
+            let digits = s.dropFirst("MemAvailable:".count).filter(\.isNumber)
+            return (Int(digits) ?? 0) * 1024
+        }
+        return 0
     }
 }

@@ -26,6 +26,14 @@ public final class ShardServer {
         public var threads: Int = Parallel.defaultThreads
         /// Exit when the process that started this worker exits (workers that `shardctl` starts itself).
         public var exitWithParent = false
+        /// Memory this worker offers (`--memory`): reported as its free memory instead of what the
+        /// backend has, so that the coordinator plans (and refuses) against it.
+        public var memoryLimit: Int?
+        /// Folders whose models this worker may open (`--model-dir`); nil: any path. A model outside
+        /// them (or missing, or different) is streamed from the coordinator instead.
+        public var modelDirectories: [String]?
+        /// Where streamed model copies are written.
+        public var weightsDirectory: String = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/shard-weights-\(getuid())"
         public init(listen: String, workerID: String, backend: BackendKind, device: Int?) {
             self.listen = listen
             self.workerID = workerID
@@ -45,6 +53,7 @@ public final class ShardServer {
     private var stats = (tokens: UInt64(0), steps: UInt64(0), busy: 0.0)
     private var loadedRequest: LoadShard?
     private var loadedBytes: UInt64 = 0
+    private lazy var receiver = WeightReceiver(directory: options.weightsDirectory)
 
     public init(_ options: Options) throws {
         self.options = options
@@ -105,6 +114,16 @@ public final class ShardServer {
                 let ready = try self.load(load)
                 try reply(Control(requestID: request.requestID, .ready(ready)), to: routed.peer)
             } catch {
+                let code: ErrorCode = error is ModelUnavailable ? .modelUnavailable : .loadFailed
+                try reply(Control(requestID: request.requestID, .error(ErrorReport(code: code, message: "\(error)"))), to: routed.peer)
+            }
+        case .weightChunk(let chunk):
+            do {
+                try receiver.receive(chunk)
+                try reply(Control(requestID: request.requestID, .weightChunk(WeightChunk(
+                    modelDigest: chunk.modelDigest, fileSize: chunk.fileSize, offset: chunk.offset))), to: routed.peer)
+            } catch {
+                receiver.discard()
                 try reply(Control(requestID: request.requestID, .error(ErrorReport(code: .loadFailed, message: "\(error)"))), to: routed.peer)
             }
         case .releaseSequence(let r):
@@ -131,9 +150,11 @@ public final class ShardServer {
         let backend = WireBackend(name: options.backend.rawValue) ?? .unspecified
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)
-        let pages = Int(sysconf(Int32(_SC_AVPHYS_PAGES))), pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // What a shard could use here (the CPU: available RAM, page cache included, where mmapped weights
+        // live; Vulkan: the device's local heap).
+        let free = options.memoryLimit ?? BackendFactory.freeMemory(options.backend, device: options.device)
         return Register(workerID: options.workerID, backend: backend, deviceName: shard?.backend.deviceName ?? options.backend.rawValue,
-                        freeMemoryBytes: UInt64(max(0, pages * pageSize)), host: String(cString: host))
+                        freeMemoryBytes: UInt64(max(0, free)), host: String(cString: host))
     }
 
     private func load(_ request: LoadShard) throws -> Ready {
@@ -141,6 +162,7 @@ public final class ShardServer {
         // old coordinator's sequences, and push to the new next hop.
         if let shard, var same = loadedRequest {
             same.nextEndpoint = request.nextEndpoint
+            same.streamedWeights = request.streamedWeights  // however it arrived, it is the same model
             if same == request {
                 for s in shard.kv.sequences { shard.release(s) }
                 try connectNext(request.nextEndpoint)
@@ -148,7 +170,8 @@ public final class ShardServer {
                 return ready(shard, memoryUsedBytes: loadedBytes)
             }
         }
-        let file = try GGUFFile(path: request.modelPath)
+        let file = try request.streamedWeights ? receiver.open(digest: request.modelDigest) : localModel(request)
+        defer { if request.streamedWeights { receiver.discard() } }  // the mapping keeps the data
         let config = try ModelConfig(gguf: file)
         let layers = request.layers
         guard !layers.isEmpty, layers.upperBound <= config.layerCount else {
@@ -190,6 +213,30 @@ public final class ShardServer {
         r.kvWindowPages = UInt32(pool.windowPages)
         r.kvBytes = UInt64(shard.kvBytes)
         return r
+    }
+
+    /// The model at the request's path, if this worker may open it and it is the coordinator's file.
+    private func localModel(_ request: LoadShard) throws -> GGUFFile {
+        let path = request.modelPath
+        if let dirs = options.modelDirectories {
+            guard let real = realpath(path, nil) else { throw ModelUnavailable(description: "\(path) is not on this host") }
+            let resolved = String(cString: real)
+            free(real)
+            let allowed = dirs.contains { dir in
+                guard let d = realpath(dir, nil) else { return false }
+                defer { free(d) }
+                let prefix = String(cString: d)
+                return resolved.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/")
+            }
+            guard allowed else { throw ModelUnavailable(description: "\(path) is outside this worker's --model-dir") }
+        }
+        guard access(path, R_OK) == 0 else { throw ModelUnavailable(description: "\(path) is not on this host") }
+        let file = try GGUFFile(path: path)
+        if request.modelSize != 0 && UInt64(file.fileSize) != request.modelSize
+            || request.modelDigest != 0 && file.digest != request.modelDigest {
+            throw ModelUnavailable(description: "\(path) on this host is a different file than the coordinator's")
+        }
+        return file
     }
 
     private func connectNext(_ endpoint: String) throws {

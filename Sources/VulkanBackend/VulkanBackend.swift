@@ -2,43 +2,63 @@
 // (NVIDIA/AMD/Intel GPUs; Mesa's lavapipe on CPUs, which the tests and CI use).
 //
 // Design
-// - One submit per step. `beginStep` resets one primary command buffer; every op between
-//   `beginStep` and `endStep` only *records* dispatches (and small buffer copies) into it, with a
-//   global compute/transfer memory barrier before any command that follows a write (the q/k/v and
-//   gate/up matmuls of one `matmuls` call run without barriers between them). `endStep` does the
-//   single `vkQueueSubmit` and waits on a fence. `download` (after `endStep`) is a second, tiny
-//   submit: a copy into a host-visible readback buffer.
-// - Memory. Weights, activations and the KV cache are device-local buffers (one allocation each;
-//   padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw GGUF
-//   bytes (quantized blocks as in the file), uploaded through a host-visible staging buffer at load.
-//   Per-step data (positions, page tables, token ids, rope cos/sin tables, uploaded hidden states)
-//   is written into host-visible staging chunks while recording and copied on the GPU into
-//   device-local arena chunks at its place in the command buffer; shaders only read device memory.
-//   KV: per layer one buffer, K pages then V pages, f16 (`pageSize` positions × kvDim per page),
-//   indexed through the step's page tables, like the CPU backend.
+// - One submit per step, recorded once per step shape. Every op between `beginStep` and `endStep`
+//   appends commands (dispatches, small copies, barriers) to the step; a barrier goes before any
+//   command that follows a write (compute-only between two dispatches; the q/k/v and gate/up matmuls of
+//   one `matmuls` call run without barriers between them). The commands are kept with their command
+//   buffer: a later step that produces the same commands (same pipelines, descriptor sets, push
+//   constants, grids, copies; up to 8 shapes cached) does not record anything but resubmits that
+//   buffer, with only its per-step host data rewritten (positions, page tables, token ids, rope
+//   tables, at the same staging offsets). Decode steps therefore cost the host a few microseconds:
+//   nothing in a decode step's commands depends on the KV length (decode attention uses a fixed split
+//   count; page tables are padded to powers of two). `endStep` submits and waits on a fence;
+//   `download` (after `endStep`) is a second, tiny submit into a host-visible readback buffer.
+//   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
+// - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
+//   below): a decode layer is 12 dispatches (10 barriers) instead of 20.
+// - Memory. Weights, activations and the KV cache are device-local buffers bound into 64 MiB memory
+//   blocks (padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw
+//   GGUF bytes (quantized blocks as in the file), uploaded through two persistent 64 MiB staging slots
+//   (filled by several threads, copied asynchronously). Per-step data is written into host-visible
+//   staging chunks while recording and copied on the GPU into device-local arena chunks at its place
+//   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
+//   pages, f16 (`pageSize` positions × kvDim per page), indexed through the step's page tables, like
+//   the CPU backend.
+// - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first),
+//   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
+//   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
+//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (matmul_coop.comp, queried at run time), else
+//   shared-memory tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
 //   offsets go in push constants. Descriptor sets are cached per (pipeline, buffers) and reused
 //   across steps (a model binds the same buffers every step).
 // - Shaders: GLSL 450 in `Shaders/*.comp` (one op per file; `dequant.glsl` holds every format's
-//   block decoding, `common.glsl` the reductions and the round-to-nearest-even f16 conversion).
+//   block decoding, `common.glsl` the reductions and the round-to-nearest-even f16 conversion,
+//   `quant.glsl` the activation rounding that fused shaders share).
 //   `scripts/gen-shaders.sh` compiles them with glslc to SPIR-V, embedded as `[UInt32]` arrays in
 //   `Generated/Shaders.swift`, which is committed: the GPU hosts have no glslc, and SwiftPM needs no
 //   build-time tool. A test recompiles with glslc (where installed) and fails if the file is stale.
 // - Numerics follow the CPU backend: weights dequantized with Dequant.row's arithmetic, f32
 //   accumulation, K/V stored as f16 (round to nearest even), q rounded to f16 before q·k, rope
 //   angles computed on the host exactly as CPUKernels.rope does. Before a quantized matmul the input
-//   is rounded (quantize_act.comp) to the same 8-bit grid the CPU's int8 dot products use (Q8_0/Q8_1
-//   blocks of 32, Q8_K blocks of 256, as llama.cpp), so one matmul matches the CPU to f32 rounding;
-//   `roundsActivations = false` (or env SHARD_VK_F32_ACT=1) keeps plain f32 activations instead.
-//   Remaining differences: summation order and attention's online softmax (~1e-6 relative), which
-//   the 8-bit rounding occasionally amplifies (a flipped quant) to ~1% of logits on small models.
+//   is rounded (quantize_act.comp, or fused into the op that produces it) to the same 8-bit grid the
+//   CPU's int8 dot products use (Q8_0/Q8_1 blocks of 32, Q8_K blocks of 256, as llama.cpp), so one
+//   matmul matches the CPU to f32 rounding; `roundsActivations = false` (or env SHARD_VK_F32_ACT=1)
+//   keeps plain f32 activations instead. Remaining differences: summation order and attention's online
+//   softmax (~1e-6 relative), which the 8-bit rounding occasionally amplifies (a flipped quant) to ~1%
+//   of logits on small models; and, on cooperative matrices, f16 operands in prefill mat-mats (~3e-4
+//   relative to the f32 tiles; env SHARD_VK_NO_COOPMAT=1 keeps f32).
 // - Workgroup size: 4 subgroups on GPUs (128 on NVIDIA); one subgroup on CPU devices (lavapipe),
 //   where every barrier is a coroutine switch. Not thread-safe: one thread drives a backend.
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
+// - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
+//   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
+//   SHARD_VK_PREFILL_ATTN_OLD (see the properties they set).
 import CVulkan
 import Compute
+import Dispatch
 import GGUF
 import Quant
 #if canImport(Glibc)
@@ -89,11 +109,19 @@ public final class VulkanBackend: ComputeBackend {
     /// Workgroup size of every shader but attention, and attention's (its tile of positions).
     let workgroupSize: Int
     let attentionWorkgroupSize: Int
+    /// attn_decode.comp's workgroup (a few subgroups, each walking its own positions).
+    let decodeAttentionWorkgroupSize: Int
+    /// Record each step shape's command buffer once and replay it (env SHARD_VK_NO_REPLAY=1: off).
+    public var replays = true
 
     private var cmd: VkCommandBuffer?
     private var oneShot: VkCommandBuffer?
     private var recording = false
     private var pendingBarrier = false
+    /// A copy was recorded since the last barrier (the next barrier must cover the transfer stage).
+    private var pendingTransfer = false
+    /// Every barrier covers compute and transfer stages (env SHARD_VK_FULL_BARRIERS=1).
+    public var fullBarriers = false
     private var deferredError: Error?
     private var batch = StepBatch(positions: [], tableIndex: [], pageTables: [])
 
@@ -104,6 +132,8 @@ public final class VulkanBackend: ComputeBackend {
     private var stepBuffer: GPUBuffer?
     private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0
     private var ropeTables: [RopeKey: (buffer: GPUBuffer, offset: Int)] = [:]
+    /// This step's attention partials (attn_decode → merge), reused by every layer.
+    private var stepPart: (buffer: GPUBuffer, offset: Int, bytes: Int)?
     private struct RopeKey: Hashable { let dims: Int; let base: UInt32 }
 
     private let dummy: GPUBuffer
@@ -115,9 +145,6 @@ public final class VulkanBackend: ComputeBackend {
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
     public var roundsActivations = true
     private var readback: GPUBuffer?
-    /// Positions per split of decode attention (default: 2 tiles; env SHARD_VK_ATTN_CHUNK, which also
-    /// enables splitting on CPU devices, for tests).
-    public var attentionSplitChunk: Int? = nil
 
     // MARK: profiling
     /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
@@ -131,7 +158,7 @@ public final class VulkanBackend: ComputeBackend {
     private var opStats: [String: (count: Int, ns: Double)] = [:]
     private var stepStats: [String: (count: Int, ns: Double)] = [:]
 
-    private func profileBegin() {
+    private func profileBegin(_ cmd: VkCommandBuffer?) {
         guard profile, ctx.timestampValidBits > 0 else { return }
         if queryPool == nil {
             var qci = VkQueryPoolCreateInfo()
@@ -145,7 +172,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Records a timestamp pair around `body` under `name` (if profiling and queries remain).
-    private func timed(_ name: String, _ body: () -> Void) {
+    private func timed(_ name: String, _ cmd: VkCommandBuffer?, _ body: () -> Void) {
         guard profile, let pool = queryPool, recording, UInt32(queryNames.count * 2 + 2) <= Self.maxQueries else { return body() }
         let q = UInt32(queryNames.count * 2)
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, pool, q)
@@ -224,9 +251,25 @@ public final class VulkanBackend: ComputeBackend {
         var awg = device.type == "cpu" ? min(256, max(32, sg)) : min(256, max(64, sg * 4))
         while awg > 32 && 8 * awg + 1024 + 256 > device.maxSharedMemory { awg /= 2 }
         attentionWorkgroupSize = awg
+        decodeAttentionWorkgroupSize = device.type == "cpu" ? sg : min(256, max(64, sg * 4))
+        attentionSplits = device.type == "cpu" ? 3 : 16
+        cooperativeMatrix = ctx.cooperativeMatrix16 && device.subgroupSize == 32
+        func env(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
+        if let v = env("SHARD_VK_ATTN_SPLITS"), v > 0, v <= 1024 { attentionSplits = v }
+        if let v = env("SHARD_VK_MATVEC_ROWS"), v > 0, v <= 16 { matvecRows = v }
+        if let v = env("SHARD_VK_MATVEC_WG"), v >= sg, v <= 1024 { matvecWorkgroupSize = v }
+        if let v = env("SHARD_VK_MATVEC_UNITS"), v > 0, v <= 8 { matvecUnits = v }
+        if let v = env("SHARD_VK_ATTN_POS"), v > 0, v <= 8 { attentionPositions = v }
+        if env("SHARD_VK_MATVEC_XSH") == 1 { matvecSharedX = true }
+        if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
+        if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
+        if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
+        if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
+        if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
+        if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
-        if let v = getenv("SHARD_VK_ATTN_CHUNK"), let c = Int(String(cString: v)), c > 0 { attentionSplitChunk = c }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
     }
@@ -235,6 +278,7 @@ public final class VulkanBackend: ComputeBackend {
         if let device = ctx.device {
             vkDeviceWaitIdle(device)
             if queryPool != nil { vkDestroyQueryPool(device, queryPool, nil) }
+            for slot in uploadSlots { vkDestroyFence(device, slot.fence, nil) }
         }
     }
 
@@ -245,13 +289,65 @@ public final class VulkanBackend: ComputeBackend {
             throw ComputeError("VulkanBackend: \(tensor.name) is \(tensor.type), which has no Vulkan kernel (supported: \(Self.supportedTypes.map { "\($0)" }.sorted()))")
         }
         let data = file.data(for: tensor)
-        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false)
-        try uploadNow(data, to: buffer)
+        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false, pooled: true)
+        try uploadAsync(data, to: buffer)
         return VulkanWeight(tensor, buffer: buffer)
     }
 
+    // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
+    // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
+    // and its GPU copy submitted without waiting, so reading the next chunk overlaps the transfer.
+    // Everything that later uses the queue's results (a step, an immediate command) first waits for
+    // the uploads in flight (`finishUploads`).
+    private struct UploadSlot { let stage: GPUBuffer; let cmd: VkCommandBuffer?; let fence: VkFence?; var busy: Bool }
+    private var uploadSlots: [UploadSlot] = []
+    private var nextSlot = 0
+    private static let uploadChunk = 64 << 20
+
+    private func uploadAsync(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer) throws {
+        if uploadSlots.isEmpty {
+            for _ in 0..<2 {
+                uploadSlots.append(UploadSlot(stage: try GPUBuffer(ctx, size: Self.uploadChunk, hostVisible: true),
+                                              cmd: try ctx.allocateCommandBuffer(), fence: try ctx.makeFence(), busy: false))
+            }
+        }
+        var done = 0
+        while done < data.count {
+            let n = min(Self.uploadChunk, data.count - done)
+            let i = nextSlot
+            nextSlot = (nextSlot + 1) % uploadSlots.count
+            if uploadSlots[i].busy { try ctx.wait(uploadSlots[i].fence); uploadSlots[i].busy = false }
+            let dst = uploadSlots[i].stage.mapped!, src = data.baseAddress! + done
+            let parts = n >= 8 << 20 ? 8 : 1, per = (n + parts - 1) / parts
+            if parts == 1 {
+                dst.copyMemory(from: src, byteCount: n)
+            } else {
+                nonisolated(unsafe) let d = dst, s = src
+                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                    let lo = p * per, hi = min(n, lo + per)
+                    if hi > lo { (d + lo).copyMemory(from: s + lo, byteCount: hi - lo) }
+                }
+            }
+            let cmd = uploadSlots[i].cmd
+            try ctx.begin(cmd)
+            var region = VkBufferCopy(srcOffset: 0, dstOffset: VkDeviceSize(done), size: VkDeviceSize(n))
+            vkCmdCopyBuffer(cmd, uploadSlots[i].stage.buffer, buffer.buffer, 1, &region)
+            try ctx.submit(cmd, fence: uploadSlots[i].fence)
+            uploadSlots[i].busy = true
+            done += n
+        }
+    }
+
+    /// Waits for the weight uploads in flight.
+    private func finishUploads() throws {
+        for i in uploadSlots.indices where uploadSlots[i].busy {
+            try ctx.wait(uploadSlots[i].fence)
+            uploadSlots[i].busy = false
+        }
+    }
+
     public func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations {
-        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false)
+        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false, pooled: true)
         try immediate { cmd in vkCmdFillBuffer(cmd, buffer.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         return VulkanActivations(rowCapacity: rowCapacity, columns: columns, buffer: buffer)
     }
@@ -259,7 +355,7 @@ public final class VulkanBackend: ComputeBackend {
     public func makeKVStorage(_ shape: KVShape) throws -> KVStorage {
         guard shape.kvDim % 2 == 0 else { throw ComputeError("VulkanBackend: kvDim \(shape.kvDim) must be even") }
         let bytes = 2 * shape.pages * shape.pageSize * shape.kvDim * 2
-        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false) }
+        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true) }
         try immediate { cmd in
             for l in layers { vkCmdFillBuffer(cmd, l.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         }
@@ -282,8 +378,100 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes written per second): `repeats`
+    /// copies of `bytes` between two device-local buffers by a compute shader (copy.comp: 16-byte
+    /// loads and stores), in one submit, timed on the host. (vkCmdCopyBuffer may run on a copy engine
+    /// at a fraction of the bandwidth shaders see.)
+    public func copyBandwidth(bytes: Int = 1 << 30, repeats: Int = 10) throws -> Double {
+        let a = try GPUBuffer(ctx, size: bytes, hostVisible: false), b = try GPUBuffer(ctx, size: bytes, hostVisible: false)
+        try immediate { cmd in
+            vkCmdFillBuffer(cmd, a.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0x3c003c00)
+        }
+        let p = try pipeline("copy")
+        let setAB = try descriptors.set(for: p, [a, b]), setBA = try descriptors.set(for: p, [b, a])
+        func run(_ n: Int) throws -> Double {
+            let t0 = DispatchTimeShim.now()
+            try immediate { cmd in
+                for i in 0..<n {
+                    var set = i % 2 == 0 ? setAB : setBA
+                    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
+                    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
+                    var count = UInt32(bytes / 16)
+                    vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, 4, &count)
+                    vkCmdDispatch(cmd, UInt32(min(65535, 8 * 132 * 16)), 1, 1)
+                    barrier(cmd)
+                }
+            }
+            return DispatchTimeShim.now() - t0
+        }
+        _ = try run(2)
+        let t = try run(repeats)
+        return Double(2 * bytes * repeats) / t / 1e9
+    }
+
+    /// Times the prefill mat-mat paths on random weights (M × K of each type, N columns): the f32 tiles
+    /// and, where the device has them, cooperative matrices (with their relative difference from the
+    /// tiles). A developer tool (`shardctl kernel-bench --vulkan`).
+    public func matmulReport(types: [GGMLType] = [.q4_K, .q6_K], m: Int = 4096, k: Int = 4096, n: Int = 512, reps: Int = 10) throws -> String {
+        let path = "/tmp/shard-matmul-bench-\(getpid()).gguf"
+        let writer = GGUFWriter()
+        writer.set("general.architecture", "bench")
+        for t in types {
+            try writer.addTensor(name: "w_\(t)", shape: [k, m], type: t) { chunk, rows in
+                var rng = SplitMix64(seed: 17 &+ UInt64(rows.lowerBound))
+                SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+            }
+        }
+        try writer.write(to: path)
+        defer { unlink(path) }
+        let file = try GGUFFile(path: path)
+        var rng = SplitMix64(seed: 5)
+        let xs = (0..<(n * k)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let x = try makeActivations(rowCapacity: n, columns: k), y = try makeActivations(rowCapacity: n, columns: m)
+        let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
+        let saved = (cooperativeMatrix, roundsActivations, replays, coopTile)
+        defer { (cooperativeMatrix, roundsActivations, replays, coopTile) = saved }
+        roundsActivations = false
+        replays = false
+        var lines: [String] = []
+        for t in types {
+            let w = try loadWeight(file.tensor(named: "w_\(t)")!, of: file)
+            var outs: [[Float]] = []
+            for mode in 0..<3 where mode == 0 || ctx.cooperativeMatrix16 {
+                let coop = mode > 0
+                cooperativeMatrix = coop
+                coopTile = mode == 2 ? 2 : 1
+                // One step of an upload and `count` mat-muls (each after a barrier); the difference of two
+                // counts is the mat-mul's GPU time without the upload.
+                func timed(_ count: Int) throws -> Double {
+                    let t0 = DispatchTimeShim.now()
+                    try beginStep(batch)
+                    upload(xs, to: x)
+                    for _ in 0..<count { matmul(w, x, bias: nil, into: y, rows: nil) }
+                    try endStep()
+                    return DispatchTimeShim.now() - t0
+                }
+                _ = try timed(1)
+                var best1 = Double.infinity, bestN = Double.infinity
+                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+                let dt = max(bestN - best1, 1e-9) / Double(reps)
+                outs.append(download(y, rows: 0..<n))
+                let tflops = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
+                var line = "matmul \(t) \(m)x\(k) x \(n) columns, \(["f32 tiles", "coopmat f16 64x64", "coopmat f16 64x128"][mode]):  \((dt * 1e6).rounded()) us/call, \((tflops * 10).rounded() / 10) TFLOP/s"
+                if coop, let ref = outs.first, let got = outs.last {
+                    var num = 0.0, den = 0.0
+                    for (a, b) in zip(got, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+                    line += ", relative difference from f32 tiles \((num / max(den, 1e-30)).squareRoot())"
+                }
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// Records `body` into the one-shot command buffer, submits it and waits.
     private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
+        try finishUploads()
         try ctx.begin(oneShot)
         body(oneShot)
         barrier(oneShot, toHost: true)
@@ -294,19 +482,56 @@ public final class VulkanBackend: ComputeBackend {
         if let p = pipelines[name] { return p }
         guard let (spirv, bindings) = Self.shaders[name] else { throw ComputeError("VulkanBackend: no shader \(name)") }
         // rms_norm: one workgroup per row, so a wide one on GPUs (decode normalizes a single row).
-        let wg = name == "attention" ? attentionWorkgroupSize
-            : name == "rms_norm" && device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize
-        let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [UInt32(wg)])
+        var spec: [UInt32]
+        switch name {
+        case "attention": spec = [UInt32(attentionWorkgroupSize)]
+        case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
+        case _ where name.hasPrefix("matmul_coop"): spec = [128]
+        case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
+        case "attn_decode_merge":
+            spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions),
+                    UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "rms_norm":
+            spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
+        case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case _ where name.hasPrefix("matvec_"):  // matvec_xs_q4_K too
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
+        default: spec = [UInt32(workgroupSize)]
+        }
+        let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: spec)
         pipelines[name] = p
         return p
     }
 
+    /// rms_quant.comp's workgroup: a few subgroups (one block each); each workgroup re-reduces the row.
+    var rmsQuantWorkgroupSize: Int { device.type == "cpu" ? workgroupSize : min(1024, max(workgroupSize, 8 * device.subgroupSize)) }
+
+    /// Tiled mat-mat for more than 8 rows (env SHARD_VK_NO_TILED=1: the row-per-workgroup matmul.comp).
+    public var tiles = true
+    /// Prefill mat-mat on cooperative matrices where the device has them (f16 operands: ~1e-3 relative
+    /// error per product instead of f32's; env SHARD_VK_NO_COOPMAT=1 leaves the f32 tiles).
+    public var cooperativeMatrix: Bool
+    /// Cooperative-matrix tile: 1 = 64 × 64 (matmul_coop.comp), 2 = 64 × 128 (matmul_coop2.comp; env SHARD_VK_COOP_TILE).
+    public var coopTile = 1
+
+    /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
+    public private(set) var matvecWorkgroupSize = 0
+
+    static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
+    static let matmulNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_" + shaderSuffix($0)) })
+    static let coop2Names = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_coop2_" + shaderSuffix($0)) })
+    static let coopNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_coop_" + shaderSuffix($0)) })
+    static let tiledNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_tiled_" + shaderSuffix($0)) })
+    static let embedNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "embed_" + shaderSuffix($0)) })
+
     static let shaders: [String: ([UInt32], Int)] = [
-        "matmul_f32": (SPIRV.matmul_f32, 4), "matmul_f16": (SPIRV.matmul_f16, 4),
-        "matmul_q4_0": (SPIRV.matmul_q4_0, 4), "matmul_q4_1": (SPIRV.matmul_q4_1, 4),
-        "matmul_q5_0": (SPIRV.matmul_q5_0, 4), "matmul_q5_1": (SPIRV.matmul_q5_1, 4),
-        "matmul_q8_0": (SPIRV.matmul_q8_0, 4), "matmul_q4_K": (SPIRV.matmul_q4_K, 4),
-        "matmul_q5_K": (SPIRV.matmul_q5_K, 4), "matmul_q6_K": (SPIRV.matmul_q6_K, 4),
+        "matmul_f32": (SPIRV.matmul_f32, 5), "matmul_f16": (SPIRV.matmul_f16, 5),
+        "matmul_q4_0": (SPIRV.matmul_q4_0, 5), "matmul_q4_1": (SPIRV.matmul_q4_1, 5),
+        "matmul_q5_0": (SPIRV.matmul_q5_0, 5), "matmul_q5_1": (SPIRV.matmul_q5_1, 5),
+        "matmul_q8_0": (SPIRV.matmul_q8_0, 5), "matmul_q4_K": (SPIRV.matmul_q4_K, 5),
+        "matmul_q5_K": (SPIRV.matmul_q5_K, 5), "matmul_q6_K": (SPIRV.matmul_q6_K, 5),
         "embed_f32": (SPIRV.embed_f32, 3), "embed_f16": (SPIRV.embed_f16, 3),
         "embed_q4_0": (SPIRV.embed_q4_0, 3), "embed_q4_1": (SPIRV.embed_q4_1, 3),
         "embed_q5_0": (SPIRV.embed_q5_0, 3), "embed_q5_1": (SPIRV.embed_q5_1, 3),
@@ -314,12 +539,17 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
+        "rope_store": (SPIRV.rope_store, 6), "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
+        "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
+        "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
+        "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
-        "matvec_f32": (SPIRV.matvec_f32, 4), "matvec_f16": (SPIRV.matvec_f16, 4),
-        "matvec_q4_0": (SPIRV.matvec_q4_0, 4), "matvec_q4_1": (SPIRV.matvec_q4_1, 4),
-        "matvec_q5_0": (SPIRV.matvec_q5_0, 4), "matvec_q5_1": (SPIRV.matvec_q5_1, 4),
-        "matvec_q8_0": (SPIRV.matvec_q8_0, 4), "matvec_q4_K": (SPIRV.matvec_q4_K, 4),
-        "matvec_q5_K": (SPIRV.matvec_q5_K, 4), "matvec_q6_K": (SPIRV.matvec_q6_K, 4),
+        "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
+        "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
+        "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
+        "matvec_q8_0": (SPIRV.matvec_q8_0, 5), "matvec_q4_K": (SPIRV.matvec_q4_K, 5),
+        "matvec_q5_K": (SPIRV.matvec_q5_K, 5), "matvec_q6_K": (SPIRV.matvec_q6_K, 5),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -340,20 +570,126 @@ public final class VulkanBackend: ComputeBackend {
 
     // MARK: recording
 
+    /// One recorded command. A step's commands are kept with its command buffer; a later step that
+    /// produces the same commands (same pipelines, descriptor sets, push constants, grids, copies)
+    /// replays that buffer instead of recording it again: only the per-step host data (positions,
+    /// page tables, token ids, rope tables) is written, into the same staging offsets.
+    enum Cmd: Equatable {
+        case dispatch(Pipeline, VkDescriptorSet?, [UInt32], UInt32, UInt32, UInt32)
+        case copy(GPUBuffer, GPUBuffer, Int, Int, Int)   // src, dst, src offset, dst offset, bytes
+        case barrier(UInt8)                               // Barrier kind: 0 compute→compute, 1 with transfers, 2 to host
+
+        static func == (a: Cmd, b: Cmd) -> Bool {
+            switch (a, b) {
+            case let (.dispatch(p1, s1, c1, x1, y1, z1), .dispatch(p2, s2, c2, x2, y2, z2)):
+                return p1 === p2 && s1 == s2 && x1 == x2 && y1 == y2 && z1 == z2 && c1 == c2
+            case let (.copy(a1, b1, o1, d1, n1), .copy(a2, b2, o2, d2, n2)):
+                return a1 === a2 && b1 === b2 && o1 == o2 && d1 == d2 && n1 == n2
+            case let (.barrier(h1), .barrier(h2)): return h1 == h2
+            default: return false
+            }
+        }
+    }
+
+    final class Recording {
+        let cmd: VkCommandBuffer?
+        var cmds: [Cmd] = []
+        var rows = 0, tables = 0, lastUse = 0
+        init(_ cmd: VkCommandBuffer?) { self.cmd = cmd }
+    }
+
+    /// Record-once command buffers, most recently used last.
+    private var cache: [Recording] = []
+    private static let cacheLimit = 8
+    private var useTick = 0
+    /// The step's command buffer being recorded, or the cached one being matched (`checkIndex` commands so far).
+    private var current: Recording?
+    private var checking: Recording?
+    private var checkIndex = 0
+    private var caching: Bool { replays && !profile }
+    /// Steps submitted from a freshly recorded command buffer, and replayed from a cached one.
+    public private(set) var recordedSteps = 0, replayedSteps = 0
+
+    private func encode(_ c: Cmd, into cmd: VkCommandBuffer?) {
+        switch c {
+        case let .dispatch(p, set, push, x, y, z):
+            var set = set
+            vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
+            vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
+            push.withUnsafeBytes { raw in
+                vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, UInt32(raw.count), raw.baseAddress)
+            }
+            vkCmdDispatch(cmd, x, y, z)
+        case let .copy(src, dst, so, d, n):
+            var region = VkBufferCopy(srcOffset: VkDeviceSize(so), dstOffset: VkDeviceSize(d), size: VkDeviceSize(n))
+            vkCmdCopyBuffer(cmd, src.buffer, dst.buffer, 1, &region)
+        case let .barrier(kind):
+            if kind == 0 && !fullBarriers { computeBarrier(cmd) } else { barrier(cmd, toHost: kind == 2) }
+        }
+    }
+
+    /// Starts recording this step into a command buffer, re-encoding `prefix` (commands already matched).
+    private func startRecording(_ prefix: ArraySlice<Cmd>) throws {
+        let rec: Recording
+        if !caching {
+            rec = Recording(cmd)
+        } else if cache.count < Self.cacheLimit {
+            rec = Recording(try ctx.allocateCommandBuffer())
+        } else {
+            let lru = cache.indices.min { cache[$0].lastUse < cache[$1].lastUse }!
+            rec = Recording(cache.remove(at: lru).cmd)
+        }
+        rec.rows = batch.rows
+        rec.tables = batch.pageTables.count
+        try ctx.begin(rec.cmd, oneTime: !caching)
+        profileBegin(rec.cmd)
+        rec.cmds = Array(prefix)
+        for c in prefix { encode(c, into: rec.cmd) }
+        current = rec
+        checking = nil
+    }
+
+    /// Appends a command to the step: records it, or matches it against the cached buffer.
+    private func emit(_ c: Cmd, label: @autoclosure () -> String = "") {
+        if let chk = checking {
+            if checkIndex < chk.cmds.count && chk.cmds[checkIndex] == c { checkIndex += 1; return }
+            do { try startRecording(chk.cmds[0..<checkIndex]) } catch { deferredError = error; return }
+        }
+        guard let rec = current else { return }
+        rec.cmds.append(c)
+        if profile, case .dispatch = c {
+            timed(label(), rec.cmd) { encode(c, into: rec.cmd) }
+        } else {
+            encode(c, into: rec.cmd)
+        }
+    }
+
     public func beginStep(_ batch: StepBatch) throws {
         precondition(!recording, "beginStep inside a step")
+        try finishUploads()
         self.batch = batch
         staging.reset()
         arena.reset()
         ropeTables.removeAll(keepingCapacity: true)
+        stepPart = nil
         deferredError = nil
         pendingBarrier = false
-        try ctx.begin(cmd)
+        pendingTransfer = false
+        pending = .none
+        current = nil
+        checking = nil
+        checkIndex = 0
+        if caching, let hit = cache.last(where: { $0.rows == batch.rows && $0.tables == batch.pageTables.count }) {
+            checking = hit
+        } else {
+            try startRecording([])
+        }
         recording = true
-        profileBegin()
-        // positions | tableIndex | tableStart | pages of every table
+        // positions | tableIndex | tableStart | pages of every table (each padded to a power of two ≥ 16
+        // entries, so that the layout, and the recorded copies, change only when a table doubles)
         let rows = batch.rows, tables = batch.pageTables.count
-        let words = 2 * rows + tables + batch.pageTables.reduce(0) { $0 + $1.count }
+        let padded = batch.pageTables.map { Self.paddedCount($0.count) }
+        let words = 2 * rows + tables + padded.reduce(0, +)
         let (buffer, offset) = try arena.allocate(ctx, bytes: words * 4)
         let base = offset / 4
         stepBuffer = buffer
@@ -370,21 +706,49 @@ public final class VulkanBackend: ComputeBackend {
             for (t, table) in batch.pageTables.enumerated() {
                 w[2 * rows + t] = Int32(next)
                 for (i, page) in table.enumerated() { w[next - base + i] = page }
-                next += table.count
+                for i in table.count..<padded[t] { w[next - base + i] = 0 }
+                next += padded[t]
             }
         }
     }
 
+    static func paddedCount(_ n: Int) -> Int {
+        var p = 16
+        while p < n { p *= 2 }
+        return p
+    }
+
     public func endStep() throws {
         precondition(recording, "endStep without beginStep")
+        flushPending()
+        emit(.barrier(2))
         recording = false
+        useTick += 1
         if let e = deferredError {
-            _ = vkEndCommandBuffer(cmd)
+            if let rec = current { _ = vkEndCommandBuffer(rec.cmd) }
+            current = nil
+            checking = nil
             deferredError = nil
             throw e
         }
-        barrier(cmd, toHost: true)
-        try ctx.submitAndWait(cmd)
+        if let chk = checking {
+            if checkIndex == chk.cmds.count {
+                checking = nil
+                chk.lastUse = useTick
+                replayedSteps += 1
+                try ctx.submitAndWait(chk.cmd, end: false)
+                return
+            }
+            try startRecording(chk.cmds[0..<checkIndex])
+        }
+        guard let rec = current else { return }
+        current = nil
+        recordedSteps += 1
+        try ctx.submitAndWait(rec.cmd)
+        if caching {
+            rec.lastUse = useTick
+            cache.append(rec)
+        }
         profileCollect()
     }
 
@@ -400,8 +764,23 @@ public final class VulkanBackend: ComputeBackend {
         vkCmdPipelineBarrier(cmd, src, dst, 0, 1, &b, 0, nil, 0, nil)
     }
 
-    private func barrierIfPending() {
-        if pendingBarrier { barrier(cmd); pendingBarrier = false }
+    /// Shader writes visible to later shaders only (between two dispatches: no transfer stage to wait for).
+    private func computeBarrier(_ cmd: VkCommandBuffer?) {
+        var b = VkMemoryBarrier()
+        b.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
+        b.srcAccessMask = flags(VK_ACCESS_SHADER_WRITE_BIT)
+        b.dstAccessMask = flags(VK_ACCESS_SHADER_READ_BIT, VK_ACCESS_SHADER_WRITE_BIT)
+        let stage = flags(VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT)
+        vkCmdPipelineBarrier(cmd, stage, stage, 0, 1, &b, 0, nil, 0, nil)
+    }
+
+    /// Records the barrier owed to earlier writes before a dispatch (`transfer` false) or a copy.
+    private func barrierIfPending(transfer: Bool = false) {
+        if pendingBarrier {
+            emit(.barrier(transfer || pendingTransfer ? 1 : 0))
+            pendingBarrier = false
+            pendingTransfer = false
+        }
     }
 
     /// Stages `bytes` (written by `fill`) and records their copy to `dst` at `offset`.
@@ -409,31 +788,22 @@ public final class VulkanBackend: ComputeBackend {
         guard bytes > 0 else { return }
         let (src, srcOffset) = try staging.allocate(ctx, bytes: bytes)
         fill(src.mapped! + srcOffset)
-        barrierIfPending()
-        var region = VkBufferCopy(srcOffset: VkDeviceSize(srcOffset), dstOffset: VkDeviceSize(offset), size: VkDeviceSize(bytes))
-        vkCmdCopyBuffer(cmd, src.buffer, dst.buffer, 1, &region)
+        barrierIfPending(transfer: true)
+        emit(.copy(src, dst, srcOffset, offset, bytes))
         pendingBarrier = true
+        pendingTransfer = true
     }
 
     /// Records one dispatch. `barrierAfter: false` lets independent dispatches follow without a barrier.
     private func dispatch(_ name: String, _ buffers: [GPUBuffer], _ push: [UInt32], groups: (Int, Int, Int),
-                          barrierAfter: Bool = true, label: String? = nil) {
+                          barrierAfter: Bool = true, label: @autoclosure () -> String? = nil) {
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard deferredError == nil, groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
         do {
             let p = try pipeline(name)
-            var set = try descriptors.set(for: p, buffers)
+            let set = try descriptors.set(for: p, buffers)
             barrierIfPending()
-            vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline)
-            vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nil)
-            push.withUnsafeBytes { raw in
-                vkCmdPushConstants(cmd, p.layout, flags(VK_SHADER_STAGE_COMPUTE_BIT), 0, UInt32(raw.count), raw.baseAddress)
-            }
-            if profile {
-                timed(label ?? name) { vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)) }
-            } else {
-                vkCmdDispatch(cmd, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
-            }
+            emit(.dispatch(p, set, push, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)), label: label() ?? name)
             if barrierAfter { pendingBarrier = true }
         } catch {
             deferredError = error
@@ -456,6 +826,7 @@ public final class VulkanBackend: ComputeBackend {
         let a = a as! VulkanActivations
         precondition(values.count <= a.rowCapacity * a.columns)
         if recording {
+            flushPending()
             do {
                 try record(bytes: values.count * 4, to: a.buffer, offset: 0) { raw in
                     values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -487,9 +858,81 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    // MARK: fusion
+    //
+    // Ops are recorded one call late where the next call may fuse with them (decode runs 12 dispatches
+    // per layer instead of 20): rmsNorm + the rounding of the following matmuls' input (rms_quant),
+    // swiglu + the rounding of the down projection's input (swiglu_quant), decode attention's merge + the
+    // rounding of the o projection's input (attention_merge_quant), a single matmul + the add of its
+    // output into the residual (matvec/matmul with a residual binding), rope(q) + rope(k) + storeKV
+    // (rope_store). Each fused shader computes what the separate ones do with the same arithmetic (rms_quant
+    // sums the squares in another order: the norm's scale may differ in the last bit). Every other op (and
+    // endStep) first records what is pending. `fuses = false` (env SHARD_VK_NO_FUSE=1) turns it off.
+
+    private enum Pending {
+        case none
+        case norm(VulkanActivations, VulkanWeight, Float, VulkanActivations)
+        case swiglu(VulkanActivations, VulkanActivations, VulkanActivations)
+        case matmul(MatJob)
+        case rope([RopeJob])
+        case merge(MergeJob)
+        case attention(AttentionJob)
+    }
+    struct AttentionJob {
+        let kv: GPUBuffer, q: GPUBuffer, step: GPUBuffer, part: GPUBuffer, offset: Int, out: VulkanActivations
+        let push: [UInt32], heads: Int, headDim: Int, splits: Int
+    }
+    /// Counters of attn_decode_merge's workgroups per (row, group); each group's last workgroup resets its own.
+    private var mergeCounters: GPUBuffer?
+
+    /// attn_decode_merge: decode attention whose last workgroup per group merges (and rounds, mode 0/1; 2: none).
+    private func emitAttentionMerge(_ j: AttentionJob, mode: Int, rounded: GPUBuffer?) {
+        do {
+            if mergeCounters == nil {
+                let c = try GPUBuffer(ctx, size: 65536 * 4, hostVisible: false)
+                try immediate { cmd in vkCmdFillBuffer(cmd, c.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
+                mergeCounters = c
+            }
+            dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!],
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode)], groups: (j.heads, batch.rows, j.splits))
+        } catch { deferredError = error }
+    }
+    struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
+    struct MatJob {
+        let w: VulkanWeight, input: GPUBuffer, bias: VulkanWeight?, out: VulkanActivations, n: Int, k: Int
+    }
+    struct RopeJob { let x: VulkanActivations, heads: Int, headDim: Int, params: RopeParams }
+    private var pending = Pending.none
+    public var fuses = true
+
+    private func flushPending() {
+        let p = pending
+        pending = .none
+        switch p {
+        case .none: break
+        case let .norm(x, w, eps, o):
+            dispatch("rms_norm", [x.buffer, w.buffer, o.buffer], [UInt32(x.columns), eps.bitPattern], groups: (batch.rows, 1, 1))
+        case let .swiglu(g, u, o):
+            let count = batch.rows * g.columns
+            let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
+            dispatch("swiglu", [g.buffer, u.buffer, o.buffer], [UInt32(count)], groups: (gx, gy, 1))
+        case let .matmul(job):
+            emitMatmul(job, residual: nil, barrierAfter: true)
+        case let .rope(jobs):
+            for j in jobs { emitRope(j) }
+        case let .attention(j):
+            emitAttentionMerge(j, mode: 2, rounded: nil)
+        case let .merge(m):
+            dispatch("attention_merge", [m.part, m.out.buffer],
+                     [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset)],
+                     groups: (m.heads, batch.rows, 1))
+        }
+    }
+
     // MARK: ops
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
+        flushPending()
         let w = table as! VulkanWeight, o = out as! VulkanActivations
         guard w.rowLength % 4 == 0, o.columns == w.rowLength, Self.supportedTypes.contains(w.type) else {
             return fail("embed \(w.name): \(w.type) rows of \(w.rowLength) into \(o.columns) columns")
@@ -499,21 +942,31 @@ public final class VulkanBackend: ComputeBackend {
             try record(bytes: tokens.count * 4, to: buffer, offset: offset) { raw in
                 tokens.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            dispatch("embed_\(Self.shaderSuffix(w.type))", [w.buffer, buffer, o.buffer],
+            dispatch(Self.embedNames[w.type]!, [w.buffer, buffer, o.buffer],
                      [UInt32(w.rowLength), UInt32(w.rowBytes), UInt32(offset / 4)], groups: (tokens.count, 1, 1))
         } catch { deferredError = error }
     }
 
     public func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations) {
+        flushPending()
         let x = x as! VulkanActivations, o = out as! VulkanActivations, w = weight as! VulkanWeight
         guard w.type == .f32, w.rowLength == x.columns, o.columns == x.columns else {
             return fail("rmsNorm: weight \(w.name) \(w.type) \(w.shape) for \(x.columns) columns")
         }
-        dispatch("rms_norm", [x.buffer, w.buffer, o.buffer], [UInt32(x.columns), eps.bitPattern], groups: (batch.rows, 1, 1))
+        pending = .norm(x, w, eps, o)
+        if !fuses || o === x { flushPending() }   // in place: the fused rounding would read normalized values
     }
 
     public func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?) {
         matmuls(x, [MatmulItem(weight: w, bias: bias, output: out)], rows: rows)
+    }
+
+    /// A buffer for activations rounded to grid `mode`, at least `bytes` long.
+    private func roundedBuffer(_ mode: Int, bytes: Int) throws -> GPUBuffer {
+        if (rounded[mode]?.size ?? 0) < bytes + 16 {
+            rounded[mode] = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false)
+        }
+        return rounded[mode]!
     }
 
     public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?) {
@@ -522,54 +975,141 @@ public final class VulkanBackend: ComputeBackend {
         for item in items {
             let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
             guard w.rowLength == x.columns, o.columns == w.rowCount, x.columns % 4 == 0, Self.supportedTypes.contains(w.type) else {
+                flushPending()
                 return fail("matmul \(w.name) (\(w.type) \(w.shape)): x has \(x.columns) columns, out \(o.columns)")
             }
-            if let bias = item.bias, bias.type != .f32 || bias.rowLength != w.rowCount { return fail("bias \(bias.name) must be f32[\(w.rowCount)]") }
+            if let bias = item.bias, bias.type != .f32 || bias.rowLength != w.rowCount {
+                flushPending()
+                return fail("bias \(bias.name) must be f32[\(w.rowCount)]")
+            }
         }
         // The input rounded once per activation grid the weights need (as the CPU quantizes it once per type).
         var inputs: [Int: GPUBuffer] = [:]
         if roundsActivations {
+            let modes = Set(items.compactMap { Self.roundingMode($0.weight.type) })
+            // Fused with the pending op that produced x (one grid only).
+            if modes.count == 1, let mode = modes.first, n == batch.rows {
+                let blockSize = mode == 0 ? 32 : 256
+                switch pending {
+                case let .norm(nx, nw, eps, no) where no === x && x.columns % blockSize == 0:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let perGroup = max(1, rmsQuantWorkgroupSize / device.subgroupSize)
+                        let blocks = x.columns / blockSize
+                        dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
+                                 groups: ((blocks + perGroup - 1) / perGroup, batch.rows, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .attention(j) where j.out === x && x.columns % blockSize == 0 && j.heads * j.headDim == x.columns
+                    && (blockSize % j.headDim == 0 || j.headDim % blockSize == 0) && blockSize / j.headDim <= 8:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        emitAttentionMerge(j, mode: mode, rounded: r)
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .merge(m) where m.out === x && x.columns % blockSize == 0 && m.heads * m.headDim == x.columns
+                    && (blockSize % m.headDim == 0 || m.headDim % blockSize == 0) && blockSize / m.headDim <= 8 && m.splits <= 128:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        dispatch("attention_merge_quant", [m.part, m.out.buffer, r],
+                                 [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset), UInt32(mode)],
+                                 groups: (x.columns / blockSize, batch.rows, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                case let .swiglu(g, u, o) where o === x && x.columns % blockSize == 0:
+                    pending = .none
+                    do {
+                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let blocks = n * x.columns / blockSize
+                        let perGroup = max(1, workgroupSize / device.subgroupSize)
+                        let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
+                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1))
+                        inputs[mode] = r
+                    } catch { deferredError = error; return }
+                default: break
+                }
+            }
+            flushPending()
             for item in items {
                 guard let mode = Self.roundingMode(item.weight.type), inputs[mode] == nil else { continue }
-                let bytes = n * x.columns * 4
-                do {
-                    if (rounded[mode]?.size ?? 0) < bytes + 16 {
-                        rounded[mode] = try GPUBuffer(ctx, size: max(bytes, 1 << 16) * 2 + 16, hostVisible: false)
-                    }
-                } catch { deferredError = error; return }
+                let r: GPUBuffer
+                do { r = try roundedBuffer(mode, bytes: n * x.columns * 4) } catch { deferredError = error; return }
                 let blocks = n * x.columns / (mode == 0 ? 32 : 256)
                 // Q8_K blocks: a workgroup per block (quantize_k); Q8_0 blocks: an invocation per block.
                 let (gx, gy) = grid(mode == 1 ? blocks : (blocks + workgroupSize - 1) / workgroupSize)
-                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, rounded[mode]!], [UInt32(blocks), UInt32(mode)],
+                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, r], [UInt32(blocks), UInt32(mode)],
                          groups: (gx, gy, 1), barrierAfter: false)
-                inputs[mode] = rounded[mode]!
+                inputs[mode] = r
             }
             if !inputs.isEmpty { pendingBarrier = true }
+        } else {
+            flushPending()
         }
-        for (i, item) in items.enumerated() {
-            let w = item.weight as! VulkanWeight, o = item.output as! VulkanActivations
-            let input = Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer
-            let bias = item.bias as? VulkanWeight
-            if n == 1 {
-                // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
-                let perGroup = Self.matvecRows
-                let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
-                dispatch("matvec_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
-                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), bias == nil ? 0 : 1, UInt32(perGroup)],
-                         groups: (gx, gy, 1), barrierAfter: i == items.count - 1,
-                         label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
-                continue
-            }
-            let (gx, gy) = grid(w.rowCount)
-            dispatch("matmul_\(Self.shaderSuffix(w.type))", [w.buffer, input, o.buffer, bias?.buffer ?? dummy],
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), bias == nil ? 0 : 1],
-                     groups: (gx, gy, (n + 7) / 8), barrierAfter: i == items.count - 1,
-                     label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+        let jobs = items.map { item in
+            let w = item.weight as! VulkanWeight
+            return MatJob(w: w, input: Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer,
+                          bias: item.bias as? VulkanWeight, out: item.output as! VulkanActivations, n: n, k: x.columns)
         }
+        // A single matmul waits for a possible add of its output into the residual.
+        if fuses && jobs.count == 1 {
+            pending = .matmul(jobs[0])
+            return
+        }
+        for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
     }
 
-    /// R in matvec.comp: rows each workgroup computes together.
-    static let matvecRows = 4
+    private func emitMatmul(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool) {
+        let w = job.w, n = job.n
+        let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
+        let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
+        if n == 1 {
+            // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
+            let perGroup = matvecRows
+            let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+            let xs = matvecSharedX && w.type == .q4_K && w.rowLength <= 4096
+            dispatch(xs ? "matvec_xs_q4_K" : Self.matvecNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(perGroup)],
+                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
+                     label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        // A device that lists the extension but cannot build the pipeline: the f32 tiles instead.
+        let coopName = (coopTile == 2 ? Self.coop2Names : Self.coopNames)[w.type]!
+        if n > 8 && tiles && cooperativeMatrix && (try? pipeline(coopName)) == nil { cooperativeMatrix = false }
+        if n > 8 && tiles && cooperativeMatrix {
+            // Prefill on cooperative matrices (matmul_coop.comp): 64 × 64 tiles (coop2: 64 × 128), f16 operands.
+            let tn = coopTile == 2 ? 128 : 64
+            dispatch(coopName, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     groups: ((w.rowCount + 63) / 64, (n + tn - 1) / tn, 1), barrierAfter: barrierAfter,
+                     label: "matmul coop \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        if n > 8 && tiles {
+            // Prefill: shared-memory tiles of 64 rows × 64 columns (matmul_tiled.comp).
+            dispatch(Self.tiledNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     groups: ((w.rowCount + 63) / 64, (n + 63) / 64, 1), barrierAfter: barrierAfter,
+                     label: "matmul tiled \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        let (gx, gy) = grid(w.rowCount)
+        dispatch(Self.matmulNames[w.type]!, buffers,
+                 [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                 groups: (gx, gy, (n + 7) / 8), barrierAfter: barrierAfter,
+                 label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+    }
+
+    /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
+    /// env SHARD_VK_MATVEC_ROWS).
+    public private(set) var matvecRows = 4
+    /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
+    public private(set) var matvecUnits = 1
+    /// Q4_K mat-vecs over at most 4096 columns stage x in shared memory (env SHARD_VK_MATVEC_XSH=1).
+    public private(set) var matvecSharedX = false
 
     /// quantize_act mode for a weight type: 0 = Q8_0/Q8_1 grid (blocks of 32), 1 = Q8_K (256), nil = f32.
     static func roundingMode(_ t: GGMLType) -> Int? {
@@ -580,53 +1120,98 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// The step's cos/sin table for `params` (computed on the host as CPUKernels.rope does): buffer, float offset.
+    private func ropeTable(_ params: RopeParams) throws -> (GPUBuffer, Int) {
+        let key = RopeKey(dims: params.dims, base: params.base.bitPattern)
+        if let t = ropeTables[key] { return (t.buffer, t.offset / 4) }
+        // Per row: cos[half], sin[half].
+        let half = params.dims / 2
+        let rows = batch.rows, bytes = rows * 2 * half * 4
+        let (buffer, offset) = try arena.allocate(ctx, bytes: bytes)
+        let positions = batch.positions
+        try record(bytes: bytes, to: buffer, offset: offset) { raw in
+            let t = raw.bindMemory(to: Float.self, capacity: rows * 2 * half)
+            let thetaScale = powf(params.base, -2 / Float(params.dims))
+            for r in 0..<rows {
+                var theta = Float(positions[r])
+                for i in 0..<half {
+                    t[r * 2 * half + i] = cosf(theta)
+                    t[r * 2 * half + half + i] = sinf(theta)
+                    theta *= thetaScale
+                }
+            }
+        }
+        ropeTables[key] = (buffer, offset)
+        return (buffer, offset / 4)
+    }
+
     public func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams) {
         let x = x as! VulkanActivations
         let half = params.dims / 2
         guard half > 0, params.dims <= headDim, heads * headDim <= x.columns else {
+            flushPending()
             return fail("rope: dims \(params.dims), \(heads) heads of \(headDim) in \(x.columns) columns")
         }
-        let key = RopeKey(dims: params.dims, base: params.base.bitPattern)
+        let job = RopeJob(x: x, heads: heads, headDim: headDim, params: params)
+        if fuses, case let .rope(jobs) = pending, jobs.count == 1, jobs[0].params == params, jobs[0].headDim == headDim, jobs[0].x !== x {
+            pending = .rope(jobs + [job])
+            return
+        }
+        flushPending()
+        pending = .rope([job])
+        if !fuses { flushPending() }
+    }
+
+    private func emitRope(_ j: RopeJob) {
         do {
-            if ropeTables[key] == nil {
-                // Per row: cos[half], sin[half], angles as CPUKernels.rope computes them.
-                let rows = batch.rows, bytes = rows * 2 * half * 4
-                let (buffer, offset) = try arena.allocate(ctx, bytes: bytes)
-                let positions = batch.positions
-                try record(bytes: bytes, to: buffer, offset: offset) { raw in
-                    let t = raw.bindMemory(to: Float.self, capacity: rows * 2 * half)
-                    let thetaScale = powf(params.base, -2 / Float(params.dims))
-                    for r in 0..<rows {
-                        var theta = Float(positions[r])
-                        for i in 0..<half {
-                            t[r * 2 * half + i] = cosf(theta)
-                            t[r * 2 * half + half + i] = sinf(theta)
-                            theta *= thetaScale
-                        }
-                    }
-                }
-                ropeTables[key] = (buffer, offset)
-            }
-            let (table, offset) = ropeTables[key]!
-            let count = batch.rows * heads * half
+            let (table, offset) = try ropeTable(j.params)
+            let half = j.params.dims / 2
+            let count = batch.rows * j.heads * half
             let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
-            dispatch("rope", [x.buffer, table],
-                     [UInt32(batch.rows), UInt32(heads), UInt32(headDim), UInt32(half), params.neox ? 1 : 0,
-                      UInt32(x.columns), UInt32(offset / 4)], groups: (gx, gy, 1))
+            dispatch("rope", [j.x.buffer, table],
+                     [UInt32(batch.rows), UInt32(j.heads), UInt32(j.headDim), UInt32(half), j.params.neox ? 1 : 0,
+                      UInt32(j.x.columns), UInt32(offset)], groups: (gx, gy, 1))
         } catch { deferredError = error }
     }
 
     public func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int) {
         let k = k as! VulkanActivations, v = v as! VulkanActivations, s = storage as! VulkanKVStorage
         guard k.columns == s.shape.kvDim, v.columns == s.shape.kvDim, let step = stepBuffer else {
+            flushPending()
             return fail("storeKV: k/v of \(k.columns)/\(v.columns) columns for kvDim \(s.shape.kvDim)")
         }
-        dispatch("store_kv", [s.layers[layer], k.buffer, v.buffer, step],
-                 [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)], groups: (batch.rows, 1, 1))
+        let kv = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
+                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)]
+        if case let .rope(jobs) = pending, jobs.count == 2, jobs[1].x === k, jobs[0].x !== v, jobs[1].x !== v,
+           jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim == k.columns {
+            pending = .none
+            let (qj, kj) = (jobs[0], jobs[1])
+            do {
+                let (table, offset) = try ropeTable(qj.params)
+                dispatch("rope_store", [qj.x.buffer, k.buffer, v.buffer, s.layers[layer], step, table],
+                         kv + [UInt32(qj.heads), UInt32(kj.heads), UInt32(qj.headDim), UInt32(qj.params.dims / 2),
+                               qj.params.neox ? 1 : 0, UInt32(qj.x.columns), UInt32(offset)],
+                         groups: (max(qj.heads, kj.heads), batch.rows, 1))
+            } catch { deferredError = error }
+            return
+        }
+        flushPending()
+        dispatch("store_kv", [s.layers[layer], k.buffer, v.buffer, step], kv, groups: (batch.rows, 1, 1))
     }
 
+    /// Splits of decode attention (attn_decode.comp): a fixed count, so the grid does not depend on
+    /// the KV length (env SHARD_VK_ATTN_SPLITS).
+    public var attentionSplits: Int
+    /// More than 16 rows: attention.comp (one position per invocation) instead of attn_decode.comp
+    /// (env SHARD_VK_PREFILL_ATTN_OLD=1).
+    public var prefillAttentionPerPosition = false
+    /// Decode attention merges in its last workgroups (attn_decode_merge; env SHARD_VK_ATTN_FUSED_MERGE=1).
+    public var attentionFusedMerge = false
+    /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
+    public private(set) var attentionPositions = 2
+
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
+        flushPending()
         let q = q as! VulkanActivations, o = out as! VulkanActivations, s = storage as! VulkanKVStorage
         guard let step = stepBuffer, p.headDim % 2 == 0, p.headDim <= min(256, 8 * attentionWorkgroupSize),
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
@@ -635,20 +1220,33 @@ public final class VulkanBackend: ComputeBackend {
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
                     UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
-        // Few rows (decode): split each row's positions into chunks (flash-decoding) so that the GPU has
-        // more than heads × rows workgroups, then merge; many rows (prefill) fill the GPU as they are.
-        let maxLen = Int(batch.positions.max() ?? 0) + 1
-        let chunk = attentionSplitChunk ?? attentionWorkgroupSize * 2
-        let splits = (maxLen + chunk - 1) / chunk
-        if (device.type != "cpu" || attentionSplitChunk != nil) && batch.rows * p.heads < 1024 && splits > 1 {
+        // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
+        // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
+        let sg = device.subgroupSize
+        let maxPairs = Self.decodeMaxPairs(sg)
+        let subgroups = max(1, decodeAttentionWorkgroupSize / sg)
+        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition) {
+            let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
-                let (part, offset) = try arena.allocate(ctx, bytes: floats * 4)
-                dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, part], push + [UInt32(chunk), UInt32(offset / 4)],
+                // One partials region per step, shared by every layer: a layer's merge is done (a barrier)
+                // before the next layer's attention writes it.
+                if stepPart == nil || stepPart!.bytes < floats * 4 {
+                    let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
+                    stepPart = (b, o, floats * 4)
+                }
+                let (part, offset) = (stepPart!.buffer, stepPart!.offset)
+                if attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
+                    pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
+                                                      out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))
+                    if !fuses { flushPending() }
+                    return
+                }
+                dispatch("attn_decode", [s.layers[layer], q.buffer, part, step], push + [UInt32(splits), UInt32(offset / 4)],
                          groups: (p.heads, batch.rows, splits))
-                dispatch("attention_merge", [part, o.buffer],
-                         [UInt32(p.heads), UInt32(p.headDim), UInt32(splits), UInt32(q.columns), UInt32(offset / 4)],
-                         groups: (p.heads, batch.rows, 1))
+                // The merge waits for a following matmul of `out`, which may take its rounding along.
+                pending = .merge(MergeJob(part: part, offset: offset / 4, out: o, heads: p.heads, headDim: p.headDim, splits: splits))
+                if !fuses { flushPending() }
             } catch { deferredError = error }
             return
         }
@@ -656,31 +1254,50 @@ public final class VulkanBackend: ComputeBackend {
                  groups: (p.heads, batch.rows, 1))
     }
 
+    /// MAXP of attn_decode.comp: dim pairs per lane for head dims up to 256.
+    static func decodeMaxPairs(_ subgroupSize: Int) -> Int { max(1, (128 + subgroupSize - 1) / subgroupSize) }
+
     public func swiglu(gate: Activations, up: Activations, into out: Activations) {
+        flushPending()
         let g = gate as! VulkanActivations, u = up as! VulkanActivations, o = out as! VulkanActivations
-        let count = batch.rows * g.columns
-        let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
-        dispatch("swiglu", [g.buffer, u.buffer, o.buffer], [UInt32(count)], groups: (gx, gy, 1))
+        pending = .swiglu(g, u, o)
+        if !fuses { flushPending() }
     }
 
     public func add(_ x: Activations, _ y: Activations) {
         let x = x as! VulkanActivations, y = y as! VulkanActivations
+        if case let .matmul(job) = pending, job.out === y, job.input !== x.buffer, job.out !== x,
+           job.n == batch.rows, x.columns == y.columns {
+            pending = .none
+            emitMatmul(job, residual: x.buffer, barrierAfter: true)
+            return
+        }
+        flushPending()
         let count = batch.rows * x.columns
         let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
         dispatch("add", [x.buffer, y.buffer], [UInt32(count)], groups: (gx, gy, 1))
     }
 
     public func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int) {
+        flushPending()
         let s = src as! VulkanActivations, d = dst as! VulkanActivations
         precondition(s.columns == d.columns)
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard count > 0 else { return }
-        barrierIfPending()
+        barrierIfPending(transfer: true)
         let rowBytes = s.columns * 4
-        var region = VkBufferCopy(srcOffset: VkDeviceSize(srcRow * rowBytes), dstOffset: VkDeviceSize(dstRow * rowBytes),
-                                  size: VkDeviceSize(count * rowBytes))
-        vkCmdCopyBuffer(cmd, s.buffer.buffer, d.buffer.buffer, 1, &region)
+        emit(.copy(s.buffer, d.buffer, srcRow * rowBytes, dstRow * rowBytes, count * rowBytes))
         pendingBarrier = true
+        pendingTransfer = true
+    }
+}
+
+/// Monotonic seconds (no Foundation in this module).
+enum DispatchTimeShim {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }
 

@@ -1,5 +1,8 @@
 import CVulkan
 import Compute
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Vulkan plumbing: instance/device selection, buffers, pipelines. Handles are OpaquePointer
 // optionals in Swift; pNext chains must point at structs that outlive the call.
@@ -102,6 +105,89 @@ final class VulkanContext {
     let physical: PhysicalDevice
     /// Valid timestamp bits of the compute queue (0: no timestamps).
     private(set) var timestampValidBits = 0
+    /// Memory blocks of pooled buffers (GPUBuffer(pooled: true)).
+    var blocks: [MemoryBlock] = []
+    /// VK_NV_cooperative_matrix is enabled with a 16×16×16 f16·f16 + f32 subgroup shape (and shaderFloat16).
+    private(set) var cooperativeMatrix16 = false
+
+    /// vkCreateDevice with VK_NV_cooperative_matrix, shaderFloat16 and the Vulkan memory model enabled.
+    static func createDevice(_ pd: VkPhysicalDevice?, _ dci: inout VkDeviceCreateInfo, coop: Bool, into device: inout VkDevice?) -> VkResult {
+        var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+        coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+        coopFeatures.cooperativeMatrix = VkBool32(VK_TRUE)
+        var f16 = VkPhysicalDeviceShaderFloat16Int8Features()
+        f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES
+        f16.shaderFloat16 = VkBool32(VK_TRUE)
+        var model = VkPhysicalDeviceVulkanMemoryModelFeatures()   // the shader's SPIR-V declares VulkanMemoryModel
+        model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES
+        model.vulkanMemoryModel = VkBool32(VK_TRUE)
+        var result = VK_ERROR_INITIALIZATION_FAILED
+        var info = dci
+        withUnsafeMutablePointer(to: &model) { mm in
+            coopFeatures.pNext = UnsafeMutableRawPointer(mm)
+            withUnsafeMutablePointer(to: &coopFeatures) { cf in
+                f16.pNext = UnsafeMutableRawPointer(cf)
+                withUnsafeMutablePointer(to: &f16) { f in
+                    info.pNext = UnsafeRawPointer(f)
+                    "VK_NV_cooperative_matrix".withCString { ext in
+                        var names: [UnsafePointer<CChar>?] = [ext]
+                        names.withUnsafeMutableBufferPointer { n in
+                            info.enabledExtensionCount = 1
+                            info.ppEnabledExtensionNames = UnsafePointer(n.baseAddress)
+                            result = vkCreateDevice(pd, &info, nil, &device)
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Whether the device offers what matmul_coop.comp needs: VK_NV_cooperative_matrix with the
+    /// 16×16×16 f16 × f16 → f32 subgroup shape (queried at run time), shaderFloat16, the Vulkan memory
+    /// model (GL_KHR_memory_scope_semantics, which GL_NV_cooperative_matrix needs), 32-wide subgroups.
+    /// (The NV extension rather than VK_KHR_cooperative_matrix: the glslc here has no GL_KHR_cooperative_matrix.)
+    /// Env SHARD_VK_NO_COOPMAT=1 turns it off.
+    static func cooperativeMatrixSupport(_ instance: VkInstance?, _ pd: PhysicalDevice) -> Bool {
+        if let v = getenv("SHARD_VK_NO_COOPMAT"), String(cString: v) == "1" { return false }
+        guard pd.info.subgroupSize == 32 else { return false }
+        var count: UInt32 = 0
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, nil) == VK_SUCCESS, count > 0 else { return false }
+        var exts = [VkExtensionProperties](repeating: .init(), count: Int(count))
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, &exts) == VK_SUCCESS else { return false }
+        guard exts.contains(where: { cString($0.extensionName) == "VK_NV_cooperative_matrix" }) else { return false }
+        var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
+        coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+        var f16 = VkPhysicalDeviceShaderFloat16Int8Features()
+        f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES
+        var model = VkPhysicalDeviceVulkanMemoryModelFeatures()
+        model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        withUnsafeMutablePointer(to: &model) { mm in
+            coopFeatures.pNext = UnsafeMutableRawPointer(mm)
+            withUnsafeMutablePointer(to: &coopFeatures) { cf in
+                f16.pNext = UnsafeMutableRawPointer(cf)
+                withUnsafeMutablePointer(to: &f16) { f in
+                    features.pNext = UnsafeMutableRawPointer(f)
+                    vkGetPhysicalDeviceFeatures2(pd.handle, &features)
+                }
+            }
+        }
+        guard coopFeatures.cooperativeMatrix != 0, f16.shaderFloat16 != 0, model.vulkanMemoryModel != 0 else { return false }
+        guard let fn = vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV") else { return false }
+        let query = unsafeBitCast(fn, to: PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV.self)
+        var n: UInt32 = 0
+        guard query(pd.handle, &n, nil) == VK_SUCCESS, n > 0 else { return false }
+        var props = [VkCooperativeMatrixPropertiesNV](repeating: .init(), count: Int(n))
+        for i in props.indices { props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV }
+        guard query(pd.handle, &n, &props) == VK_SUCCESS else { return false }
+        return props.prefix(Int(n)).contains {
+            $0.MSize == 16 && $0.NSize == 16 && $0.KSize == 16 && $0.AType == VK_COMPONENT_TYPE_FLOAT16_NV
+                && $0.BType == VK_COMPONENT_TYPE_FLOAT16_NV && $0.CType == VK_COMPONENT_TYPE_FLOAT32_NV
+                && $0.DType == VK_COMPONENT_TYPE_FLOAT32_NV && $0.scope == VK_SCOPE_SUBGROUP_NV
+        }
+    }
 
     static func createInstance() throws -> VkInstance? {
         var app = VkApplicationInfo()
@@ -173,6 +259,8 @@ final class VulkanContext {
             throw ComputeError("Vulkan: \(chosen.info.name) has no compute queue")
         }
         timestampValidBits = Int(families[family].timestampValidBits)
+        let coop = Self.cooperativeMatrixSupport(instance, chosen)
+        cooperativeMatrix16 = coop
         let priority: Float = 1
         try withUnsafePointer(to: priority) { priority in
             var qci = VkDeviceQueueCreateInfo()
@@ -185,7 +273,10 @@ final class VulkanContext {
                 dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
                 dci.queueCreateInfoCount = 1
                 dci.pQueueCreateInfos = qci
-                try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
+                if !coop || Self.createDevice(pd, &dci, coop: true, into: &device) != VK_SUCCESS {
+                    cooperativeMatrix16 = false
+                    try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
+                }
             }
         }
         vkGetDeviceQueue(device, UInt32(family), 0, &queue)
@@ -202,6 +293,7 @@ final class VulkanContext {
     deinit {
         if let device {
             vkDeviceWaitIdle(device)
+            blocks.removeAll()
             if fence != nil { vkDestroyFence(device, fence, nil) }
             if commandPool != nil { vkDestroyCommandPool(device, commandPool, nil) }
             vkDestroyDevice(device, nil)
@@ -226,17 +318,46 @@ final class VulkanContext {
         return cmd
     }
 
-    func begin(_ cmd: VkCommandBuffer?) throws {
+    /// `oneTime: false` for a command buffer that is submitted again (replayed).
+    func begin(_ cmd: VkCommandBuffer?, oneTime: Bool = true) throws {
         try check(vkResetCommandBuffer(cmd, 0), "vkResetCommandBuffer")
         var bi = VkCommandBufferBeginInfo()
         bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
-        bi.flags = flags(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
+        bi.flags = oneTime ? flags(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT) : 0
         try check(vkBeginCommandBuffer(cmd, &bi), "vkBeginCommandBuffer")
     }
 
     /// Ends `cmd`, submits it alone and waits for it.
-    func submitAndWait(_ cmd: VkCommandBuffer?) throws {
+    func makeFence() throws -> VkFence? {
+        var fci = VkFenceCreateInfo()
+        fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO
+        var f: VkFence?
+        try check(vkCreateFence(device, &fci, nil, &f), "vkCreateFence")
+        return f
+    }
+
+    /// Ends `cmd`, submits it signalling `fence`, and returns without waiting.
+    func submit(_ cmd: VkCommandBuffer?, fence f: VkFence?) throws {
         try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer")
+        var cmd = cmd
+        try withUnsafePointer(to: &cmd) { cmds in
+            var si = VkSubmitInfo()
+            si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
+            si.commandBufferCount = 1
+            si.pCommandBuffers = cmds
+            try check(vkQueueSubmit(queue, 1, &si, f), "vkQueueSubmit")
+        }
+    }
+
+    func wait(_ f: VkFence?) throws {
+        var f = f
+        try check(vkWaitForFences(device, 1, &f, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
+        try check(vkResetFences(device, 1, &f), "vkResetFences")
+    }
+
+    /// Ends (unless `end` is false: an already ended buffer being replayed), submits and waits.
+    func submitAndWait(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
+        if end { try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer") }
         var cmd = cmd
         try withUnsafePointer(to: &cmd) { cmds in
             var si = VkSubmitInfo()
@@ -252,17 +373,46 @@ final class VulkanContext {
 }
 
 /// A VkBuffer with its own memory. Device-local unless `hostVisible` (then persistently mapped).
+/// Device-local memory blocks that long-lived buffers (weights, KV cache, activations) are bound into
+/// at offsets, first fit: one allocation per buffer would round each up to the driver's page size
+/// (2 MiB on NVIDIA: ~1 MiB lost per weight tensor, hundreds of MiB per model). Ranges are not reused
+/// when a buffer goes; blocks are freed with the context.
+final class MemoryBlock {
+    let device: VkDevice?   // not the context: the context keeps its blocks (and frees them before the device)
+    let memory: VkDeviceMemory?
+    let size: Int
+    let type: UInt32
+    var used = 0
+    init(_ ctx: VulkanContext, size: Int, type: UInt32) throws {
+        device = ctx.device
+        self.size = size
+        self.type = type
+        var mai = VkMemoryAllocateInfo()
+        mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO
+        mai.allocationSize = VkDeviceSize(size)
+        mai.memoryTypeIndex = type
+        var m: VkDeviceMemory?
+        try check(vkAllocateMemory(ctx.device, &mai, nil, &m), "vkAllocateMemory(\(size) bytes)")
+        memory = m
+    }
+    deinit { vkFreeMemory(device, memory, nil) }
+}
+
 final class GPUBuffer {
     let ctx: VulkanContext
     private(set) var buffer: VkBuffer?
     private(set) var memory: VkDeviceMemory?
+    /// The block this buffer is bound into (pooled buffers), kept alive with it.
+    private var block: MemoryBlock?
     let size: Int
     private(set) var mapped: UnsafeMutableRawPointer?
     /// Unique for the backend's lifetime (descriptor-set cache key; handles may be reused).
     let id: UInt64
     nonisolated(unsafe) private static var nextID: UInt64 = 0
+    static let blockBytes = 64 << 20
 
-    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool) throws {
+    /// `pooled`: a device-local buffer bound into one of the context's memory blocks (see MemoryBlock).
+    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool, pooled: Bool = false) throws {
         self.ctx = ctx
         self.size = max(size, 16)
         Self.nextID += 1
@@ -275,6 +425,25 @@ final class GPUBuffer {
         try check(vkCreateBuffer(ctx.device, &bci, nil, &buffer), "vkCreateBuffer(\(self.size) bytes)")
         var req = VkMemoryRequirements()
         vkGetBufferMemoryRequirements(ctx.device, buffer, &req)
+        if pooled && !hostVisible, let type = ctx.memoryType(bits: req.memoryTypeBits, preferred: flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT), required: 0) {
+            let align = max(Int(req.alignment), 256), need = Int(req.size)
+            func fit(_ b: MemoryBlock) -> Int? {
+                let at = (b.used + align - 1) / align * align
+                return b.type == type && at + need <= b.size ? at : nil
+            }
+            var chosen: (MemoryBlock, Int)?
+            for b in ctx.blocks { if let at = fit(b) { chosen = (b, at); break } }
+            if chosen == nil {
+                let b = try MemoryBlock(ctx, size: max(Self.blockBytes, need), type: type)
+                ctx.blocks.append(b)
+                chosen = (b, 0)
+            }
+            let (b, at) = chosen!
+            try check(vkBindBufferMemory(ctx.device, buffer, b.memory, VkDeviceSize(at)), "vkBindBufferMemory")
+            b.used = at + need
+            block = b
+            return
+        }
         let host = flags(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
         let local = flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)
         guard let type = hostVisible
@@ -296,6 +465,9 @@ final class GPUBuffer {
         if mapped != nil { vkUnmapMemory(ctx.device, memory) }
         if buffer != nil { vkDestroyBuffer(ctx.device, buffer, nil) }
         if memory != nil { vkFreeMemory(ctx.device, memory, nil) }
+        // Let go of the block while the context (and its device) surely lives: if this buffer holds
+        // the context's last reference, the context goes right after, freeing its blocks first.
+        block = nil
     }
 }
 

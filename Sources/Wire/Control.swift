@@ -11,6 +11,7 @@ public struct Control: ProtoBacked {
         case releaseSequence(ReleaseSequence)
         case shutdown(Shutdown)
         case error(ErrorReport)
+        case weightChunk(WeightChunk)
     }
 
     /// A reply (Ready, Error, Stats) echoes its request's id; 0 = unsolicited.
@@ -53,6 +54,8 @@ public struct Control: ProtoBacked {
             return with(m, SHARD__CONTROL__BODY_SHUTDOWN) { $0.shutdown = $1.assumingMemoryBound(to: Shard__Shutdown.self) }
         case .error(let m):
             return with(m, SHARD__CONTROL__BODY_ERROR) { $0.error = $1.assumingMemoryBound(to: Shard__Error.self) }
+        case .weightChunk(let m):
+            return with(m, SHARD__CONTROL__BODY_WEIGHT_CHUNK) { $0.weight_chunk = $1.assumingMemoryBound(to: Shard__WeightChunk.self) }
         }
     }
 
@@ -69,13 +72,14 @@ public struct Control: ProtoBacked {
         (7, { (b, l) throws(WireError) in try ReleaseSequence.precheck(b, limits: l) }),
         (8, { (b, l) throws(WireError) in try Shutdown.precheck(b, limits: l) }),
         (9, { (b, l) throws(WireError) in try ErrorReport.precheck(b, limits: l) }),
+        (20, { (b, l) throws(WireError) in try WeightChunk.precheck(b, limits: l) }),
     ]
 
     static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
         guard b.count <= limits.maxControlBytes else {
             throw .limitExceeded("control message of \(b.count) bytes, limit \(limits.maxControlBytes)")
         }
-        let scan = try ProtoScan(b, maxField: 9)
+        let scan = try ProtoScan(b, maxField: 20)
         var budget = 2 * b.count + 64 * scan.unknown + 4096
         var present = 0
         for (field, check) in bodies where scan[field].occurrences > 0 {
@@ -102,6 +106,7 @@ public struct Control: ProtoBacked {
         case SHARD__CONTROL__BODY_RELEASE_SEQUENCE: body = .releaseSequence(try sub(c.release_sequence, ReleaseSequence.self))
         case SHARD__CONTROL__BODY_SHUTDOWN: body = .shutdown(try sub(c.shutdown, Shutdown.self))
         case SHARD__CONTROL__BODY_ERROR: body = .error(try sub(c.error, ErrorReport.self))
+        case SHARD__CONTROL__BODY_WEIGHT_CHUNK: body = .weightChunk(try sub(c.weight_chunk, WeightChunk.self))
         default: throw .malformed("Control has no body")
         }
         self.init(requestID: c.request_id, body)

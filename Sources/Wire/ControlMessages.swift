@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CShardProto
 
 // Control-channel messages. Each is a `WireMessage` on its own; on the socket they travel inside `Control`.
@@ -54,7 +57,7 @@ public struct Register: ProtoBacked {
 /// Coordinator → worker: load layers `layerStart..<layerEnd` of the model.
 public struct LoadShard: ProtoBacked {
     public var modelPath: String
-    /// Weights follow over the wire instead of being read from `modelPath` (reserved; not yet streamed).
+    /// Load from the WeightChunks received for `modelDigest` instead of from `modelPath`.
     public var streamedWeights: Bool
     public var layerStart: UInt32
     public var layerEnd: UInt32
@@ -65,6 +68,9 @@ public struct LoadShard: ProtoBacked {
     public var deviceIndex: UInt32
     /// Where this shard pushes its output frames (the next shard's data endpoint, or the coordinator's).
     public var nextEndpoint: String
+    /// The model file's size and header digest (`ModelIdentity`); 0 = unchecked.
+    public var modelSize: UInt64 = 0
+    public var modelDigest: UInt64 = 0
     /// KV pool budget in bytes (0: none given), else a fraction of free memory (0: none given).
     public var kvMemoryBytes: UInt64 = 0
     public var kvMemoryFraction: Float = 0
@@ -103,6 +109,8 @@ public struct LoadShard: ProtoBacked {
         c.backend = Shard__Backend(rawValue: backend.rawValue)
         c.device_index = deviceIndex
         c.next_endpoint = arena.string(nextEndpoint)
+        c.model_size = modelSize
+        c.model_digest = modelDigest
         c.kv_memory_bytes = kvMemoryBytes
         c.kv_memory_fraction = kvMemoryFraction
         c.kv_page_size = kvPageSize
@@ -113,7 +121,7 @@ public struct LoadShard: ProtoBacked {
     static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
         -> UnsafeMutablePointer<ProtobufCMessage>? { shard__load_shard__unpack(a, n, d).map(base) }
     static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
-        try controlPrecheck(b, maxField: 14, limits: limits)
+        try controlPrecheck(b, maxField: 21, limits: limits)
     }
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
@@ -137,6 +145,8 @@ public struct LoadShard: ProtoBacked {
                   backend: try decodeEnum(c.backend.rawValue, WireBackend.self, "LoadShard.backend"),
                   deviceIndex: c.device_index,
                   nextEndpoint: try decodeString(c.next_endpoint, "LoadShard.next_endpoint", limits))
+        modelSize = c.model_size
+        modelDigest = c.model_digest
         kvMemoryBytes = c.kv_memory_bytes
         kvMemoryFraction = c.kv_memory_fraction
         kvPageSize = c.kv_page_size
@@ -361,7 +371,7 @@ public struct ErrorReport: ProtoBacked {
 /// length-delimited field (all strings, except the release id run) within `maxStringLength`.
 /// Returns the allocation budget for protobuf-c.
 func controlPrecheck(_ b: UnsafeRawBufferPointer, maxField: Int, limits: WireLimits,
-                     releaseIDsField: Int? = nil) throws(WireError) -> Int {
+                     releaseIDsField: Int? = nil, chunkField: Int? = nil) throws(WireError) -> Int {
     guard b.count <= limits.maxControlBytes else {
         throw .limitExceeded("control message of \(b.count) bytes, limit \(limits.maxControlBytes)")
     }
@@ -373,9 +383,65 @@ func controlPrecheck(_ b: UnsafeRawBufferPointer, maxField: Int, limits: WireLim
             guard ids <= limits.maxReleaseIDs else {
                 throw .limitExceeded("ReleaseSequence has \(ids) ids, limit \(limits.maxReleaseIDs)")
             }
+        } else if n == chunkField {
+            guard scan[n].maxLength <= limits.maxWeightChunkBytes else {
+                throw .limitExceeded("WeightChunk of \(scan[n].maxLength) bytes, limit \(limits.maxWeightChunkBytes)")
+            }
         } else if scan[n].maxLength > limits.maxStringLength {
             throw .limitExceeded("field \(n) is \(scan[n].maxLength) bytes, string limit \(limits.maxStringLength)")
         }
     }
     return 2 * b.count + 8 * ids + 64 * scan.unknown + 4096
+}
+
+/// Coordinator → worker: a piece of the model file, for a worker whose host lacks it. The worker
+/// acknowledges each with a WeightChunk of the same request id and no data.
+public struct WeightChunk: ProtoBacked {
+    /// Data bytes per chunk the coordinator sends.
+    public static let standardSize = 512 << 10
+    public var modelDigest: UInt64
+    public var fileSize: UInt64
+    public var offset: UInt64
+    public var data: [UInt8]
+
+    public init(modelDigest: UInt64, fileSize: UInt64, offset: UInt64, data: [UInt8] = []) {
+        self.modelDigest = modelDigest
+        self.fileSize = fileSize
+        self.offset = offset
+        self.data = data
+    }
+
+    func withCMessage<R>(_ arena: CArena, _ body: (UnsafeMutablePointer<ProtobufCMessage>) -> R) -> R {
+        var c = Shard__WeightChunk()
+        shard__weight_chunk__init(&c)
+        c.model_digest = modelDigest
+        c.file_size = fileSize
+        c.offset = offset
+        return data.withUnsafeBufferPointer { d in
+            c.data = ProtobufCBinaryData(len: d.count, data: UnsafeMutablePointer(mutating: d.baseAddress))
+            return withUnsafeMutablePointer(to: &c) { body(base($0)) }
+        }
+    }
+
+    static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
+        -> UnsafeMutablePointer<ProtobufCMessage>? { shard__weight_chunk__unpack(a, n, d).map(base) }
+    static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
+        try controlPrecheck(b, maxField: 4, limits: limits, chunkField: 4)
+    }
+
+    init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
+        let c = cast(m, to: Shard__WeightChunk.self).pointee
+        guard c.data.len <= limits.maxWeightChunkBytes else {
+            throw .limitExceeded("WeightChunk of \(c.data.len) bytes, limit \(limits.maxWeightChunkBytes)")
+        }
+        guard c.offset <= c.file_size, UInt64(c.data.len) <= c.file_size - c.offset else {
+            throw .malformed("WeightChunk [\(c.offset), +\(c.data.len)) lies outside a \(c.file_size)-byte file")
+        }
+        guard c.data.len == 0 || c.data.data != nil else { throw .malformed("WeightChunk data missing") }
+        let data = [UInt8](unsafeUninitializedCapacity: c.data.len) { dst, count in
+            if c.data.len > 0 { memcpy(dst.baseAddress!, c.data.data, c.data.len) }
+            count = c.data.len
+        }
+        self.init(modelDigest: c.model_digest, fileSize: c.file_size, offset: c.offset, data: data)
+    }
 }

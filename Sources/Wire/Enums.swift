@@ -71,10 +71,12 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let outOfMemory = ErrorCode(rawValue: 5)
     public static let unknownSequence = ErrorCode(rawValue: 6)
     public static let internalError = ErrorCode(rawValue: 7)
+    public static let modelUnavailable = ErrorCode(rawValue: 20)
 
     public var description: String {
         let names = ["unspecified", "malformed frame", "unsupported version", "bad request", "load failed",
                      "out of memory", "unknown sequence", "internal error"]
+        if self == .modelUnavailable { return "model unavailable" }
         return rawValue < names.count ? names[Int(rawValue)] : "error \(rawValue)"
     }
 }

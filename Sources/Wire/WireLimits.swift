@@ -16,6 +16,9 @@ public struct WireLimits: Sendable, Equatable {
     public var maxReleaseIDs: Int
     /// Encoded bytes of one Control message.
     public var maxControlBytes: Int
+    /// Data bytes of one WeightChunk (the coordinator sends `WeightChunk.standardSize`); with its
+    /// framing it must stay under `maxControlBytes`.
+    public var maxWeightChunkBytes: Int = 768 << 10
 
     public init(maxRows: Int = 4096, maxColumns: Int = 1 << 18, maxPayloadBytes: Int = 256 << 20,
                 maxStringLength: Int = 4096, maxReleaseIDs: Int = 65536, maxControlBytes: Int = 1 << 20) {

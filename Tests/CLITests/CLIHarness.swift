@@ -27,12 +27,14 @@ enum CLI {
         var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    /// `environment` entries are added to this process's environment for the child only.
+    static func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["SHARD_THREADS"] = "2"
+        env.merge(extra) { $1 }
         p.environment = env
         let out = Pipe(), err = Pipe()
         p.standardOutput = out

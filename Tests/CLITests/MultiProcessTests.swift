@@ -18,7 +18,21 @@ import Wire
         try? p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").count
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !Self.isOthersWorker(String($0)) }.count
+    }
+
+    /// A worker that is not ours to count: its parent is a `shardctl serve` (ServerTests run one meanwhile)
+    /// or a program from another build folder (another checkout's tests on the same machine). Orphans
+    /// (parent gone) always count.
+    static func isOthersWorker(_ pid: String) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, fields[1] != "1", let cmdline = FileManager.default.contents(atPath: "/proc/\(fields[1])/cmdline") else { return false }
+        let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = args.first, program.hasSuffix("shardctl") else { return false }
+        let ourFolder = String(CLI.binary.dropLast("shardctl".count))
+        return !program.hasPrefix(ourFolder) || (args.count > 1 && args[1] == "serve")
     }
 
     @Test func shardCountsGiveIdenticalTokensAndLogits() throws {
@@ -87,6 +101,92 @@ import Wire
         p.waitUntilExit()
         for _ in 0..<50 where workerCount(of: pid) > 0 { Thread.sleep(forTimeInterval: 0.1) }
         #expect(workerCount(of: pid) == 0, "workers outlived their coordinator")
+    }
+
+    /// Running workers that offer different memory (`shard-worker --memory`) get layers in proportion;
+    /// a worker too small for its share makes the coordinator refuse the plan before loading anything.
+    @Test func splitFollowsWorkerMemoryAndRefusesWhatDoesNotFit() throws {
+        // Not under /tmp/shard-*: other tests count the workers there.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("memsplit-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let env = ["SHARD_STATE_DIR": dir.path]
+        func worker(_ name: String, memory: String) throws -> Process {
+            let w = Process()
+            w.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+            w.arguments = ["--listen", "ipc://\(dir.path)/\(name)", "--backend", "cpu", "--threads", "1", "--memory", memory, "--worker-id", name]
+            try w.run()
+            return w
+        }
+        let big = try worker("big", memory: "600MiB"), small = try worker("small", memory: "200MiB")
+        defer { for w in [big, small] where w.isRunning { w.terminate(); w.waitUntilExit() } }
+        let workers = "ipc://\(dir.path)/big,ipc://\(dir.path)/small"
+        let launch = try CLI.run(["launch", "--model", smol, "--workers", workers, "--ctx", "1024"], environment: env)
+        #expect(launch.status == 0, "\(launch.stderr)")
+        // SmolLM2 has 30 layers; the 600 MiB worker takes clearly more than half of them.
+        let firstEnd = launch.stdout.range(of: " 0..<").map { Int(launch.stdout[$0.upperBound...].prefix { $0.isNumber }) ?? 0 } ?? 0
+        #expect(firstEnd >= 20 && firstEnd < 30, "\(launch.stdout)")
+        let g = try CLI.run(["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"],
+                            environment: env)
+        let expected = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0",
+                                    "--max-tokens", "8", "--json", "--backend", "cpu"])
+        #expect(g.status == 0 && g.lines.dropLast() == expected.lines.dropLast(), "\(g.stderr)")
+        let stop = try CLI.run(["stop"], environment: env)
+        #expect(stop.status == 0 && stop.stdout.contains("left running"), "\(stop.stdout)")
+        #expect(big.isRunning && small.isRunning, "stop must leave workers it did not start running")
+
+        // 40 MiB cannot hold the last shard's logits buffer and head: refused, naming shard and bytes short.
+        let tiny = try worker("tiny", memory: "40MiB")
+        defer { if tiny.isRunning { tiny.terminate(); tiny.waitUntilExit() } }
+        let refused = try CLI.run(["generate", "--model", smol, "--workers", "ipc://\(dir.path)/big,ipc://\(dir.path)/tiny",
+                                   "--prompt", "Hi", "--max-tokens", "2", "--split", "15,15"], environment: env)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.hasPrefix("error: ") && refused.stderr.contains("shard 1 (layers 15..<30) does not fit worker tiny")
+                && refused.stderr.contains("short"), "\(refused.stderr)")
+        #expect(big.isRunning && tiny.isRunning, "a refused plan must not take the workers down")
+    }
+
+    /// Workers whose host lacks the model (here: `--model-dir` points elsewhere) get the header and their
+    /// own tensors streamed by the coordinator, and give the same tokens as workers that read the file.
+    @Test func workersWithoutTheModelGetItStreamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(getpid())")
+        let empty = dir.appendingPathComponent("models"), weights = dir.appendingPathComponent("weights")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var workers: [Process] = []
+        defer { for w in workers where w.isRunning { w.terminate(); w.waitUntilExit() } }
+        for name in ["a", "b"] {
+            let w = Process()
+            w.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+            w.arguments = ["--listen", "ipc://\(dir.path)/\(name)", "--backend", "cpu", "--threads", "1", "--model-dir", empty.path]
+            var env = ProcessInfo.processInfo.environment
+            env["TMPDIR"] = weights.path
+            w.environment = env
+            try w.run()
+            workers.append(w)
+        }
+        let args = ["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"]
+        let streamed = try CLI.run(args + ["--workers", "ipc://\(dir.path)/a,ipc://\(dir.path)/b"])
+        let local = try CLI.run(args + ["--backend", "cpu"])
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        #expect(streamed.lines.count == 9 && streamed.lines.dropLast() == local.lines.dropLast(), "\(streamed.stdout)")
+        // The copies were sparse and are gone once mapped.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: weights.appendingPathComponent("shard-weights-\(getuid())").path)) ?? []
+        #expect(left.isEmpty, "streamed copies left on disk: \(left)")
+    }
+
+    /// Two worker processes on different backends (CPU, then Vulkan on lavapipe): the single-process
+    /// Vulkan tokens.
+    @Test func cpuWorkerAndVulkanWorkerGiveTheVulkanTokens() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mixed-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try CLI.run(["synth", "--arch", "llama", "--preset", "tiny", "--quant", "q4_k_m", "--out", path]).status == 0)
+        let args = ["generate", "--model", path, "--prompt", "the quick brown fox", "--temperature", "0", "--max-tokens", "12", "--json"]
+        let vulkan = try CLI.run(args + ["--backend", "vulkan"])
+        let mixed = try CLI.run(args + ["--backend", "cpu,vulkan", "--shards", "2"])
+        #expect(vulkan.status == 0 && mixed.status == 0, "\(vulkan.stderr) \(mixed.stderr)")
+        #expect(vulkan.lines.count >= 4 && mixed.lines.dropLast() == vulkan.lines.dropLast(), "\(vulkan.stdout)\n\(mixed.stdout)")
+        #expect(workerCount() == 0, "shard-worker processes left behind")
     }
 
     /// A worker driven by hand over the wire: it registers, loads, rejects a malformed frame with an
@@ -182,7 +282,7 @@ import Wire
 /// serialized suite: its workers' sockets are under /tmp/shard-…, which the other tests' worker counts see.
 extension MultiProcessTests {
     @Test func launchGenerateStatusStop() throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("shard-state-\(getpid())").path
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-state-\(getpid())").path
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: state) }
         setenv("SHARD_STATE_DIR", state, 1)

@@ -74,6 +74,12 @@ extension VulkanBackendTests {
             return
         }
         let file = try GGUFFile(path: path)
+        let replayedBefore = vk.replayedSteps
+        defer {
+            // Decode steps of one shape replay one recorded command buffer (with new positions, pages, tokens).
+            if vk.replays { #expect(vk.replayedSteps - replayedBefore >= 32, "decode steps were not replayed") }
+            print("SmolLM2: \(vk.replayedSteps - replayedBefore) steps replayed")
+        }
         let cpu = try Self.pipeline(file, backend: Shared.cpu, ctx: 256)
         let vulkan = try Self.pipeline(file, backend: vk, ctx: 256)
         struct Golden: Decodable { struct Case: Decodable { let ids: [Int32] }; let cases: [Case] }

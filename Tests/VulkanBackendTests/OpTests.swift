@@ -201,4 +201,66 @@ import Testing
         let committed = try String(contentsOfFile: packageRoot.appendingPathComponent("Sources/VulkanBackend/Generated/Shaders.swift").path, encoding: .utf8)
         #expect(fresh == committed, "Sources/VulkanBackend/Generated/Shaders.swift is stale: run scripts/gen-shaders.sh")
     }
+
+    /// The fused paths (rms_quant, rope_store, attn_decode + attention_merge_quant, matvec/matmul with a
+    /// residual, swiglu_quant) against the same ops recorded one by one, on a layer-shaped sequence of
+    /// ops, decode (1 row, replayed over several positions) and prefill (11 rows); Q4_K and Q8_0 weights
+    /// (both rounding grids), 4 heads of 64.
+    @Test(arguments: [GGMLType.q4_K, .q8_0])
+    func fusedOpsMatchUnfused(type: GGMLType) throws {
+        let vk = try Shared.vulkan()
+        let heads = 4, headDim = 64, dim = heads * headDim, ff = 512
+        let g = try TempGGUF([("norm", [dim], .f32), ("wq", [dim, dim], type), ("wk", [dim, dim], type), ("wv", [dim, dim], type),
+                              ("wo", [dim, dim], type), ("wg", [dim, ff], type), ("wu", [dim, ff], type), ("wd", [ff, dim], type)], seed: 77)
+        let params = AttentionParams(heads: heads, kvHeads: heads, headDim: headDim, scale: 0.125)
+        let rope = RopeParams(dims: headDim, base: 10000, neox: false)
+        defer { vk.fuses = true }
+        var results: [[Float]] = []
+        for fused in [true, false] {
+            vk.fuses = fused
+            let w = try ["norm", "wq", "wk", "wv", "wo", "wg", "wu", "wd"].map { try vk.loadWeight(g.tensor($0), of: g.file) }
+            let kv = try vk.makeKVStorage(KVShape(layers: 1, pages: 8, pageSize: 8, kvDim: dim))
+            func acts(_ c: Int) throws -> Activations { try vk.makeActivations(rowCapacity: 16, columns: c) }
+            let x = try acts(dim), xn = try acts(dim), q = try acts(dim), k = try acts(dim), v = try acts(dim)
+            let attn = try acts(dim), proj = try acts(dim), gate = try acts(ff), up = try acts(ff)
+            var out: [Float] = []
+            let steps = [sequenceBatch(rows: 11, pageSize: 8, pages: 8)] + (11..<15).map { sequenceBatch(rows: 1, start: $0, pageSize: 8, pages: 8) }
+            for (i, batch) in steps.enumerated() {
+                out += try step(vk, batch, {
+                    vk.upload(randomFloats(batch.rows * dim, seed: UInt64(i) + 5, scale: 2), to: x)
+                    vk.rmsNorm(x, weight: w[0], eps: 1e-5, into: xn)
+                    vk.matmuls(xn, [MatmulItem(weight: w[1], output: q), MatmulItem(weight: w[2], output: k), MatmulItem(weight: w[3], output: v)], rows: nil)
+                    vk.rope(q, heads: heads, headDim: headDim, params: rope)
+                    vk.rope(k, heads: heads, headDim: headDim, params: rope)
+                    vk.storeKV(k: k, v: v, storage: kv, layer: 0)
+                    vk.attention(q: q, storage: kv, layer: 0, params: params, into: attn)
+                    vk.matmul(w[4], attn, bias: nil, into: proj, rows: nil)
+                    vk.add(x, proj)
+                    vk.rmsNorm(x, weight: w[0], eps: 1e-5, into: xn)
+                    vk.matmuls(xn, [MatmulItem(weight: w[5], output: gate), MatmulItem(weight: w[6], output: up)], rows: nil)
+                    vk.swiglu(gate: gate, up: up, into: gate)
+                    vk.matmul(w[7], gate, bias: nil, into: proj, rows: nil)
+                    vk.add(x, proj)
+                }, then: { vk.download(x, rows: 0..<batch.rows) + vk.download(k, rows: 0..<batch.rows) + vk.download(q, rows: 0..<batch.rows) })
+            }
+            results.append(out)
+        }
+        // rms_quant sums squares in another order than rms_norm: a last-bit difference in a norm's scale
+        // can flip an 8-bit rounding now and then, so the bound is that of one flipped quant, not 1e-7.
+        let e = relativeError(results[0], results[1])
+        #expect(e < 1e-3, "\(type): fused vs unfused relative error \(e)")
+        print("fused vs unfused (\(type)): relative error \(e)")
+    }
+
+    /// A buffer that outlives its backend holds the device's last reference: releasing it must free its
+    /// memory block before the device goes (this crashed at process exit once).
+    @Test func buffersOutlivingTheirBackendTearDownCleanly() throws {
+        _ = try Shared.vulkan()   // a device exists (else the suite has already failed)
+        var backend: VulkanBackend? = try VulkanBackend()
+        var acts: Activations? = try backend!.makeActivations(rowCapacity: 2, columns: 8)
+        backend = nil
+        #expect(acts != nil)
+        acts = nil
+        #expect(acts == nil)
+    }
 }

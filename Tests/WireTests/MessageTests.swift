@@ -18,6 +18,16 @@ import Testing
         Control(.error(ErrorReport(code: ErrorCode(rawValue: 4242), message: ""))),
         Control(.register(Register(workerID: "", protocolVersion: 0, backend: .unspecified, deviceName: "",
                                    freeMemoryBytes: 0, host: ""))),
+        Control(requestID: 3, .loadShard({
+            var l = LoadShard(modelPath: "/m.gguf", layerStart: 0, layerEnd: 4, contextLength: 64, maxBatchRows: 8)
+            l.modelSize = 4_080_936_192
+            l.modelDigest = .max
+            return l
+        }())),
+        Control(requestID: 77, .weightChunk(WeightChunk(modelDigest: 0xfeed, fileSize: 1 << 33, offset: (1 << 33) - 4096,
+                                                        data: (0..<4096).map { UInt8($0 & 0xff) }))),
+        Control(requestID: 77, .weightChunk(WeightChunk(modelDigest: 0xfeed, fileSize: 10, offset: 10))),
+        Control(requestID: 4, .error(ErrorReport(code: .modelUnavailable, message: "not on this host"))),
     ]
 
     @Test(arguments: controls) func controlRoundTrip(_ c: Control) throws {
@@ -38,6 +48,7 @@ import Testing
             case .releaseSequence(let m): #expect(try ReleaseSequence.decode(m.encode()) == m)
             case .shutdown(let m): #expect(try Shutdown.decode(m.encode()) == m)
             case .error(let m): #expect(try ErrorReport.decode(m.encode()) == m)
+            case .weightChunk(let m): #expect(try WeightChunk.decode(m.encode()) == m)
             }
         }
     }
@@ -101,4 +112,18 @@ import Testing
 
 extension Control: CustomTestStringConvertible {
     public var testDescription: String { "\(body)".prefix(40).description }
+}
+
+@Suite struct WeightChunkLimitTests {
+    @Test func chunksOutsideTheFileOrTooLargeAreRejected() throws {
+        // Past the end of the file.
+        let outside = WeightChunk(modelDigest: 1, fileSize: 100, offset: 90, data: [UInt8](repeating: 1, count: 20))
+        #expect(throws: WireError.self) { try WeightChunk.decode(outside.encode()) }
+        #expect(throws: WireError.self) { try Control.decode(Control(.weightChunk(outside)).encode()) }
+        // Larger than the limit (the whole Control is also bounded).
+        let big = WeightChunk(modelDigest: 1, fileSize: 1 << 30, offset: 0, data: [UInt8](repeating: 1, count: (768 << 10) + 1))
+        #expect(throws: WireError.self) { try WeightChunk.decode(big.encode()) }
+        let fine = WeightChunk(modelDigest: 1, fileSize: 1 << 30, offset: 0, data: [UInt8](repeating: 1, count: WeightChunk.standardSize))
+        #expect(try Control.decode(Control(.weightChunk(fine)).encode()) == Control(.weightChunk(fine)))
+    }
 }

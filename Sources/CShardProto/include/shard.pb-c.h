@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Shard__Register Shard__Register;
 typedef struct Shard__LoadShard Shard__LoadShard;
+typedef struct Shard__WeightChunk Shard__WeightChunk;
 typedef struct Shard__Ready Shard__Ready;
 typedef struct Shard__Heartbeat Shard__Heartbeat;
 typedef struct Shard__Stats Shard__Stats;
@@ -96,7 +97,11 @@ typedef enum _Shard__ErrorCode {
    */
   SHARD__ERROR_CODE__ERROR_OUT_OF_MEMORY = 5,
   SHARD__ERROR_CODE__ERROR_UNKNOWN_SEQUENCE = 6,
-  SHARD__ERROR_CODE__ERROR_INTERNAL = 7
+  SHARD__ERROR_CODE__ERROR_INTERNAL = 7,
+  /*
+   * LoadShard's model is not on the worker's host (or differs): stream it
+   */
+  SHARD__ERROR_CODE__ERROR_MODEL_UNAVAILABLE = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHARD__ERROR_CODE)
 } Shard__ErrorCode;
 /*
@@ -157,7 +162,7 @@ struct  Shard__LoadShard
    */
   char *model_path;
   /*
-   * true: weights follow over the wire instead of from model_path (reserved)
+   * true: load from the WeightChunks received for model_digest, not model_path
    */
   protobuf_c_boolean streamed_weights;
   uint32_t layer_start;
@@ -176,6 +181,17 @@ struct  Shard__LoadShard
   char *next_endpoint;
   /*
    * endpoint, or the coordinator's result endpoint for the last shard
+   */
+  /*
+   * bytes of the model file (0: unchecked)
+   */
+  uint64_t model_size;
+  /*
+   * FNV-1a 64 of the file's header bytes and its size (0: unchecked); a
+   */
+  uint64_t model_digest;
+  /*
+   * worker whose file at model_path differs answers ERROR_MODEL_UNAVAILABLE
    * KV pool: a byte budget, or else a fraction of the worker's free (device) memory, or else
    * max_sequences full contexts. Pages hold kv_page_size positions (0: 32).
    */
@@ -186,7 +202,26 @@ struct  Shard__LoadShard
 };
 #define SHARD__LOAD_SHARD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__load_shard__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
+/*
+ * coordinator -> worker: bytes [offset, offset + len(data)) of the model file identified by
+ * model_digest, for a worker that answered LoadShard with ERROR_MODEL_UNAVAILABLE. The worker writes
+ * them into its local (sparse) copy and acknowledges with a WeightChunk of the same request id and
+ * no data. Only the header and the tensors of the worker's layers are sent.
+ */
+struct  Shard__WeightChunk
+{
+  ProtobufCMessage base;
+  uint64_t model_digest;
+  uint64_t file_size;
+  uint64_t offset;
+  ProtobufCBinaryData data;
+};
+#define SHARD__WEIGHT_CHUNK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shard__weight_chunk__descriptor) \
+    , 0, 0, 0, {0,NULL} }
 
 
 /*
@@ -303,7 +338,8 @@ typedef enum {
   SHARD__CONTROL__BODY_STATS = 6,
   SHARD__CONTROL__BODY_RELEASE_SEQUENCE = 7,
   SHARD__CONTROL__BODY_SHUTDOWN = 8,
-  SHARD__CONTROL__BODY_ERROR = 9
+  SHARD__CONTROL__BODY_ERROR = 9,
+  SHARD__CONTROL__BODY_WEIGHT_CHUNK = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHARD__CONTROL__BODY__CASE)
 } Shard__Control__BodyCase;
 
@@ -327,6 +363,7 @@ struct  Shard__Control
     Shard__ReleaseSequence *release_sequence;
     Shard__Shutdown *shutdown;
     Shard__Error *error;
+    Shard__WeightChunk *weight_chunk;
   };
 };
 #define SHARD__CONTROL__INIT \
@@ -424,6 +461,25 @@ Shard__LoadShard *
                       const uint8_t       *data);
 void   shard__load_shard__free_unpacked
                      (Shard__LoadShard *message,
+                      ProtobufCAllocator *allocator);
+/* Shard__WeightChunk methods */
+void   shard__weight_chunk__init
+                     (Shard__WeightChunk         *message);
+size_t shard__weight_chunk__get_packed_size
+                     (const Shard__WeightChunk   *message);
+size_t shard__weight_chunk__pack
+                     (const Shard__WeightChunk   *message,
+                      uint8_t             *out);
+size_t shard__weight_chunk__pack_to_buffer
+                     (const Shard__WeightChunk   *message,
+                      ProtobufCBuffer     *buffer);
+Shard__WeightChunk *
+       shard__weight_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shard__weight_chunk__free_unpacked
+                     (Shard__WeightChunk *message,
                       ProtobufCAllocator *allocator);
 /* Shard__Ready methods */
 void   shard__ready__init
@@ -585,6 +641,9 @@ typedef void (*Shard__Register_Closure)
 typedef void (*Shard__LoadShard_Closure)
                  (const Shard__LoadShard *message,
                   void *closure_data);
+typedef void (*Shard__WeightChunk_Closure)
+                 (const Shard__WeightChunk *message,
+                  void *closure_data);
 typedef void (*Shard__Ready_Closure)
                  (const Shard__Ready *message,
                   void *closure_data);
@@ -622,6 +681,7 @@ extern const ProtobufCEnumDescriptor    shard__error_code__descriptor;
 extern const ProtobufCEnumDescriptor    shard__payload_kind__descriptor;
 extern const ProtobufCMessageDescriptor shard__register__descriptor;
 extern const ProtobufCMessageDescriptor shard__load_shard__descriptor;
+extern const ProtobufCMessageDescriptor shard__weight_chunk__descriptor;
 extern const ProtobufCMessageDescriptor shard__ready__descriptor;
 extern const ProtobufCMessageDescriptor shard__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor shard__stats__descriptor;

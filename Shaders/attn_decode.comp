@@ -1,0 +1,176 @@
+#version 450
+// Decode attention (few rows): workgroup (head h, row r, split z) takes an equal share of the row's
+// positions ([z·per, (z+1)·per), per = ceil(len / splits)), so the grid does not depend on the KV
+// length (a recorded command buffer replays at every length). Each subgroup walks its share of
+// positions (interleaved, NP at a time) with the lanes spread over the head's dims: one 4..8-byte
+// K and V load per lane per position (coalesced), q·k by subgroupAdd, online softmax in registers;
+// the workgroup's subgroups are then merged in shared memory and the unnormalized partial
+// (max, sum, acc[headDim]) written to Part for attention_merge.comp. q is rounded to f16 as the CPU does.
+#extension GL_EXT_control_flow_attributes : require
+#include "common.glsl"
+layout(constant_id = 1) const uint MAXP = 4;   // dim pairs per lane: headDim / 2 <= MAXP * subgroup size
+layout(constant_id = 2) const uint NP = 2;     // positions per subgroup per iteration (loads in flight together)
+layout(std430, binding = 0) readonly buffer KVBuf { uint KV[]; };
+layout(std430, binding = 1) readonly buffer QBuf { float Q[]; };
+#ifdef FUSED_MERGE
+layout(std430, binding = 2) coherent buffer PBuf { float Part[]; };
+#else
+layout(std430, binding = 2) writeonly buffer PBuf { float Part[]; };
+#endif
+layout(std430, binding = 3) readonly buffer SBuf { int Step[]; };
+layout(push_constant) uniform Params {
+    uint kvDim, pageSize, vOffset, positions, tableIndex, tableStart;
+    uint heads, group, headDim, qCols; float scale; uint splits, partBase;
+    uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
+} p;
+
+#ifdef FUSED_MERGE
+// Variant attn_decode_merge (env SHARD_VK_ATTN_FUSED_MERGE=1): the last workgroup to finish a group of
+// outputs (max(B, headDim) elements: the heads of one rounding block, or one head) merges the group's
+// partials (as attention_merge_quant.comp) and writes O, rounded into Rnd: no merge dispatch. The
+// partials go through coherent memory; a per-(row, group) counter, reset by its last workgroup, counts
+// the workgroups done.
+layout(std430, binding = 4) writeonly buffer OBuf { float O[]; };
+layout(std430, binding = 5) writeonly buffer RBuf { float Rnd[]; };
+layout(std430, binding = 6) coherent buffer CBuf { uint Counter[]; };
+shared bool shLast;
+shared float wsh[8][128];
+shared float invsh[8];
+shared float vals[256];
+uint g_out;
+float qval(uint i) { return vals[i]; }
+void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
+#define QV_ID 3
+#include "quant.glsl"
+#endif
+
+shared float shM[64], shS[64];
+shared vec2 shAcc[8 * 128];   // [subgroup][pair], at most 8 subgroups × 128 pairs
+
+void main() {
+    const uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
+    const uint lane = gl_SubgroupInvocationID, SG = gl_SubgroupSize, sg = gl_SubgroupID, nsg = gl_NumSubgroups;
+    const uint len = uint(Step[p.positions + r]) + 1u;
+    const uint per = (len + p.splits - 1u) / p.splits;
+    const uint start = min(len, z * per), end = min(len, start + per);
+    const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex + r])]);
+    const uint hd2 = p.headDim / 2u;
+    const uint headOff2 = (h / p.group) * hd2;       // in f16 pairs within a slot
+    const uint qBase = r * p.qCols + h * p.headDim;
+    const uint slotWords = p.kvDim / 2u;
+    vec2 q[MAXP], acc[MAXP];
+    for (uint k = 0u; k < MAXP; k++) {
+        const uint d = lane + k * SG;
+        q[k] = d < hd2 ? vec2(round_f16(Q[qBase + 2u * d]), round_f16(Q[qBase + 2u * d + 1u])) : vec2(0.0);
+        acc[k] = vec2(0.0);
+    }
+    float M = -1.0 / 0.0, S = 0.0;
+    for (uint j = start + sg; j < end; j += NP * nsg) {
+        uint kb[NP];
+        bool ok[NP];
+        [[unroll]] for (uint t = 0u; t < NP; t++) {
+            const uint jt = j + t * nsg;
+            ok[t] = jt < end;
+            const uint jj = ok[t] ? jt : j;
+            kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords + headOff2;
+        }
+        float dd[NP];
+        vec2 vv[NP][MAXP];
+        [[unroll]] for (uint t = 0u; t < NP; t++) dd[t] = 0.0;
+        [[unroll]] for (uint k = 0u; k < MAXP; k++) {
+            const uint d = lane + k * SG;
+            [[unroll]] for (uint t = 0u; t < NP; t++) {
+                if (d < hd2) {
+                    dd[t] += dot(unpackHalf2x16(KV[kb[t] + d]), q[k]);
+                    vv[t][k] = unpackHalf2x16(KV[p.vOffset + kb[t] + d]);
+                } else vv[t][k] = vec2(0.0);
+            }
+        }
+        float s[NP];
+        float newM = M;
+        [[unroll]] for (uint t = 0u; t < NP; t++) {
+            const float st = subgroupAdd(dd[t]) * p.scale;
+            s[t] = ok[t] ? st : -1.0 / 0.0;
+            newM = max(newM, s[t]);
+        }
+        const float alpha = exp(M - newM);
+        float e[NP];
+        S = S * alpha;
+        [[unroll]] for (uint t = 0u; t < NP; t++) { e[t] = ok[t] ? exp(s[t] - newM) : 0.0; S += e[t]; }
+        [[unroll]] for (uint k = 0u; k < MAXP; k++) {
+            vec2 a = acc[k] * alpha;
+            [[unroll]] for (uint t = 0u; t < NP; t++) a += e[t] * vv[t][k];
+            acc[k] = a;
+        }
+        M = newM;
+    }
+    // Merge the subgroups: weights exp(M_s - M*) (0 for a subgroup that saw no position).
+    if (lane == 0u) { shM[sg] = M; shS[sg] = S; }
+    for (uint k = 0u; k < MAXP; k++) {
+        const uint d = lane + k * SG;
+        if (d < hd2) shAcc[sg * hd2 + d] = acc[k];
+    }
+    barrier();
+    float Mx = -1.0 / 0.0;
+    for (uint i = 0u; i < nsg; i++) Mx = max(Mx, shM[i]);
+    const uint pb = p.partBase + ((r * p.heads + h) * p.splits + z) * (p.headDim + 2u);
+    float St = 0.0;
+    for (uint i = 0u; i < nsg; i++) if (shM[i] != -1.0 / 0.0) St += exp(shM[i] - Mx) * shS[i];
+    if (gl_LocalInvocationID.x == 0u) { Part[pb] = Mx; Part[pb + 1u] = St; }
+    for (uint d = gl_LocalInvocationID.x; d < hd2; d += gl_WorkGroupSize.x) {
+        vec2 a = vec2(0.0);
+        for (uint i = 0u; i < nsg; i++) if (shM[i] != -1.0 / 0.0) a += exp(shM[i] - Mx) * shAcc[i * hd2 + d];
+        Part[pb + 2u + 2u * d] = a.x;
+        Part[pb + 3u + 2u * d] = a.y;
+    }
+#ifdef FUSED_MERGE
+    const uint B = p.mode == 0u ? 32u : (p.mode == 1u ? 256u : p.headDim);
+    const uint hpg = max(1u, B / p.headDim), G = max(B, p.headDim);
+    const uint grp = h / hpg, ngroups = (p.heads + hpg - 1u) / hpg;
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0u) {
+        const uint c = r * ngroups + grp;
+        const uint done = atomicAdd(Counter[c], 1u);
+        shLast = done == p.splits * hpg - 1u;
+        if (shLast) Counter[c] = 0u;
+    }
+    barrier();
+    if (!shLast) return;   // uniform per workgroup
+    memoryBarrierBuffer();
+    const uint h0 = grp * hpg, stride = p.headDim + 2u;
+    for (uint hs = sg; hs < hpg; hs += nsg) {
+        const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
+        float m = -1.0 / 0.0;
+        for (uint s = lane; s < p.splits; s += SG) m = max(m, Part[base + s * stride]);
+        const float M = subgroupMax(m);
+        float S = 0.0;
+        for (uint s = lane; s < p.splits; s += SG) {
+            const float ms = Part[base + s * stride];
+            const float w = ms != -1.0 / 0.0 ? exp(ms - M) : 0.0;
+            wsh[hs][s] = w;
+            S += w * Part[base + s * stride + 1u];
+        }
+        S = subgroupAdd(S);
+        if (lane == 0u) invsh[hs] = 1.0 / S;
+    }
+    barrier();
+    for (uint e = gl_LocalInvocationID.x; e < G; e += gl_WorkGroupSize.x) {
+        const uint hs = e / p.headDim, d = e - hs * p.headDim;
+        const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
+        float a = 0.0;
+        for (uint s = 0u; s < p.splits; s++) {
+            const float w = wsh[hs][s];
+            if (w != 0.0) a += w * Part[base + s * stride + 2u + d];
+        }
+        vals[e] = a * invsh[hs];
+    }
+    barrier();
+    g_out = r * p.qCols + h0 * p.headDim;
+    if (p.mode == 2u) {
+        for (uint e = gl_LocalInvocationID.x; e < G; e += gl_WorkGroupSize.x) O[g_out + e] = vals[e];
+        return;
+    }
+    for (uint b = sg; b < G / B; b += nsg) quantize_block(b * B, p.mode);
+#endif
+}
