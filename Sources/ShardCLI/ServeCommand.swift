@@ -27,8 +27,10 @@ extension Shardctl {
         var host: String?
         @Option(help: "Port to listen on (0: any free port). Default 8080.")
         var port: Int?
-        @Option(help: "Compute backend: cpu, vulkan or auto. Default auto.")
+        @Option(help: "Compute backend: cpu, vulkan or auto; or one per shard, e.g. cpu,vulkan. Default auto.")
         var backend: String?
+        @Option(help: "Layers per shard by hand, e.g. 10,20 (default: even, or in proportion to the workers' memory).")
+        var split: String?
         @Option(help: "Context length (default: the model's, at most 4096).")
         var ctx: Int?
         @Option(help: "CPU threads per shard (default: all cores).")
@@ -58,6 +60,7 @@ extension Shardctl {
             f["host"] = host
             f["port"] = port.map(String.init)
             f["backend"] = backend
+            f["split"] = split
             f["ctx"] = ctx.map(String.init)
             f["threads"] = threads.map(String.init)
             f["devices"] = devices
@@ -84,13 +87,8 @@ extension Shardctl {
         func resolve(_ s: ServeSettings) throws -> Resolved {
             var compute = ComputeOptions()
             compute.shards = try s.int("shards", min: 1) ?? 1
-            compute.backend = .auto
-            if let b = s.raw("backend") {
-                guard let choice = BackendChoice(rawValue: b.value.trimmed()) else {
-                    throw ValidationError("\(b.source) must be cpu, vulkan or auto (got '\(b.value)')")
-                }
-                compute.backend = choice
-            }
+            compute.backend = s.string("backend")?.trimmed() ?? "auto"
+            compute.split = s.string("split")
             compute.ctx = try s.int("ctx", min: 1)
             compute.threads = try s.int("threads", min: 1)
             compute.devices = s.string("devices")

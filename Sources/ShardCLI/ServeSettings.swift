@@ -19,7 +19,7 @@ import Glibc
 ///       log-level = info
 struct ServeSettings {
     static let keys: Set<String> = [
-        "model", "shards", "host", "port", "backend", "ctx", "threads", "devices", "workers", "in-process",
+        "model", "shards", "host", "port", "backend", "split", "ctx", "threads", "devices", "workers", "in-process",
         "cluster", "log-level", "max-queue", "max-body-bytes", "model-name",
     ]
 
