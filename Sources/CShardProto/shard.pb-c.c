@@ -605,7 +605,7 @@ const ProtobufCMessageDescriptor shard__register__descriptor =
   (ProtobufCMessageInit) shard__register__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[12] =
+static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[16] =
 {
   {
     "model_path",
@@ -728,6 +728,54 @@ static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[12] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "kv_memory_bytes",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, kv_memory_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_memory_fraction",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, kv_memory_fraction),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_page_size",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, kv_page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_sequences",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, max_sequences),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "model_size",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -756,21 +804,25 @@ static const unsigned shard__load_shard__field_indices_by_name[] = {
   7,   /* field[7] = backend */
   4,   /* field[4] = context_length */
   8,   /* field[8] = device_index */
+  10,   /* field[10] = kv_memory_bytes */
+  11,   /* field[11] = kv_memory_fraction */
+  12,   /* field[12] = kv_page_size */
   5,   /* field[5] = kv_type */
   3,   /* field[3] = layer_end */
   2,   /* field[2] = layer_start */
   6,   /* field[6] = max_batch_rows */
-  11,   /* field[11] = model_digest */
+  13,   /* field[13] = max_sequences */
+  15,   /* field[15] = model_digest */
   0,   /* field[0] = model_path */
-  10,   /* field[10] = model_size */
+  14,   /* field[14] = model_size */
   9,   /* field[9] = next_endpoint */
   1,   /* field[1] = streamed_weights */
 };
 static const ProtobufCIntRange shard__load_shard__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 20, 10 },
-  { 0, 12 }
+  { 20, 14 },
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor shard__load_shard__descriptor =
 {
@@ -780,7 +832,7 @@ const ProtobufCMessageDescriptor shard__load_shard__descriptor =
   "Shard__LoadShard",
   "shard",
   sizeof(Shard__LoadShard),
-  12,
+  16,
   shard__load_shard__field_descriptors,
   shard__load_shard__field_indices_by_name,
   2,  shard__load_shard__number_ranges,
@@ -864,7 +916,7 @@ const ProtobufCMessageDescriptor shard__weight_chunk__descriptor =
   (ProtobufCMessageInit) shard__weight_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__ready__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shard__ready__field_descriptors[10] =
 {
   {
     "worker_id",
@@ -914,8 +966,86 @@ static const ProtobufCFieldDescriptor shard__ready__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "kv_pages",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_pages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_page_size",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_window",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_window),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_ring_pages",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_ring_pages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_window_pages",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_window_pages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_bytes",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, kv_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__ready__field_indices_by_name[] = {
+  9,   /* field[9] = kv_bytes */
+  5,   /* field[5] = kv_page_size */
+  4,   /* field[4] = kv_pages */
+  7,   /* field[7] = kv_ring_pages */
+  6,   /* field[6] = kv_window */
+  8,   /* field[8] = kv_window_pages */
   2,   /* field[2] = layer_end */
   1,   /* field[1] = layer_start */
   3,   /* field[3] = memory_used_bytes */
@@ -924,7 +1054,7 @@ static const unsigned shard__ready__field_indices_by_name[] = {
 static const ProtobufCIntRange shard__ready__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor shard__ready__descriptor =
 {
@@ -934,7 +1064,7 @@ const ProtobufCMessageDescriptor shard__ready__descriptor =
   "Shard__Ready",
   "shard",
   sizeof(Shard__Ready),
-  4,
+  10,
   shard__ready__field_descriptors,
   shard__ready__field_indices_by_name,
   1,  shard__ready__number_ranges,
@@ -1345,7 +1475,7 @@ const ProtobufCMessageDescriptor shard__control__descriptor =
   (ProtobufCMessageInit) shard__control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[9] =
+static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[13] =
 {
   {
     "step_id",
@@ -1455,14 +1585,66 @@ static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "release_ids",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Shard__ActivationFrame, n_release_ids),
+    offsetof(Shard__ActivationFrame, release_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fork_sequence_ids",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Shard__ActivationFrame, n_fork_sequence_ids),
+    offsetof(Shard__ActivationFrame, fork_sequence_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fork_source_ids",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Shard__ActivationFrame, n_fork_source_ids),
+    offsetof(Shard__ActivationFrame, fork_source_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fork_lengths",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Shard__ActivationFrame, n_fork_lengths),
+    offsetof(Shard__ActivationFrame, fork_lengths),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__activation_frame__field_indices_by_name[] = {
   6,   /* field[6] = cols */
   7,   /* field[7] = dtype */
+  12,   /* field[12] = fork_lengths */
+  10,   /* field[10] = fork_sequence_ids */
+  11,   /* field[11] = fork_source_ids */
   1,   /* field[1] = kind */
   4,   /* field[4] = logit_rows */
   8,   /* field[8] = payload */
   3,   /* field[3] = positions */
+  9,   /* field[9] = release_ids */
   5,   /* field[5] = rows */
   2,   /* field[2] = sequence_ids */
   0,   /* field[0] = step_id */
@@ -1470,7 +1652,7 @@ static const unsigned shard__activation_frame__field_indices_by_name[] = {
 static const ProtobufCIntRange shard__activation_frame__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
 {
@@ -1480,7 +1662,7 @@ const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
   "Shard__ActivationFrame",
   "shard",
   sizeof(Shard__ActivationFrame),
-  9,
+  13,
   shard__activation_frame__field_descriptors,
   shard__activation_frame__field_indices_by_name,
   1,  shard__activation_frame__number_ranges,
@@ -1517,19 +1699,21 @@ const ProtobufCEnumDescriptor shard__backend__descriptor =
   shard__backend__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue shard__kvtype__enum_values_by_number[3] =
+static const ProtobufCEnumValue shard__kvtype__enum_values_by_number[4] =
 {
   { "KV_TYPE_UNSPECIFIED", "SHARD__KVTYPE__KV_TYPE_UNSPECIFIED", 0 },
   { "KV_TYPE_F16", "SHARD__KVTYPE__KV_TYPE_F16", 1 },
   { "KV_TYPE_F32", "SHARD__KVTYPE__KV_TYPE_F32", 2 },
+  { "KV_TYPE_Q8_0", "SHARD__KVTYPE__KV_TYPE_Q8_0", 3 },
 };
 static const ProtobufCIntRange shard__kvtype__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex shard__kvtype__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex shard__kvtype__enum_values_by_name[4] =
 {
   { "KV_TYPE_F16", 1 },
   { "KV_TYPE_F32", 2 },
+  { "KV_TYPE_Q8_0", 3 },
   { "KV_TYPE_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor shard__kvtype__descriptor =
@@ -1539,9 +1723,9 @@ const ProtobufCEnumDescriptor shard__kvtype__descriptor =
   "KVType",
   "Shard__KVType",
   "shard",
-  3,
+  4,
   shard__kvtype__enum_values_by_number,
-  3,
+  4,
   shard__kvtype__enum_values_by_name,
   1,
   shard__kvtype__value_ranges,

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GGUF
 import Quant
 
@@ -27,24 +30,27 @@ final class CPUActivations: Activations {
     @inline(__always) func row(_ r: Int) -> UnsafeMutablePointer<Float> { storage + r * columns }
 }
 
-/// K and V in f16 (as llama.cpp stores them), per layer `pages * pageSize * kvDim` values each.
+/// K and V per layer, `pages * pageSize` rows of `kvDim` values each, in f16 (as llama.cpp stores them)
+/// or Q8_0 blocks. A row is `rowBytes` bytes.
 final class CPUKVStorage: KVStorage {
-    let keys: [UnsafeMutablePointer<UInt16>]
-    let values: [UnsafeMutablePointer<UInt16>]
+    let keys: [UnsafeMutableRawPointer]
+    let values: [UnsafeMutableRawPointer]
+    let rowBytes: Int
     override init(shape: KVShape) {
-        let n = shape.pages * shape.pageSize * shape.kvDim
-        keys = (0..<shape.layers).map { _ in .allocate(capacity: n) }
-        values = (0..<shape.layers).map { _ in .allocate(capacity: n) }
+        rowBytes = shape.type.bytes(shape.kvDim)
+        let n = shape.pages * shape.pageSize * rowBytes
+        keys = (0..<shape.layers).map { _ in .allocate(byteCount: max(n, 1), alignment: 64) }
+        values = (0..<shape.layers).map { _ in .allocate(byteCount: max(n, 1), alignment: 64) }
         super.init(shape: shape)
     }
     deinit {
         keys.forEach { $0.deallocate() }
         values.forEach { $0.deallocate() }
     }
-    /// Start of the K (or V) vector for `position` of a sequence with page table `table`.
+    /// Byte offset of the K (or V) row for `position` of a sequence with page table `table`.
     @inline(__always) func slot(_ table: UnsafePointer<Int32>, _ position: Int) -> Int {
         let ps = shape.pageSize
-        return (Int(table[position / ps]) * ps + position % ps) * shape.kvDim
+        return (Int(table[position / ps]) * ps + position % ps) * rowBytes
     }
 }
 
@@ -97,7 +103,17 @@ public final class CPUBackend: ComputeBackend {
     public func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations {
         CPUActivations(rowCapacity: rowCapacity, columns: columns)
     }
-    public func makeKVStorage(_ shape: KVShape) throws -> KVStorage { CPUKVStorage(shape: shape) }
+    public func makeKVStorage(_ shape: KVShape) throws -> KVStorage {
+        guard shape.type != .q8_0 || shape.kvDim % 32 == 0 else {
+            throw ComputeError("q8_0 KV needs K/V rows that are a multiple of 32 values (this model's: \(shape.kvDim))")
+        }
+        return CPUKVStorage(shape: shape)
+    }
+    public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16, .q8_0], slidingWindow: true) }
+    public var freeMemoryBytes: Int? {
+        let pages = sysconf(Int32(_SC_AVPHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        return pages > 0 && size > 0 ? pages * size : nil
+    }
 
     public func beginStep(_ batch: StepBatch) throws { self.batch = batch }
     public func endStep() throws {}
@@ -201,11 +217,18 @@ public final class CPUBackend: ComputeBackend {
     public func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int) {
         let k = k as! CPUActivations, v = v as! CPUActivations, s = storage as! CPUKVStorage
         let kvDim = s.shape.kvDim
+        let tables = s.shape.window > 0 ? batch.windowPageTables : batch.pageTables
         for r in 0..<batch.rows {
-            batch.pageTables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
+            tables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
                 let off = s.slot(table.baseAddress!, Int(batch.positions[r]))
-                HalfVector.store(k.row(r), s.keys[layer] + off, count: kvDim)
-                HalfVector.store(v.row(r), s.values[layer] + off, count: kvDim)
+                switch s.shape.type {
+                case .f16:
+                    HalfVector.store(k.row(r), (s.keys[layer] + off).assumingMemoryBound(to: UInt16.self), count: kvDim)
+                    HalfVector.store(v.row(r), (s.values[layer] + off).assumingMemoryBound(to: UInt16.self), count: kvDim)
+                case .q8_0:
+                    Quantize.row(.q8_0, k.row(r), s.keys[layer] + off, count: kvDim)
+                    Quantize.row(.q8_0, v.row(r), s.values[layer] + off, count: kvDim)
+                }
             }
         }
     }
@@ -215,21 +238,25 @@ public final class CPUBackend: ComputeBackend {
         let rows = batch.rows
         let batch = self.batch
         let group = p.heads / p.kvHeads
-        let keys = s.keys[layer], values = s.values[layer]
-        // One task per (row, head).
+        let keys = UnsafeRawPointer(s.keys[layer]), values = UnsafeRawPointer(s.values[layer])
+        let window = s.shape.window
+        let tables = window > 0 ? batch.windowPageTables : batch.pageTables
         // K is f16, so q·k is a f16 × f16 product, as in llama.cpp: round q to f16 first.
-        HalfVector.roundInPlace(q.storage, count: rows * q.columns)
-        let longest = Int(batch.positions.max() ?? 0) + 1
+        if s.shape.type == .f16 { HalfVector.roundInPlace(q.storage, count: rows * q.columns) }
+        // Scores for at most the longest span a row attends (its position + 1, or the window).
+        let longest = window > 0 ? min(window, Int(batch.positions.max() ?? 0) + 1) : Int(batch.positions.max() ?? 0) + 1
+        let layout = CPUKernels.KVLayout(type: s.shape.type, pageSize: s.shape.pageSize, rowBytes: s.rowBytes)
         // One task per (row, head).
         parallel(rows * p.heads) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: longest) { scores in
                 for task in range {
                     let r = task / p.heads, h = task % p.heads
                     let kvHead = h / group
-                    batch.pageTables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
+                    let length = Int(batch.positions[r]) + 1
+                    tables[Int(batch.tableIndex[r])].withUnsafeBufferPointer { table in
                         CPUKernels.attendHead(
-                            query: q.row(r) + h * p.headDim, keys: keys, values: values, table: table,
-                            pageSize: s.shape.pageSize, kvDim: s.shape.kvDim, length: Int(batch.positions[r]) + 1,
+                            query: q.row(r) + h * p.headDim, keys: keys, values: values, table: table, layout: layout,
+                            start: window > 0 ? max(0, length - window) : 0, length: length,
                             kvOffset: kvHead * p.headDim, headDim: p.headDim, scale: p.scale,
                             scores: scores.baseAddress!, out: o.row(r) + h * p.headDim)
                     }

@@ -37,20 +37,58 @@ open class Activations {
     }
 }
 
+/// Element type of a KV store.
+public enum KVElementType: String, Sendable, CaseIterable {
+    /// IEEE half, as llama.cpp stores K and V by default.
+    case f16
+    /// ggml's Q8_0 blocks (32 int8 values and an f16 scale, 34 bytes): half the memory of f16.
+    case q8_0
+
+    /// Bytes of `count` values (`count` a multiple of 32 for q8_0).
+    public func bytes(_ count: Int) -> Int {
+        switch self {
+        case .f16: return 2 * count
+        case .q8_0: return (count + 31) / 32 * 34
+        }
+    }
+}
+
 /// Shape of a paged KV store: for each layer, K and V pages of `pageSize` positions × `kvDim` values.
 public struct KVShape: Sendable, Equatable {
     public var layers: Int
     public var pages: Int
     public var pageSize: Int
     public var kvDim: Int
-    public init(layers: Int, pages: Int, pageSize: Int, kvDim: Int) {
+    public var type: KVElementType
+    /// 0: full causal attention, page tables from `StepBatch.pageTables`. Above 0: sliding-window layers —
+    /// a row at position p attends positions max(0, p − window + 1)...p, and page tables come from
+    /// `StepBatch.windowPageTables` (a ring of pages, so evicted entries may be −1).
+    public var window: Int
+    public init(layers: Int, pages: Int, pageSize: Int, kvDim: Int, type: KVElementType = .f16, window: Int = 0) {
         self.layers = layers
         self.pages = pages
         self.pageSize = pageSize
         self.kvDim = kvDim
+        self.type = type
+        self.window = window
     }
     /// Bytes of the whole store at `elementSize` bytes per value (2 for f16).
     public func bytes(elementSize: Int) -> Int { layers * 2 * pages * pageSize * kvDim * elementSize }
+    /// Bytes of the whole store in its element type.
+    public var bytes: Int { layers * 2 * pages * type.bytes(pageSize * kvDim) }
+    /// Bytes of one page (K and V of every layer).
+    public var pageBytes: Int { layers * 2 * type.bytes(pageSize * kvDim) }
+}
+
+/// What a backend's KV cache can do; `ModelShard` refuses a configuration outside it with a clear error.
+public struct KVCapabilities: Sendable, Equatable {
+    public var types: Set<KVElementType>
+    /// Sliding-window layers (`KVShape.window` > 0, ring page tables).
+    public var slidingWindow: Bool
+    public init(types: Set<KVElementType>, slidingWindow: Bool) {
+        self.types = types
+        self.slidingWindow = slidingWindow
+    }
 }
 
 /// KV storage on a backend; which page holds which positions is the cache manager's business.
@@ -68,11 +106,16 @@ public struct StepBatch: Sendable {
     public var tableIndex: [Int32]
     /// Page tables of the sequences in the batch: page i holds positions [i·pageSize, (i+1)·pageSize).
     public var pageTables: [[Int32]]
+    /// The same for sliding-window layers (same `tableIndex`): entry i is the ring page that holds
+    /// positions [i·pageSize, (i+1)·pageSize), −1 where that page has left the window. Empty when the
+    /// shard has no window layers.
+    public var windowPageTables: [[Int32]]
 
-    public init(positions: [Int32], tableIndex: [Int32], pageTables: [[Int32]]) {
+    public init(positions: [Int32], tableIndex: [Int32], pageTables: [[Int32]], windowPageTables: [[Int32]] = []) {
         self.positions = positions
         self.tableIndex = tableIndex
         self.pageTables = pageTables
+        self.windowPageTables = windowPageTables
     }
     public var rows: Int { positions.count }
 }
@@ -150,10 +193,21 @@ public protocol ComputeBackend: AnyObject {
     func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int)
     /// Causal attention of each row's query over its sequence's cached K/V up to its position.
     func attention(q: Activations, storage: KVStorage, layer: Int, params: AttentionParams, into out: Activations)
+    /// What this backend's KV storage supports (default: f16, no sliding window).
+    var kvCapabilities: KVCapabilities { get }
+    /// Memory this backend can still allocate (device memory for a GPU), if known: sizes the KV pool
+    /// when `--kv-memory` is a fraction.
+    var freeMemoryBytes: Int? { get }
+
     /// out = silu(gate) * up.
     func swiglu(gate: Activations, up: Activations, into out: Activations)
     /// x += y.
     func add(_ x: Activations, _ y: Activations)
     /// Copies `count` rows of `src` starting at `srcRow` to `dst` starting at `dstRow`.
     func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int)
+}
+
+extension ComputeBackend {
+    public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
+    public var freeMemoryBytes: Int? { nil }
 }

@@ -18,6 +18,9 @@ public struct Cluster: Equatable {
     public var layers: [Range<Int>]
     /// Worker processes `launch` started (empty for `--workers`, which it only connects to).
     public var pids: [Int32]
+    /// The KV settings the workers were loaded with (a later coordinator must ask for the same, or
+    /// the workers reload their shards).
+    public var kv = KVLoadOptions()
 
     public init(modelPath: String, backend: BackendKind, contextLength: Int, endpoints: [String], layers: [Range<Int>], pids: [Int32]) {
         self.modelPath = modelPath
@@ -38,6 +41,12 @@ public struct Cluster: Equatable {
 
     public func write() throws {
         var text = "model=\(modelPath)\nbackend=\(backend.rawValue)\nctx=\(contextLength)\n"
+        switch kv.memory {
+        case .bytes(let b)?: text += "kv_memory=\(b)\n"
+        case .fraction(let f)?: text += "kv_memory=\(f)\n"
+        case nil: break
+        }
+        text += "kv_type=\(kv.type.rawValue)\nkv_page_size=\(kv.pageSize)\nmax_sequences=\(kv.maxSequences)\n"
         for (i, e) in endpoints.enumerated() {
             text += "shard=\(e) \(layers[i].lowerBound) \(layers[i].upperBound) \(i < pids.count ? pids[i] : 0)\n"
         }
@@ -64,6 +73,10 @@ public struct Cluster: Equatable {
             case "model": c.modelPath = value
             case "backend": c.backend = BackendKind(rawValue: value) ?? .cpu
             case "ctx": c.contextLength = Int(value) ?? 0
+            case "kv_memory": c.kv.memory = KVMemory(parsing: value)
+            case "kv_type": c.kv.type = KVElementType(rawValue: value) ?? .f16
+            case "kv_page_size": c.kv.pageSize = max(1, Int(value) ?? 32)
+            case "max_sequences": c.kv.maxSequences = max(1, Int(value) ?? 16)
             case "shard":
                 let parts = value.split(separator: " ")
                 guard parts.count == 4, let lo = Int(parts[1]), let hi = Int(parts[2]), lo < hi, let pid = Int32(parts[3]) else {

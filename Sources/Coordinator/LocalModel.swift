@@ -7,6 +7,22 @@ import Model
 import ShardRuntime
 import Tokenizer
 
+/// How each shard sizes its KV pool.
+public struct KVLoadOptions: Sendable, Equatable {
+    /// Budget per shard (nil: the shard's default, see `ModelShard`).
+    public var memory: KVMemory?
+    public var type: KVElementType = .f16
+    public var pageSize: Int = 32
+    /// Most sequences at once (the scheduler's `--max-sequences`).
+    public var maxSequences: Int = 16
+    public init(memory: KVMemory? = nil, type: KVElementType = .f16, pageSize: Int = 32, maxSequences: Int = 16) {
+        self.memory = memory
+        self.type = type
+        self.pageSize = pageSize
+        self.maxSequences = maxSequences
+    }
+}
+
 /// Options for loading a model into this process.
 public struct LoadOptions {
     public var shards: Int = 1
@@ -25,6 +41,10 @@ public struct LoadOptions {
     public var inProcess = false
     /// Running workers to use (`--workers tcp://h1:5600,…`): one shard each, instead of starting local ones.
     public var workers: [String]?
+    /// KV pool of each shard.
+    public var kv = KVLoadOptions()
+    /// Prompt tokens per scheduler step (`--prefill-chunk`).
+    public var prefillChunk: Int = 256
     public static let defaultContextCap = 4096
     public init() {}
 
@@ -52,6 +72,7 @@ public final class LocalModel {
     public let pipeline: any ShardPipeline
     public let generator: Generator
     public let plan: [Range<Int>]
+    public let options: LoadOptions
     /// "cpu" / "vulkan", and the device of the first shard.
     public let backendName: String
     public let deviceName: String
@@ -67,11 +88,22 @@ public final class LocalModel {
         }
         self.file = file
         self.config = config
+        self.options = options
         tokenizer = try Tokenizer(gguf: file)
         let ctx = options.contextLength ?? min(config.contextLength, LoadOptions.defaultContextCap)
         guard ctx > 0 else { throw ModelConfigError("--ctx must be positive") }
         let maxRows = min(options.maxBatchRows, ctx)
-        let planner = SplitPlanner(memory: file.layerMemory, config: config, contextLength: ctx, maxBatchRows: maxRows)
+        // The KV pool each shard will allocate (as ModelShard sizes it by default, or --kv-memory's bytes;
+        // a fraction of free memory fits by construction).
+        let kvBudget: Int?
+        switch options.kv.memory {
+        case .bytes(let b)?: kvBudget = b
+        case .fraction?: kvBudget = 0
+        case nil: kvBudget = nil
+        }
+        let planner = SplitPlanner(memory: file.layerMemory, config: config, contextLength: ctx, maxBatchRows: maxRows,
+                                   kvPositions: max(ctx, options.kv.maxSequences * min(1024, ctx)), kvType: options.kv.type,
+                                   kvBudget: kvBudget)
         let shardCount = options.shardCount
         backendName = options.backend.rawValue
         if options.workers != nil || (shardCount > 1 && !options.inProcess) {
@@ -89,7 +121,7 @@ public final class LocalModel {
                 }, embeddingLength: config.embeddingLength,
                 vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backends: options.backend(forShard:),
                 devices: options.devices, resultEndpoint: started?.socketPath("results") ?? LocalModel.resultEndpoint(for: endpoints),
-                ownsWorkers: started != nil)
+                ownsWorkers: started != nil, kv: options.kv)
             if let started { remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" } }
             progress?(1, 1)
             plan = remote.plan
@@ -109,7 +141,9 @@ public final class LocalModel {
                                        + "\(SplitPlanner.format(needed - free)) short; use a shorter --ctx or more shards on other devices")
             }
             self.plan = plan
-            let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: maxRows)
+            let shardOptions = ShardOptions(contextLength: ctx, maxBatchRows: maxRows, pageSize: options.kv.pageSize,
+                                            kvMemory: options.kv.memory, kvType: options.kv.type,
+                                            maxSequences: options.kv.maxSequences)
             var shards: [ModelShard] = []
             let total = plan.count
             // In-process CPU shards run one after the other, so they share one pool of worker threads.
@@ -139,7 +173,17 @@ public final class LocalModel {
 
     /// The engine that serves many requests on this model (`serve`, `bench --concurrency`). It owns
     /// the pipeline from now on: use either the engine or `generator`, not both at once.
-    public func makeEngine() -> any InferenceEngine { SerialEngine(generator: generator) }
+    public func makeEngine() -> any InferenceEngine {
+        HybridScheduler(pipeline: pipeline, options: schedulerOptions)
+    }
+
+    /// The scheduler settings these load options ask for.
+    public var schedulerOptions: SchedulerOptions {
+        var s = SchedulerOptions()
+        s.maxSequences = options.kv.maxSequences
+        s.prefillChunk = options.prefillChunk
+        return s
+    }
 
     /// The number of shards the model is cut into.
     public var shardCount: Int { plan.count }

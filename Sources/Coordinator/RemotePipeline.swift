@@ -23,6 +23,13 @@ public final class RemotePipeline: ShardPipeline {
     public private(set) var workers: [WorkerInfo] = []
     /// The layer range of each worker, in pipeline order.
     public private(set) var plan: [Range<Int>] = []
+    /// Each worker's KV pool as its Ready reported it, and the one they can all honour.
+    public private(set) var workerPools: [KVPoolInfo] = []
+    public private(set) var kvPool = KVPoolInfo(pageSize: 32, pages: 1)
+    /// One micro-batch per shard, plus one on the wire, keeps every worker busy.
+    public var maxInFlight: Int { workers.count + 1 }
+    /// Steps sent and not yet collected, oldest first.
+    private var inFlight: [UInt64] = []
     public var stepTimeout: Duration = .seconds(120)
     /// Called while waiting for a step; a non-nil message fails the step at once (e.g. a worker process died).
     public var healthCheck: (() -> String?)?
@@ -45,7 +52,8 @@ public final class RemotePipeline: ShardPipeline {
     /// worker i and links them. `resultEndpoint` is where the last worker pushes logits (bound here).
     public init(endpoints: [String], model: GGUFFile, plan makePlan: ([Register]) throws -> [Range<Int>], embeddingLength: Int, vocabSize: Int,
                 contextLength: Int, maxBatchRows: Int, backends: (Int) -> BackendKind, devices: [Int]?,
-                resultEndpoint: String, ownsWorkers: Bool = true, loadTimeout: Duration = .seconds(600)) throws {
+                resultEndpoint: String, ownsWorkers: Bool = true, kv: KVLoadOptions = KVLoadOptions(),
+                loadTimeout: Duration = .seconds(600)) throws {
         self.ownsWorkers = ownsWorkers
         precondition(!endpoints.isEmpty)
         self.vocabSize = vocabSize
@@ -84,9 +92,17 @@ public final class RemotePipeline: ShardPipeline {
                 let next = i + 1 < plan.count ? dataEndpoints[i + 1]
                     : RemotePipeline.advertised(resultAddress, toward: endpoints[i])
                 var load = LoadShard(modelPath: model.path, layerStart: UInt32(plan[i].lowerBound), layerEnd: UInt32(plan[i].upperBound),
-                                     contextLength: UInt32(contextLength), kvType: .f16, maxBatchRows: UInt32(maxBatchRows),
+                                     contextLength: UInt32(contextLength), kvType: kv.type == .q8_0 ? .q8_0 : .f16,
+                                     maxBatchRows: UInt32(maxBatchRows),
                                      backend: WireBackend(name: backends(i).rawValue) ?? .unspecified,
                                      deviceIndex: UInt32(devices.map { $0[i % $0.count] } ?? 0), nextEndpoint: next)
+                switch kv.memory {
+                case .bytes(let b)?: load.kvMemoryBytes = UInt64(b)
+                case .fraction(let f)?: load.kvMemoryFraction = Float(f)
+                case nil: break
+                }
+                load.kvPageSize = UInt32(kv.pageSize)
+                load.maxSequences = UInt32(kv.maxSequences)
                 load.modelSize = UInt64(model.fileSize)
                 load.modelDigest = digest
                 var answer = try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i])
@@ -98,11 +114,21 @@ public final class RemotePipeline: ShardPipeline {
                     answer = try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i])
                 }
                 switch answer {
-                case .ready: workers.insert(WorkerInfo(endpoint: endpoints[i], registration: registrations[i], layers: plan[i]), at: 0)
+                case .ready(let r):
+                    guard r.kvPages > 0, r.kvPageSize > 0 else {
+                        throw GenerationError("worker \(registrations[i].workerID) did not report its KV pool (an older shard-worker?)")
+                    }
+                    workers.insert(WorkerInfo(endpoint: endpoints[i], registration: registrations[i], layers: plan[i]), at: 0)
+                    workerPools.insert(KVPoolInfo(pageSize: Int(r.kvPageSize), pages: Int(r.kvPages), window: Int(r.kvWindow),
+                                                  ringPages: Int(r.kvRingPages), windowPages: Int(r.kvWindowPages)), at: 0)
                 case .error(let e): throw GenerationError("worker \(registrations[i].workerID) could not load layers \(plan[i]): \(e.message)")
                 default: throw GenerationError("worker \(registrations[i].workerID) answered LoadShard unexpectedly")
                 }
             }
+            guard let common = KVPoolInfo.common(workerPools) else {
+                throw GenerationError("the workers' KV pools disagree (page sizes or windows): \(workerPools)")
+            }
+            kvPool = common
             // Ask again: a loaded worker reports the device its backend runs on.
             for i in workers.indices { workers[i].registration = try registration(i, endpoint: endpoints[i]) }
             try input.connect(dataEndpoints[0])
@@ -184,26 +210,53 @@ public final class RemotePipeline: ShardPipeline {
     }
 
     public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
+        let id = try submit(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
+        while true {
+            let r = try collect()
+            if r.step == id { return r.logits }
+        }
+    }
+
+    /// Pushes the step's frame to worker 0; workers process frames in order, so several steps can be
+    /// on their way at once.
+    public func submit(_ step: PipelineStep) throws -> UInt64 {
         let id = nextStep
         nextStep += 1
-        let wireRows = rows.map { ActivationFrame.Row(sequence: $0.sequence, position: UInt32($0.position)) }
-        try input.send(ActivationFrame.tokens(step: id, rows: wireRows, logitRows: logitRows.map(UInt32.init), tokens: tokens))
+        let wireRows = step.rows.map { ActivationFrame.Row(sequence: $0.sequence, position: UInt32($0.position)) }
+        var frame = ActivationFrame.tokens(step: id, rows: wireRows, logitRows: step.logitRows.map(UInt32.init), tokens: step.tokens)
+        frame.releaseIDs = step.release
+        frame.forks = step.forks.map { ActivationFrame.Fork(sequence: $0.sequence, source: $0.source, length: UInt32($0.length)) }
+        try input.send(frame)
+        inFlight.append(id)
+        return id
+    }
+
+    /// Waits for the oldest step in flight. A worker's Error, a dead worker or no answer within
+    /// `stepTimeout` fails it (and forgets every step in flight: the pipeline's state is unknown).
+    public func collect() throws -> (step: UInt64, logits: [Float]) {
+        guard let id = inFlight.first else { throw GenerationError("collect without a submitted step") }
         let clock = ContinuousClock()
         let deadline = clock.now + stepTimeout
-        while clock.now < deadline {
-            if let problem = healthCheck?() { throw GenerationError("step \(id) failed: \(problem)") }
-            let ready = try pollReadable([results] + controls, timeout: .milliseconds(200))
-            for (i, r) in ready.enumerated().dropFirst() where r {
-                if let c = try controls[i - 1].receive(Control.self, limits: limits), case .error(let e) = c.body {
-                    throw GenerationError("worker \(workers[i - 1].registration.workerID) (layers \(workers[i - 1].layers)): \(e.message)")
+        do {
+            while clock.now < deadline {
+                if let problem = healthCheck?() { throw GenerationError("step \(id) failed: \(problem)") }
+                let ready = try pollReadable([results] + controls, timeout: .milliseconds(200))
+                for (i, r) in ready.enumerated().dropFirst() where r {
+                    if let c = try controls[i - 1].receive(Control.self, limits: limits), case .error(let e) = c.body {
+                        throw GenerationError("worker \(workers[i - 1].registration.workerID) (layers \(workers[i - 1].layers)): \(e.message)")
+                    }
                 }
+                guard ready[0], let frame = try results.receive(ActivationFrame.self, limits: limits) else { continue }
+                guard frame.stepID == id else { continue }  // a late answer to a step that already failed
+                inFlight.removeFirst()
+                guard frame.kind == .logits else { return (id, []) }
+                return (id, try frame.floats())
             }
-            guard ready[0], let frame = try results.receive(ActivationFrame.self, limits: limits) else { continue }
-            guard frame.stepID == id else { continue }  // a late answer to a step that already failed
-            guard frame.kind == .logits else { return [] }
-            return try frame.floats()
+            throw GenerationError("no answer from the shard pipeline for step \(id) within \(stepTimeout)")
+        } catch {
+            inFlight.removeAll()
+            throw error
         }
-        throw GenerationError("no answer from the shard pipeline for step \(id) within \(stepTimeout)")
     }
 
     public func release(_ sequence: SequenceID) throws {

@@ -40,6 +40,8 @@ public struct Sampler: Sendable {
     }
 
     public mutating func sample(_ logitsIn: UnsafeBufferPointer<Float>) -> Int32 {
+        // Greedy without a penalty: the argmax of the logits as they are, no copy.
+        if params.temperature <= 0 && (params.repeatPenalty == 1 || recent.isEmpty) { return Sampler.argmax(logitsIn) }
         var logits = Array(logitsIn)
         if params.repeatPenalty != 1, !recent.isEmpty {
             for t in Set(recent) where Int(t) < logits.count {
@@ -83,8 +85,17 @@ public struct Sampler: Sendable {
     }
 
     public static func argmax(_ logits: [Float]) -> Int32 {
+        logits.withUnsafeBufferPointer { argmax($0) }
+    }
+
+    /// The first index of the largest value.
+    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
         var best = 0
-        for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+        var bestValue = logits[0]
+        for i in 1..<logits.count where logits[i] > bestValue {
+            best = i
+            bestValue = logits[i]
+        }
         return Int32(best)
     }
 

@@ -1,7 +1,28 @@
 import ShardRuntime
 
+/// One step as the scheduler submits it: rows of tokens, the rows whose logits come back, and the KV
+/// page operations every shard applies first (releases, then prefix forks).
+public struct PipelineStep: Sendable {
+    public var tokens: [Int32]
+    public var rows: [StepRow]
+    public var logitRows: [Int]
+    public var release: [SequenceID]
+    public var forks: [PrefixFork]
+    public init(tokens: [Int32], rows: [StepRow], logitRows: [Int], release: [SequenceID] = [], forks: [PrefixFork] = []) {
+        self.tokens = tokens
+        self.rows = rows
+        self.logitRows = logitRows
+        self.release = release
+        self.forks = forks
+    }
+}
+
 /// The model's layers as a chain of shards, seen from the coordinator: tokens in, logits out.
 /// In one process it is `LocalPipeline`; across processes, a ZeroMQ pipeline implements the same calls.
+///
+/// Two ways to drive it: `step` (one step, wait for its logits) and `submit`/`collect` (several steps in
+/// flight; results come back in submission order), which is how shard i works on one micro-batch while
+/// shard i + 1 works on another. Do not mix them while steps are in flight.
 public protocol ShardPipeline: AnyObject {
     var vocabSize: Int { get }
     /// Most rows one step may carry.
@@ -11,11 +32,26 @@ public protocol ShardPipeline: AnyObject {
     func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float]
     /// Frees the sequence's KV pages on every shard.
     func release(_ sequence: SequenceID) throws
+
+    /// The KV pool every shard of the pipeline can honour (the smallest), for the coordinator's accounting.
+    var kvPool: KVPoolInfo { get }
+    /// Steps worth keeping in flight (1 when the shards run one after the other in this process).
+    var maxInFlight: Int { get }
+    /// Sends a step on its way; returns its id.
+    func submit(_ step: PipelineStep) throws -> UInt64
+    /// Waits for the oldest submitted step's result: `logitRows.count` × vocabSize logits.
+    func collect() throws -> (step: UInt64, logits: [Float])
 }
 
 /// Shards in this process, called one after the other.
+///
+/// `submit` computes the step at once (in-process CPU shards share one thread pool, so there is
+/// nothing to overlap; for in-process GPU shards a thread per shard would be the next step) and
+/// `collect` hands the results back in order.
 public final class LocalPipeline: ShardPipeline {
     public let shards: [ModelShard]
+    private var results: [(UInt64, [Float])] = []
+    private var nextStep: UInt64 = 1
 
     public init(shards: [ModelShard]) {
         precondition(!shards.isEmpty)
@@ -25,17 +61,37 @@ public final class LocalPipeline: ShardPipeline {
     public var vocabSize: Int { shards[0].config.vocabSize }
     public var maxBatchRows: Int { shards.map(\.options.maxBatchRows).min()! }
     public var contextLength: Int { shards.map(\.options.contextLength).min()! }
+    public var kvPool: KVPoolInfo { KVPoolInfo.common(shards.map(\.kv.pool))! }
+    public var maxInFlight: Int { 1 }
 
     public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
-        var input = ShardInput.tokens(tokens)
+        try run(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
+    }
+
+    private func run(_ step: PipelineStep) throws -> [Float] {
+        var input = ShardInput.tokens(step.tokens)
         for (i, shard) in shards.enumerated() {
             let isLast = i == shards.count - 1
-            switch try shard.forward(input, rows: rows, logitRows: isLast ? logitRows : []) {
+            switch try shard.forward(input, rows: step.rows, logitRows: isLast ? step.logitRows : [],
+                                     release: step.release, forks: step.forks) {
             case .hidden(let h): input = .hidden(h)
             case .logits(let l): return l
             }
         }
         return []
+    }
+
+    public func submit(_ step: PipelineStep) throws -> UInt64 {
+        let id = nextStep
+        nextStep += 1
+        results.append((id, try run(step)))
+        return id
+    }
+
+    public func collect() throws -> (step: UInt64, logits: [Float]) {
+        guard !results.isEmpty else { throw GenerationError("collect without a submitted step") }
+        let r = results.removeFirst()
+        return (r.0, r.1)
     }
 
     public func release(_ sequence: SequenceID) throws {

@@ -1,3 +1,4 @@
+import Compute
 import GGUF
 import Model
 
@@ -33,21 +34,24 @@ public struct SplitPlanner: Sendable {
     public let config: ModelConfig
     public let contextLength: Int
     public let maxBatchRows: Int
-    /// Sequences whose full context the KV pool holds.
-    public let kvSequences: Int
-    /// Bytes per KV value (2 for f16).
-    public let kvElementBytes: Int
+    /// Positions the KV pool of each layer holds (all sequences together).
+    public let kvPositions: Int
+    public let kvType: KVElementType
+    /// A KV budget per shard in bytes (`--kv-memory`), which replaces `kvPositions`.
+    public let kvBudget: Int?
     /// Free memory that differs by less than this factor (largest / smallest) counts as equal.
     public static let unevenRatio = 1.15
 
+    /// `kvPositions` defaults to one full context.
     public init(memory: LayerMemory, config: ModelConfig, contextLength: Int, maxBatchRows: Int,
-                kvSequences: Int = 1, kvElementBytes: Int = 2) {
+                kvPositions: Int? = nil, kvType: KVElementType = .f16, kvBudget: Int? = nil) {
         self.memory = memory
         self.config = config
         self.contextLength = contextLength
         self.maxBatchRows = maxBatchRows
-        self.kvSequences = kvSequences
-        self.kvElementBytes = kvElementBytes
+        self.kvPositions = kvPositions ?? contextLength
+        self.kvType = kvType
+        self.kvBudget = kvBudget
     }
 
     /// Memory a shard of `layers` needs.
@@ -57,7 +61,7 @@ public struct SplitPlanner: Sendable {
         var weights = memory.bytes(layers: layers)
         if first || (last && c.tiedOutput) { weights += memory.embedding }
         if last { weights += memory.output }
-        let kv = layers.count * 2 * kvSequences * contextLength * c.kvDim * kvElementBytes
+        let kv = kvBudget ?? layers.count * 2 * kvPositions * kvType.bytes(c.kvDim)
         // x, xn, proj (+ head input) of embeddingLength; q, attn of qDim; k, v of kvDim; gate, up of ffn.
         var columns = 3 * c.embeddingLength + 2 * c.qDim + 2 * c.kvDim + 2 * c.feedForwardLength
         if last { columns += c.embeddingLength + c.vocabSize }
@@ -123,7 +127,9 @@ public struct SplitPlanner: Sendable {
     /// Throws if a shard needs more than its target has free, naming the shard and the bytes short.
     public func check(_ plan: [Range<Int>], against targets: [PlanTarget]) throws {
         for (i, (range, target)) in zip(plan, targets).enumerated() {
-            let f = footprint(range)
+            var f = footprint(range)
+            // Without --kv-memory a shard caps its default pool at half its free memory (ModelShard).
+            if kvBudget == nil { f.kvBytes = min(f.kvBytes, target.freeBytes / 2) }
             guard target.freeBytes > 0, f.total > target.freeBytes else { continue }
             throw ModelConfigError(
                 "shard \(i) (layers \(range.lowerBound)..<\(range.upperBound)) does not fit \(target.name): it needs "

@@ -32,6 +32,12 @@ public struct ModelConfig: Sendable, Equatable {
     /// No `output.weight`: the embedding matrix doubles as the output head.
     public var tiedOutput: Bool
 
+    /// Sliding attention window per layer (0: full causal attention). Read from no GGUF key yet: the
+    /// seam for models with window layers (Gemma 2/3); empty means every layer attends fully.
+    public var attentionWindows: [Int] = []
+
+    public func attentionWindow(layer: Int) -> Int { layer < attentionWindows.count ? attentionWindows[layer] : 0 }
+
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
 

@@ -1,4 +1,8 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
 import Coordinator
 import ShardRuntime
 import Wire
@@ -22,14 +26,17 @@ extension Shardctl {
 
         func validate() throws {
             guard promptTokens >= 1, genTokens >= 1 else { throw ValidationError("--prompt-tokens and --gen-tokens must be ≥ 1") }
-            guard concurrency == 1 else {
-                throw ValidationError("--concurrency above 1 needs the HybridScheduler, which is not built yet")
-            }
+            guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be in 1...4096") }
         }
 
         func run() throws {
-            var options = try compute.loadOptions()
+            var options = try compute.loadOptions(singleSequence: concurrency == 1)
             options.contextLength = max(compute.ctx ?? 0, promptTokens + genTokens + 1)
+            if concurrency > 1 {
+                if compute.maxSequences == nil { options.kv.maxSequences = concurrency }
+                try runConcurrent(options)
+                return
+            }
             let clock = ContinuousClock()
             let t0 = clock.now
             let m = try loadModel(model.model, options)
@@ -72,5 +79,150 @@ extension Shardctl {
                 """)
             }
         }
+    }
+}
+
+extension Shardctl.Bench {
+    /// `--concurrency C`: C streams submitted at once to the model's engine (the HybridScheduler),
+    /// each with its own prompt (no shared prefix) and exactly `--gen-tokens` tokens.
+    func runConcurrent(_ options: LoadOptions) throws {
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let m = try loadModel(model.model, options)
+        let loadSeconds = (clock.now - t0).seconds
+        let engine = m.makeEngine()
+        defer { engine.shutdown() }
+        let vocab = Int64(m.config.vocabSize)
+        let log = BenchLog(streams: concurrency)
+        let start = clock.now
+        for i in 0..<concurrency {
+            let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + Int64(i) * 104_729 + 1000) % (vocab - 1000)) + 500 }
+            var sampling = SamplingParams.greedy
+            sampling.seed = UInt64(i + 1)
+            _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: genTokens, sampling: sampling), events: { event in
+                log.record(stream: i, event, at: clock.now)
+            })
+        }
+        let streams = log.waitAll()
+        if let failure = streams.compactMap(\.failure).first { throw ValidationError("a stream failed: \(failure)") }
+        let r = BenchReport(streams: streams, start: start, promptTokens: promptTokens)
+        if json {
+            Terminal.write(JSON.object([
+                ("prefill_tokens_per_s", JSON.number(r.aggregatePrefill)),
+                ("decode_tokens_per_s", JSON.number(r.perStreamDecode.mean)),
+                ("prompt_tokens", "\(promptTokens)"),
+                ("gen_tokens", "\(genTokens)"),
+                ("backend", JSON.string(m.backendName)),
+                ("device", JSON.string(m.deviceName)),
+                ("shards", "\(m.shardCount)"),
+                ("concurrency", "\(concurrency)"),
+                ("load_seconds", JSON.number(loadSeconds)),
+                ("aggregate_decode_tokens_per_s", JSON.number(r.aggregateDecode)),
+                ("aggregate_tokens_per_s", JSON.number(r.aggregateThroughput)),
+                ("per_stream_decode_tokens_per_s_min", JSON.number(r.perStreamDecode.min)),
+                ("per_stream_decode_tokens_per_s_mean", JSON.number(r.perStreamDecode.mean)),
+                ("per_stream_decode_tokens_per_s_max", JSON.number(r.perStreamDecode.max)),
+                ("ttft_ms_p50", JSON.number(r.ttft.p50 * 1000)),
+                ("ttft_ms_p90", JSON.number(r.ttft.p90 * 1000)),
+                ("ttft_ms_p99", JSON.number(r.ttft.p99 * 1000)),
+                ("itl_ms_p50", JSON.number(r.itl.p50 * 1000)),
+                ("itl_ms_p90", JSON.number(r.itl.p90 * 1000)),
+                ("itl_ms_p99", JSON.number(r.itl.p99 * 1000)),
+                ("wall_seconds", JSON.number(r.wall)),
+                ("generated_tokens", "\(r.generated)"),
+            ]) + "\n")
+        } else {
+            func ms(_ x: Double) -> String { fixed(x * 1000, 1) }
+            Terminal.write("""
+            model       \(model.model)
+            backend     \(m.backendName) — \(m.deviceName), \(m.shardCount) shard(s)
+            load        \(fixed(loadSeconds, 3)) s
+            streams     \(concurrency) × (\(promptTokens) prompt + \(genTokens) generated tokens), \(fixed(r.wall, 2)) s
+
+                                     tok/s
+            aggregate prefill     \(fixed(r.aggregatePrefill, 1).padding(10))  (all prompts until every stream has its first token)
+            aggregate decode      \(fixed(r.aggregateDecode, 1).padding(10))  (tokens after every stream started decoding)
+            aggregate end-to-end  \(fixed(r.aggregateThroughput, 1).padding(10))  (generated tokens / wall time)
+            per-stream decode     min \(fixed(r.perStreamDecode.min, 1))  mean \(fixed(r.perStreamDecode.mean, 1))  max \(fixed(r.perStreamDecode.max, 1))
+
+                                  p50        p90        p99
+            time to first token   \(ms(r.ttft.p50).padding(10)) \(ms(r.ttft.p90).padding(10)) \(ms(r.ttft.p99)) ms
+            inter-token latency   \(ms(r.itl.p50).padding(10)) \(ms(r.itl.p90).padding(10)) \(ms(r.itl.p99)) ms
+
+            """)
+        }
+    }
+}
+
+/// Token arrival times per stream, filled from the engine's thread.
+final class BenchLog: @unchecked Sendable {
+    struct Stream {
+        var tokenTimes: [ContinuousClock.Instant] = []
+        var done = false
+        var failure: String?
+    }
+    private let lock = Mutex<[Stream]>([])
+    init(streams: Int) { lock.withLock { $0 = Array(repeating: Stream(), count: streams) } }
+
+    func record(stream i: Int, _ event: GenerationEvent, at time: ContinuousClock.Instant) {
+        lock.withLock { s in
+            switch event {
+            case .token: s[i].tokenTimes.append(time)
+            case .finished: s[i].done = true
+            case .failed(let m): s[i].done = true; s[i].failure = m
+            }
+        }
+    }
+
+    func waitAll() -> [Stream] {
+        while true {
+            let s = lock.withLock { $0 }
+            if s.allSatisfy(\.done) { return s }
+            usleep(2000)
+        }
+    }
+}
+
+/// The numbers `bench --concurrency` reports.
+struct BenchReport {
+    struct Percentiles { var p50 = 0.0, p90 = 0.0, p99 = 0.0 }
+    struct Spread { var min = 0.0, mean = 0.0, max = 0.0 }
+    var aggregatePrefill = 0.0
+    var aggregateDecode = 0.0
+    var aggregateThroughput = 0.0
+    var perStreamDecode = Spread()
+    var ttft = Percentiles()
+    var itl = Percentiles()
+    var wall = 0.0
+    var generated = 0
+
+    init(streams: [BenchLog.Stream], start: ContinuousClock.Instant, promptTokens: Int) {
+        func secs(_ t: ContinuousClock.Instant) -> Double { (t - start).seconds }
+        let firsts = streams.compactMap { $0.tokenTimes.first.map(secs) }
+        let lasts = streams.compactMap { $0.tokenTimes.last.map(secs) }
+        generated = streams.map(\.tokenTimes.count).reduce(0, +)
+        wall = lasts.max() ?? 0
+        let allStarted = firsts.max() ?? 0
+        aggregatePrefill = allStarted > 0 ? Double(streams.count * promptTokens) / allStarted : 0
+        // Decode: the tokens that came after every stream had its first one, over that span.
+        let decodeTokens = streams.map { $0.tokenTimes.filter { secs($0) > allStarted }.count }.reduce(0, +)
+        aggregateDecode = wall > allStarted ? Double(decodeTokens) / (wall - allStarted) : 0
+        aggregateThroughput = wall > 0 ? Double(generated) / wall : 0
+        let rates = streams.compactMap { s -> Double? in
+            guard s.tokenTimes.count > 1 else { return nil }
+            return Double(s.tokenTimes.count - 1) / (s.tokenTimes.last! - s.tokenTimes.first!).seconds
+        }
+        if !rates.isEmpty { perStreamDecode = Spread(min: rates.min()!, mean: rates.reduce(0, +) / Double(rates.count), max: rates.max()!) }
+        ttft = BenchReport.percentiles(firsts)
+        let gaps = streams.flatMap { s in zip(s.tokenTimes.dropFirst(), s.tokenTimes).map { ($0 - $1).seconds } }
+        itl = BenchReport.percentiles(gaps)
+    }
+
+    /// Nearest-rank percentiles.
+    static func percentiles(_ values: [Double]) -> Percentiles {
+        guard !values.isEmpty else { return Percentiles() }
+        let v = values.sorted()
+        func at(_ p: Double) -> Double { v[min(v.count - 1, max(0, Int((p * Double(v.count)).rounded(.up)) - 1))] }
+        return Percentiles(p50: at(0.5), p90: at(0.9), p99: at(0.99))
     }
 }

@@ -35,8 +35,10 @@ extension Shardctl {
             do {
                 // Connecting loads every worker; they keep their shards when this command's pipeline closes.
                 let m = try LocalModel(path: path, options: options)
-                try Cluster(modelPath: path, backend: options.backend, contextLength: m.pipeline.contextLength,
-                            endpoints: options.workers!, layers: m.plan, pids: pids).write()
+                var cluster = Cluster(modelPath: path, backend: options.backend, contextLength: m.pipeline.contextLength,
+                                      endpoints: options.workers!, layers: m.plan, pids: pids)
+                cluster.kv = options.kv
+                try cluster.write()
             } catch {
                 Cluster.terminate(pids)
                 throw error
@@ -56,7 +58,7 @@ extension Shardctl {
         /// The shards as an aligned table; `color` (default: stdout is a terminal) makes the header bold and
         /// each heartbeat green (answered) or red (no answer).
         static func table(_ c: Cluster, color: Bool = Terminal.stdoutIsTerminal) -> String {
-            var out = "model   \(c.modelPath)\ncontext \(c.contextLength)\n\n"
+            var out = "model   \(c.modelPath)\ncontext \(c.contextLength)\nkv      \(c.kv.type.rawValue), \(c.kv.memory.map { "\($0)" } ?? "default budget"), up to \(c.kv.maxSequences) sequences\n\n"
             let header = ["shard", "host", "backend/device", "layers", "memory", "tok/s", "last heartbeat"]
             var rows = [header]
             for (i, st) in Cluster.status(of: c.endpoints).enumerated() {

@@ -25,7 +25,7 @@ extension Shardctl {
 
         func run() throws {
             if let path = model {
-                try generate(try loadModel(path, try compute.loadOptions()))
+                try generate(try loadModel(path, try compute.loadOptions(singleSequence: true)))
             } else {
                 // No --model: the cluster `shardctl launch` started.
                 guard let cluster = try Cluster.read() else {
@@ -37,6 +37,7 @@ extension Shardctl {
                     options.split = cluster.layers.map(\.count)
                     options.backend = cluster.backend
                     options.contextLength = cluster.contextLength
+                    options.kv = cluster.kv
                     try generate(try loadModel(cluster.modelPath, options))
                 }
             }

@@ -16,7 +16,7 @@ extension Shardctl {
         }
 
         func run() throws {
-            let m = try loadModel(model.model, try compute.loadOptions())
+            let m = try loadModel(model.model, try compute.loadOptions(singleSequence: true))
             let ids = m.tokenizer.encode(prompt, addSpecial: true, parseSpecial: true)
             guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
             let logits = try m.generator.prefill(ids, sequence: 0)

@@ -40,6 +40,15 @@ struct ComputeOptions: ParsableArguments {
     var workers: String?
     @Flag(name: .customLong("in-process"), help: "Run all shards inside this process instead of as shard-worker processes.")
     var inProcess = false
+    @Option(name: .customLong("kv-memory"),
+            help: "KV cache budget per shard: bytes (1073741824, 512MiB, 2GiB) or a fraction of free memory (0.5). Default: room for max-sequences × 1024 positions or one full context.")
+    var kvMemory: String?
+    @Option(name: .customLong("kv-type"), help: "KV cache element type: f16 or q8_0 (q8_0: CPU backend).")
+    var kvType: String = "f16"
+    @Option(name: .customLong("max-sequences"), help: "Most sequences the scheduler runs at once (default 16; 1 for single-sequence commands).")
+    var maxSequences: Int?
+    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduler step, interleaved with decode steps.")
+    var prefillChunk: Int = 256
 
     /// `--devices 0,1` as indices.
     var deviceList: [Int]? {
@@ -89,9 +98,34 @@ struct ComputeOptions: ParsableArguments {
         }
         if let ctx, ctx < 1 { throw ValidationError("--ctx must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+        _ = try kvOptions
+        guard prefillChunk >= 1 else { throw ValidationError("--prefill-chunk must be at least 1") }
     }
 
-    func loadOptions() throws -> LoadOptions {
+    /// --kv-memory, --kv-type and --max-sequences as the shards' KV settings.
+    var kvOptions: KVLoadOptions {
+        get throws {
+            var kv = KVLoadOptions()
+            if let kvMemory {
+                guard let m = KVMemory(parsing: kvMemory) else {
+                    throw ValidationError("--kv-memory must be a byte count (e.g. 1073741824, 512MiB, 2GiB) or a fraction of free memory in (0, 1]")
+                }
+                kv.memory = m
+            }
+            guard let t = KVElementType(rawValue: kvType) else { throw ValidationError("--kv-type must be f16 or q8_0") }
+            kv.type = t
+            if let maxSequences {
+                guard maxSequences >= 1, maxSequences <= 65536 else { throw ValidationError("--max-sequences must be in 1...65536") }
+                kv.maxSequences = maxSequences
+            }
+            return kv
+        }
+    }
+
+    /// The load options these flags ask for. `singleSequence`: the command runs one sequence at a time
+    /// (generate, logits, perplexity, bench without --concurrency), so unless --max-sequences says
+    /// otherwise the KV pool is sized for one.
+    func loadOptions(singleSequence: Bool = false) throws -> LoadOptions {
         var o = LoadOptions()
         o.shards = shards
         let backends = try backendList
@@ -103,6 +137,9 @@ struct ComputeOptions: ParsableArguments {
         o.inProcess = inProcess
         o.contextLength = ctx
         if let threads { o.threads = threads }
+        o.kv = try kvOptions
+        if singleSequence && maxSequences == nil { o.kv.maxSequences = 1 }
+        o.prefillChunk = prefillChunk
         return o
     }
 }

@@ -14,7 +14,7 @@ extension Shardctl {
         @OptionGroup var compute: ComputeOptions
 
         func run() throws {
-            var options = try compute.loadOptions()
+            var options = try compute.loadOptions(singleSequence: true)
             let ctx = compute.ctx ?? 512
             options.contextLength = ctx
             let m = try loadModel(model.model, options)

@@ -27,10 +27,18 @@ extension Shardctl {
         var host: String?
         @Option(help: "Port to listen on (0: any free port). Default 8080.")
         var port: Int?
-        @Option(help: "Compute backend: cpu, vulkan or auto; or one per shard, e.g. cpu,vulkan. Default auto.")
+        @Option(help: "Compute backend: cpu, vulkan or auto, or one per shard (cpu,vulkan). Default auto.")
         var backend: String?
-        @Option(help: "Layers per shard by hand, e.g. 10,20 (default: even, or in proportion to the workers' memory).")
+        @Option(help: "Layers per shard by hand, e.g. 10,20.")
         var split: String?
+        @Option(name: .customLong("kv-memory"), help: "KV cache budget per shard: bytes (512MiB, 2GiB) or a fraction of free memory (0.5).")
+        var kvMemory: String?
+        @Option(name: .customLong("kv-type"), help: "KV cache element type: f16 or q8_0. Default f16.")
+        var kvType: String?
+        @Option(name: .customLong("max-sequences"), help: "Most sequences the scheduler runs at once. Default 16.")
+        var maxSequences: Int?
+        @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per scheduler step. Default 256.")
+        var prefillChunk: Int?
         @Option(help: "Context length (default: the model's, at most 4096).")
         var ctx: Int?
         @Option(help: "CPU threads per shard (default: all cores).")
@@ -61,6 +69,10 @@ extension Shardctl {
             f["port"] = port.map(String.init)
             f["backend"] = backend
             f["split"] = split
+            f["kv-memory"] = kvMemory
+            f["kv-type"] = kvType
+            f["max-sequences"] = maxSequences.map(String.init)
+            f["prefill-chunk"] = prefillChunk.map(String.init)
             f["ctx"] = ctx.map(String.init)
             f["threads"] = threads.map(String.init)
             f["devices"] = devices
@@ -87,8 +99,18 @@ extension Shardctl {
         func resolve(_ s: ServeSettings) throws -> Resolved {
             var compute = ComputeOptions()
             compute.shards = try s.int("shards", min: 1) ?? 1
-            compute.backend = s.string("backend")?.trimmed() ?? "auto"
+            compute.backend = "auto"
+            if let b = s.raw("backend") {
+                compute.backend = b.value.trimmed()
+                guard (try? compute.backendList) != nil else {
+                    throw ValidationError("\(b.source) must be cpu, vulkan or auto, or one per shard like cpu,vulkan (got '\(b.value)')")
+                }
+            }
             compute.split = s.string("split")
+            compute.kvMemory = s.string("kv-memory")
+            compute.kvType = s.string("kv-type")?.trimmed() ?? "f16"
+            compute.maxSequences = try s.int("max-sequences", min: 1)
+            compute.prefillChunk = try s.int("prefill-chunk", min: 1) ?? 256
             compute.ctx = try s.int("ctx", min: 1)
             compute.threads = try s.int("threads", min: 1)
             compute.devices = s.string("devices")

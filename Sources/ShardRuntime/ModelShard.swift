@@ -26,19 +26,55 @@ public enum ShardOutput {
     case logits([Float])
 }
 
+/// How much memory a shard's KV pool may take.
+public enum KVMemory: Sendable, Equatable, CustomStringConvertible {
+    case bytes(Int)
+    /// A fraction (0, 1] of the backend's free memory (device memory for a GPU) at load time.
+    case fraction(Double)
+
+    /// `1073741824`, `512MiB`, `2GiB`, `1.5GB`, or a fraction `0.5`.
+    public init?(parsing text: String) {
+        let t = text.filter { $0 != " " }
+        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            guard let v = Double(t.dropLast(suffix.count)), v > 0, v * scale < 1e18 else { return nil }
+            self = .bytes(Int(v * scale))
+            return
+        }
+        if let n = Int(t), n > 0 { self = .bytes(n); return }
+        if let f = Double(t), f > 0, f <= 1 { self = .fraction(f); return }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .bytes(let b): return "\(b) bytes"
+        case .fraction(let f): return "\(f) of free memory"
+        }
+    }
+}
+
 public struct ShardOptions: Sendable {
     public var contextLength: Int
     /// Largest number of rows (tokens) one step may carry.
     public var maxBatchRows: Int
     public var pageSize: Int
-    /// KV pages in the pool; nil sizes the pool for `maxSequences` full-context sequences.
+    /// KV pages in the full-attention pool; nil sizes it from `kvMemory`, or for `maxSequences`
+    /// full-context sequences.
     public var kvPages: Int?
+    /// Memory budget of the KV pool (both pools, if the model has sliding-window layers).
+    public var kvMemory: KVMemory?
+    public var kvType: KVElementType
+    /// Most sequences at once (sizes the sliding-window pool and the default pool).
     public var maxSequences: Int
-    public init(contextLength: Int, maxBatchRows: Int = 512, pageSize: Int = 32, kvPages: Int? = nil, maxSequences: Int = 1) {
+    public init(contextLength: Int, maxBatchRows: Int = 512, pageSize: Int = 32, kvPages: Int? = nil,
+                kvMemory: KVMemory? = nil, kvType: KVElementType = .f16, maxSequences: Int = 1) {
         self.contextLength = contextLength
         self.maxBatchRows = maxBatchRows
         self.pageSize = pageSize
         self.kvPages = kvPages
+        self.kvMemory = kvMemory
+        self.kvType = kvType
         self.maxSequences = maxSequences
     }
 }
@@ -62,7 +98,13 @@ public final class ModelShard {
     private let tokenEmbedding: Weight?
     private let outputNorm: Weight?
     private let output: Weight?
+    /// K/V of the full-attention layers, and of the sliding-window layers (if any).
     private let storage: KVStorage
+    private let windowStorage: KVStorage?
+    /// Per layer of this shard: its index in `storage` or `windowStorage`, and whether it is a window layer.
+    private let kvSlot: [(index: Int, windowed: Bool)]
+    /// Bytes of the KV pool(s).
+    public let kvBytes: Int
 
     // Activation buffers, sized for maxBatchRows.
     private let x, xn, q, k, v, attn, proj, gate, up: Activations
@@ -78,6 +120,8 @@ public final class ModelShard {
         self.backend = backend
         self.options = options
         let ownsEmbedding = layers.lowerBound == 0, ownsHead = layers.upperBound == config.layerCount
+        // KV settings the backend cannot honour fail before any weight is loaded.
+        _ = try ModelShard.kvLayout(config: config, layers: layers, backend: backend, options: options)
         var names: [String] = []
         if ownsEmbedding || (ownsHead && config.tiedOutput) { names.append(TensorNames.tokenEmbedding) }
         for l in layers { names += TensorNames.layerTensors(config, layer: l).map(\.name) }
@@ -103,9 +147,8 @@ public final class ModelShard {
         outputNorm = ownsHead ? w(TensorNames.outputNorm) : nil
         output = ownsHead ? (config.tiedOutput ? w(TensorNames.tokenEmbedding) : w(TensorNames.output)) : nil
 
-        let pages = options.kvPages ?? options.maxSequences * ((options.contextLength + options.pageSize - 1) / options.pageSize)
-        kv = StreamingKVCache(pageSize: options.pageSize, pageCount: pages, contextLength: options.contextLength)
-        storage = try backend.makeKVStorage(KVShape(layers: layers.count, pages: pages, pageSize: options.pageSize, kvDim: config.kvDim))
+        (kv, storage, windowStorage, kvSlot) = try ModelShard.makeKV(config: config, layers: layers, backend: backend, options: options)
+        kvBytes = storage.shape.bytes + (windowStorage?.shape.bytes ?? 0)
 
         let rows = options.maxBatchRows, c = config
         x = try backend.makeActivations(rowCapacity: rows, columns: c.embeddingLength)
@@ -124,23 +167,33 @@ public final class ModelShard {
     /// Runs this shard's layers over one step. `rows` gives each input row's sequence and position
     /// (rows of one sequence consecutive, positions increasing). `logitRows` (last shard only) picks
     /// the rows whose logits are returned; other shards return hidden states.
-    public func forward(_ input: ShardInput, rows: [StepRow], logitRows: [Int] = []) throws -> ShardOutput {
+    ///
+    /// Before the step, `release` lets sequences go and `forks` start sequences on shared prefix pages,
+    /// in that order: the coordinator sends them with the step so that every shard applies them at the
+    /// same point of the step order. A step with no rows only applies them.
+    public func forward(_ input: ShardInput, rows: [StepRow], logitRows: [Int] = [], release: [SequenceID] = [],
+                        forks: [PrefixFork] = []) throws -> ShardOutput {
         let n = rows.count
+        for s in release { kv.release(s) }
+        for f in forks { try kv.fork(f) }
+        if n == 0 && (!release.isEmpty || !forks.isEmpty) { return .hidden([]) }
         guard n > 0, n <= options.maxBatchRows else {
             throw ComputeError("a step carries \(n) rows; this shard takes 1...\(options.maxBatchRows)")
         }
         // Pages for every row's position, then the batch's page tables.
         var tableIndex: [SequenceID: Int32] = [:]
-        var tables: [[Int32]] = []
+        var tables: [[Int32]] = [], windowTables: [[Int32]] = []
         for row in rows {
             try kv.reserve(row.sequence, length: row.position + 1)
         }
         for row in rows where tableIndex[row.sequence] == nil {
             tableIndex[row.sequence] = Int32(tables.count)
             tables.append(kv.pageTable(row.sequence))
+            if windowStorage != nil { windowTables.append(kv.windowTable(row.sequence)) }
         }
         let batch = StepBatch(positions: rows.map { Int32($0.position) },
-                              tableIndex: rows.map { tableIndex[$0.sequence]! }, pageTables: tables)
+                              tableIndex: rows.map { tableIndex[$0.sequence]! }, pageTables: tables,
+                              windowPageTables: windowTables)
         try backend.beginStep(batch)
         switch input {
         case .tokens(let ids):
@@ -180,10 +233,12 @@ public final class ModelShard {
         let rope = RopeParams(dims: c.ropeDim, base: c.ropeBase, neox: c.ropeNeox)
         backend.rope(q, heads: c.headCount, headDim: c.headDim, params: rope)
         backend.rope(k, heads: c.kvHeadCount, headDim: c.headDim, params: rope)
-        backend.storeKV(k: k, v: v, storage: storage, layer: index)
+        let slot = kvSlot[index]
+        let store = slot.windowed ? windowStorage! : storage
+        backend.storeKV(k: k, v: v, storage: store, layer: slot.index)
         let params = AttentionParams(heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
                                      scale: 1 / Float(c.headDim).squareRoot())
-        backend.attention(q: q, storage: storage, layer: index, params: params, into: attn)
+        backend.attention(q: q, storage: store, layer: slot.index, params: params, into: attn)
         backend.matmul(w.o, attn, bias: nil, into: proj, rows: nil)
         backend.add(x, proj)
         backend.rmsNorm(x, weight: w.ffnNorm, eps: c.rmsEps, into: xn)
@@ -195,4 +250,86 @@ public final class ModelShard {
 
     /// Frees the sequence's KV pages.
     public func release(_ sequence: SequenceID) { kv.release(sequence) }
+
+    /// Each layer's attention window and the shard's one window size, after checking that the backend
+    /// supports the KV type and (if any layer has a window) sliding-window layers.
+    static func kvLayout(config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend, options o: ShardOptions) throws
+        -> (windows: [Int], window: Int) {
+        let caps = backend.kvCapabilities
+        guard caps.types.contains(o.kvType) else {
+            throw ComputeError("the \(backend.kind.rawValue) backend does not support \(o.kvType.rawValue) KV "
+                               + "(supported: \(caps.types.map(\.rawValue).sorted().joined(separator: ", ")))")
+        }
+        let windows = layers.map { config.attentionWindow(layer: $0) }
+        let windowSizes = Set(windows.filter { $0 > 0 })
+        guard windowSizes.count <= 1 else { throw ComputeError("layers with different sliding windows (\(windowSizes.sorted())) are not supported") }
+        let window = windowSizes.first ?? 0
+        if window > 0 && !caps.slidingWindow {
+            throw ComputeError("the \(backend.kind.rawValue) backend does not support sliding-window attention layers")
+        }
+        return (windows, window)
+    }
+
+    /// The page bookkeeping and backend storage of a shard's KV: a full-attention pool sized from the
+    /// options (explicit page count, memory budget, or `maxSequences` full contexts) and, when some of
+    /// the layers have a sliding window, a ring pool of `maxSequences` rings for them.
+    static func makeKV(config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend, options o: ShardOptions) throws
+        -> (StreamingKVCache, KVStorage, KVStorage?, [(index: Int, windowed: Bool)]) {
+        guard o.pageSize > 0, o.maxSequences > 0, o.contextLength > 0 else {
+            throw ComputeError("page size, context length and max sequences must be positive")
+        }
+        let (windows, window) = try kvLayout(config: config, layers: layers, backend: backend, options: o)
+        var slots: [(index: Int, windowed: Bool)] = []
+        var fullLayers = 0, windowLayers = 0
+        for w in windows {
+            if w > 0 { slots.append((windowLayers, true)); windowLayers += 1 } else { slots.append((fullLayers, false)); fullLayers += 1 }
+        }
+        let ps = o.pageSize
+        let contextPages = (o.contextLength + ps - 1) / ps
+        let ring = window > 0 ? StreamingKVCache.ringPages(window: window, pageSize: ps, maxRows: o.maxBatchRows, contextLength: o.contextLength) : 0
+        let windowPages = window > 0 ? o.maxSequences * ring : 0
+        let fullPageBytes = KVShape(layers: fullLayers, pages: 1, pageSize: ps, kvDim: config.kvDim, type: o.kvType).bytes
+        let windowPageBytes = KVShape(layers: windowLayers, pages: 1, pageSize: ps, kvDim: config.kvDim, type: o.kvType).bytes
+        var pages: Int
+        if let p = o.kvPages {
+            pages = p
+        } else if let memory = o.kvMemory {
+            let budget: Int
+            switch memory {
+            case .bytes(let b): budget = b
+            case .fraction(let f):
+                guard let free = backend.freeMemoryBytes else {
+                    throw ComputeError("the \(backend.kind.rawValue) backend does not report its free memory; give --kv-memory in bytes")
+                }
+                budget = Int(Double(free) * f)
+            }
+            let rest = budget - windowPages * windowPageBytes
+            guard rest > 0 else {
+                throw ComputeError("--kv-memory \(memory) does not hold the sliding-window rings of \(o.maxSequences) sequences "
+                                   + "(\(windowPages * windowPageBytes) bytes)")
+            }
+            pages = fullLayers == 0 ? o.maxSequences * contextPages : rest / max(fullPageBytes, 1)
+            guard pages >= 1 else {
+                throw ComputeError("--kv-memory \(memory) holds no KV page (one page of \(ps) positions takes \(fullPageBytes) bytes on this shard)")
+            }
+        } else {
+            // Default: one full context, or `maxSequences` × 1024 positions if more (sequences rarely
+            // all reach the full context; the scheduler preempts when they do), at most half the
+            // backend's free memory when it reports it.
+            pages = max(contextPages, o.maxSequences * ((min(1024, o.contextLength) + ps - 1) / ps))
+            if let free = backend.freeMemoryBytes, fullPageBytes > 0 {
+                pages = max(1, min(pages, (free / 2 - windowPages * windowPageBytes) / fullPageBytes))
+            }
+        }
+        pages = min(pages, Int(Int32.max))
+        let cache = StreamingKVCache(pageSize: ps, pageCount: pages, contextLength: o.contextLength, window: window,
+                                     ringPages: ring, windowPageCount: windowPages)
+        let storage = try backend.makeKVStorage(KVShape(layers: fullLayers, pages: fullLayers == 0 ? 1 : pages, pageSize: ps,
+                                                        kvDim: config.kvDim, type: o.kvType))
+        let windowStorage = window > 0
+            ? try backend.makeKVStorage(KVShape(layers: windowLayers, pages: windowPages, pageSize: ps, kvDim: config.kvDim,
+                                                type: o.kvType, window: window))
+            : nil
+        return (cache, storage, windowStorage, slots)
+    }
 }

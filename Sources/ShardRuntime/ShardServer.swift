@@ -129,7 +129,7 @@ public final class ShardServer {
         case .releaseSequence(let r):
             for s in r.sequenceIDs { shard?.release(s) }
         case .stats:
-            let used = shard.map { UInt64($0.kv.usedPageCount) } ?? 0
+            let used = shard.map { UInt64($0.kvBytes) } ?? 0
             try reply(Control(requestID: request.requestID, .stats(Stats(tokensProcessed: stats.tokens, stepCount: stats.steps,
                                                                          busySeconds: stats.busy, memoryUsedBytes: loadedBytes + used))),
                       to: routed.peer)
@@ -167,8 +167,7 @@ public final class ShardServer {
                 for s in shard.kv.sequences { shard.release(s) }
                 try connectNext(request.nextEndpoint)
                 loadedRequest = request
-                return Ready(workerID: options.workerID, layerStart: request.layerStart, layerEnd: request.layerEnd,
-                             memoryUsedBytes: loadedBytes)
+                return ready(shard, memoryUsedBytes: loadedBytes)
             }
         }
         let file = try request.streamedWeights ? receiver.open(digest: request.modelDigest) : localModel(request)
@@ -181,15 +180,39 @@ public final class ShardServer {
         let kind = BackendKind(rawValue: request.backend.name) ?? options.backend
         let backend = try BackendFactory.make(kind, device: request.backend == .vulkan ? Int(request.deviceIndex) : options.device,
                                               threads: options.threads)
-        let shardOptions = ShardOptions(contextLength: Int(request.contextLength), maxBatchRows: Int(request.maxBatchRows))
+        var shardOptions = ShardOptions(contextLength: Int(request.contextLength), maxBatchRows: Int(request.maxBatchRows))
+        if request.kvPageSize > 0 { shardOptions.pageSize = Int(request.kvPageSize) }
+        shardOptions.maxSequences = max(1, Int(request.maxSequences))
+        if request.kvMemoryBytes > 0 {
+            shardOptions.kvMemory = .bytes(Int(min(request.kvMemoryBytes, UInt64(Int.max))))
+        } else if request.kvMemoryFraction > 0 {
+            shardOptions.kvMemory = .fraction(Double(request.kvMemoryFraction))
+        }
+        switch request.kvType {
+        case .unspecified, .f16: shardOptions.kvType = .f16
+        case .q8_0: shardOptions.kvType = .q8_0
+        case .f32: throw ComputeError("f32 KV is not supported (use f16 or q8_0)")
+        }
         self.shard = nil
         let shard = try ModelShard(file: file, config: config, layers: layers, backend: backend, options: shardOptions)
         try connectNext(request.nextEndpoint)
         self.shard = shard
         loadedRequest = request
         loadedBytes = UInt64(file.layerMemory.bytes(layers: layers))
-        return Ready(workerID: options.workerID, layerStart: UInt32(layers.lowerBound), layerEnd: UInt32(layers.upperBound),
-                     memoryUsedBytes: loadedBytes)
+        return ready(shard, memoryUsedBytes: loadedBytes)
+    }
+
+    private func ready(_ shard: ModelShard, memoryUsedBytes: UInt64) -> Ready {
+        var r = Ready(workerID: options.workerID, layerStart: UInt32(shard.layers.lowerBound), layerEnd: UInt32(shard.layers.upperBound),
+                      memoryUsedBytes: memoryUsedBytes + UInt64(shard.kvBytes))
+        let pool = shard.kv.pool
+        r.kvPages = UInt32(pool.pages)
+        r.kvPageSize = UInt32(pool.pageSize)
+        r.kvWindow = UInt32(pool.window)
+        r.kvRingPages = UInt32(pool.ringPages)
+        r.kvWindowPages = UInt32(pool.windowPages)
+        r.kvBytes = UInt64(shard.kvBytes)
+        return r
     }
 
     /// The model at the request's path, if this worker may open it and it is the coordinator's file.
@@ -252,8 +275,14 @@ public final class ShardServer {
             default: throw ComputeError("a shard takes token ids or hidden states, not \(frame.kind)")
             }
             let logitRows = frame.logitRows.map(Int.init)
-            let output: ActivationFrame
-            switch try shard.forward(input, rows: rows, logitRows: shard.ownsHead ? logitRows : []) {
+            var output: ActivationFrame
+            let forks = frame.forks.map { PrefixFork(sequence: $0.sequence, source: $0.source, length: Int($0.length)) }
+            switch try shard.forward(input, rows: rows, logitRows: shard.ownsHead ? logitRows : [], release: frame.releaseIDs,
+                                     forks: forks) {
+            case .hidden where shard.ownsHead:
+                // No logit rows asked for (a prefill chunk that does not end its prompt): nothing to return.
+                output = .logits(step: frame.stepID, rows: frame.rows, logitRows: [], values: [],
+                                 vocabSize: shard.config.vocabSize, dtype: .f32)
             case .hidden(let h):
                 output = .hidden(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: h,
                                  cols: shard.config.embeddingLength, dtype: .f32)
@@ -261,6 +290,8 @@ public final class ShardServer {
                 output = .logits(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: l,
                                  vocabSize: shard.config.vocabSize, dtype: .f32)
             }
+            output.releaseIDs = frame.releaseIDs
+            output.forks = frame.forks
             try next.send(output)
             stats.tokens += UInt64(rows.count)
             stats.steps += 1

@@ -38,6 +38,21 @@ public struct ActivationFrame: ProtoBacked {
     public var dtype: DType
     /// rows × cols × dtype.byteSize bytes, row-major, little-endian.
     public var payload: [UInt8]
+    /// KV page operations every shard applies before the step: release these sequences, then the forks.
+    public var releaseIDs: [UInt64] = []
+    public var forks: [Fork] = []
+
+    /// `sequence` starts on the first `length` positions (whole pages) of `source`'s KV, shared.
+    public struct Fork: Sendable, Equatable {
+        public var sequence: UInt64
+        public var source: UInt64
+        public var length: UInt32
+        public init(sequence: UInt64, source: UInt64, length: UInt32) {
+            self.sequence = sequence
+            self.source = source
+            self.length = length
+        }
+    }
 
     /// Fields as given; `validate(limits:)` checks them the way `decode` does.
     public init(stepID: UInt64, kind: PayloadKind, rows: [Row], logitRows: [UInt32], shape: Shape, dtype: DType,
@@ -194,6 +209,14 @@ public struct ActivationFrame: ProtoBacked {
         c.rows = UInt32(truncatingIfNeeded: shape.rows)
         c.cols = UInt32(truncatingIfNeeded: shape.cols)
         c.dtype = Shard__DType(rawValue: dtype.rawValue)
+        c.n_release_ids = releaseIDs.count
+        c.release_ids = arena.array(releaseIDs)
+        c.n_fork_sequence_ids = forks.count
+        c.fork_sequence_ids = arena.array(forks.map(\.sequence))
+        c.n_fork_source_ids = forks.count
+        c.fork_source_ids = arena.array(forks.map(\.source))
+        c.n_fork_lengths = forks.count
+        c.fork_lengths = arena.array(forks.map(\.length))
         // The payload is borrowed, not copied: pack reads it straight from the array.
         return payload.withUnsafeBytes { p in
             c.payload = ProtobufCBinaryData(len: p.count, data: UnsafeMutablePointer(
@@ -209,17 +232,22 @@ public struct ActivationFrame: ProtoBacked {
         guard b.count <= limits.maxFrameBytes else {
             throw .limitExceeded("frame of \(b.count) bytes, limit \(limits.maxFrameBytes)")
         }
-        let scan = try ProtoScan(b, maxField: 9, packedVarints: 1 << 3 | 1 << 4 | 1 << 5)
-        for (field, name) in [(3, "sequence ids"), (4, "positions"), (5, "logit rows")] {
+        let scan = try ProtoScan(b, maxField: 13, packedVarints: 1 << 3 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13)
+        for (field, name) in [(3, "sequence ids"), (4, "positions"), (5, "logit rows"), (11, "fork sequence ids"),
+                              (12, "fork source ids"), (13, "fork lengths")] {
             guard scan[field].elements <= limits.maxRows else {
                 throw .limitExceeded("\(scan[field].elements) \(name), limit \(limits.maxRows) rows")
             }
+        }
+        guard scan[10].elements <= limits.maxReleaseIDs else {
+            throw .limitExceeded("\(scan[10].elements) release ids, limit \(limits.maxReleaseIDs)")
         }
         guard scan[9].maxLength <= limits.maxPayloadBytes else {
             throw .limitExceeded("payload of \(scan[9].maxLength) bytes, limit \(limits.maxPayloadBytes)")
         }
         guard scan[9].occurrences <= 1 else { throw .malformed("payload occurs \(scan[9].occurrences) times") }
-        return 2 * b.count + 8 * (scan[3].elements + scan[4].elements + scan[5].elements) + 64 * scan.unknown + 4096
+        let elements = (3...5).map { scan[$0].elements }.reduce(0, +) + (10...13).map { scan[$0].elements }.reduce(0, +)
+        return 2 * b.count + 8 * elements + 64 * scan.unknown + 4096
     }
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
@@ -241,8 +269,15 @@ public struct ActivationFrame: ProtoBacked {
             if c.payload.len > 0 { memcpy(dst.baseAddress!, c.payload.data, c.payload.len) }
             count = c.payload.len
         }
+        guard c.n_release_ids <= limits.maxReleaseIDs, c.n_fork_sequence_ids <= limits.maxRows,
+              c.n_fork_sequence_ids == c.n_fork_source_ids, c.n_fork_sequence_ids == c.n_fork_lengths,
+              c.n_release_ids == 0 || c.release_ids != nil,
+              c.n_fork_sequence_ids == 0 || (c.fork_sequence_ids != nil && c.fork_source_ids != nil && c.fork_lengths != nil)
+        else { throw .malformed("release/fork fields: \(c.n_release_ids) releases, \(c.n_fork_sequence_ids)/\(c.n_fork_source_ids)/\(c.n_fork_lengths) fork fields") }
         self.init(stepID: c.step_id, kind: kind, rows: rows, logitRows: Array(logitRows),
                   shape: Shape(rows: Int(c.rows), cols: Int(c.cols)), dtype: dtype, payload: payload)
+        releaseIDs = Array(UnsafeBufferPointer(start: c.release_ids, count: c.n_release_ids))
+        forks = (0..<c.n_fork_sequence_ids).map { Fork(sequence: c.fork_sequence_ids[$0], source: c.fork_source_ids[$0], length: c.fork_lengths[$0]) }
     }
 }
 

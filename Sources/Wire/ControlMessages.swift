@@ -71,6 +71,13 @@ public struct LoadShard: ProtoBacked {
     /// The model file's size and header digest (`ModelIdentity`); 0 = unchecked.
     public var modelSize: UInt64 = 0
     public var modelDigest: UInt64 = 0
+    /// KV pool budget in bytes (0: none given), else a fraction of free memory (0: none given).
+    public var kvMemoryBytes: UInt64 = 0
+    public var kvMemoryFraction: Float = 0
+    /// Positions per KV page (0: the worker's default).
+    public var kvPageSize: UInt32 = 0
+    /// Most sequences at once (0: 1).
+    public var maxSequences: UInt32 = 0
 
     public var layers: Range<Int> { Int(layerStart)..<Int(max(layerStart, layerEnd)) }
 
@@ -104,6 +111,10 @@ public struct LoadShard: ProtoBacked {
         c.next_endpoint = arena.string(nextEndpoint)
         c.model_size = modelSize
         c.model_digest = modelDigest
+        c.kv_memory_bytes = kvMemoryBytes
+        c.kv_memory_fraction = kvMemoryFraction
+        c.kv_page_size = kvPageSize
+        c.max_sequences = maxSequences
         return withUnsafeMutablePointer(to: &c) { body(base($0)) }
     }
 
@@ -115,6 +126,11 @@ public struct LoadShard: ProtoBacked {
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
         let c = cast(m, to: Shard__LoadShard.self).pointee
+        guard c.kv_memory_fraction.isFinite, c.kv_memory_fraction >= 0, c.kv_memory_fraction <= 1 else {
+            throw .malformed("LoadShard.kv_memory_fraction \(c.kv_memory_fraction) is not in [0, 1]")
+        }
+        guard c.kv_page_size <= 4096 else { throw .limitExceeded("LoadShard.kv_page_size \(c.kv_page_size) > 4096") }
+        guard c.max_sequences <= 65536 else { throw .limitExceeded("LoadShard.max_sequences \(c.max_sequences) > 65536") }
         guard c.layer_start <= c.layer_end else {
             throw .malformed("LoadShard layer range \(c.layer_start)..<\(c.layer_end)")
         }
@@ -131,6 +147,10 @@ public struct LoadShard: ProtoBacked {
                   nextEndpoint: try decodeString(c.next_endpoint, "LoadShard.next_endpoint", limits))
         modelSize = c.model_size
         modelDigest = c.model_digest
+        kvMemoryBytes = c.kv_memory_bytes
+        kvMemoryFraction = c.kv_memory_fraction
+        kvPageSize = c.kv_page_size
+        maxSequences = c.max_sequences
     }
 }
 
@@ -140,6 +160,14 @@ public struct Ready: ProtoBacked {
     public var layerStart: UInt32
     public var layerEnd: UInt32
     public var memoryUsedBytes: UInt64
+    /// The KV pool the shard allocated (full-attention pages, page size, window, ring pages per
+    /// sequence, window pool pages, bytes).
+    public var kvPages: UInt32 = 0
+    public var kvPageSize: UInt32 = 0
+    public var kvWindow: UInt32 = 0
+    public var kvRingPages: UInt32 = 0
+    public var kvWindowPages: UInt32 = 0
+    public var kvBytes: UInt64 = 0
 
     public init(workerID: String, layerStart: UInt32, layerEnd: UInt32, memoryUsedBytes: UInt64) {
         self.workerID = workerID
@@ -155,20 +183,36 @@ public struct Ready: ProtoBacked {
         c.layer_start = layerStart
         c.layer_end = layerEnd
         c.memory_used_bytes = memoryUsedBytes
+        c.kv_pages = kvPages
+        c.kv_page_size = kvPageSize
+        c.kv_window = kvWindow
+        c.kv_ring_pages = kvRingPages
+        c.kv_window_pages = kvWindowPages
+        c.kv_bytes = kvBytes
         return withUnsafeMutablePointer(to: &c) { body(base($0)) }
     }
 
     static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
         -> UnsafeMutablePointer<ProtobufCMessage>? { shard__ready__unpack(a, n, d).map(base) }
     static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
-        try controlPrecheck(b, maxField: 4, limits: limits)
+        try controlPrecheck(b, maxField: 10, limits: limits)
     }
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
         let c = cast(m, to: Shard__Ready.self).pointee
         guard c.layer_start <= c.layer_end else { throw .malformed("Ready layer range \(c.layer_start)..<\(c.layer_end)") }
+        guard c.kv_page_size <= 4096, c.kv_ring_pages <= c.kv_window_pages, c.kv_pages <= UInt32(Int32.max),
+              c.kv_window_pages <= UInt32(Int32.max) else {
+            throw .malformed("Ready KV pool \(c.kv_pages) pages of \(c.kv_page_size), ring \(c.kv_ring_pages) of \(c.kv_window_pages)")
+        }
         self.init(workerID: try decodeString(c.worker_id, "Ready.worker_id", limits),
                   layerStart: c.layer_start, layerEnd: c.layer_end, memoryUsedBytes: c.memory_used_bytes)
+        kvPages = c.kv_pages
+        kvPageSize = c.kv_page_size
+        kvWindow = c.kv_window
+        kvRingPages = c.kv_ring_pages
+        kvWindowPages = c.kv_window_pages
+        kvBytes = c.kv_bytes
     }
 }
 

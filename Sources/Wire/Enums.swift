@@ -22,7 +22,20 @@ public enum WireBackend: UInt32, Sendable, CaseIterable {
 
 /// Element type of a shard's KV cache.
 public enum KVType: UInt32, Sendable, CaseIterable {
-    case unspecified = 0, f16 = 1, f32 = 2
+    case unspecified = 0, f16 = 1, f32 = 2, q8_0 = 3
+
+    public var name: String {
+        switch self {
+        case .unspecified: return "unspecified"
+        case .f16: return "f16"
+        case .f32: return "f32"
+        case .q8_0: return "q8_0"
+        }
+    }
+    public init?(name: String) {
+        guard let t = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = t
+    }
 }
 
 /// Element type of an ActivationFrame payload (little-endian).

@@ -19,18 +19,19 @@ import Wire
         return String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !Self.isOthersWorker(String($0)) }.count
     }
 
-    /// A worker that is not ours to count: its parent is a `shardctl serve` (ServerTests run one meanwhile)
-    /// or a program from another build folder (another checkout's tests on the same machine). Orphans
-    /// (parent gone) always count.
+    /// A worker that is not ours to count: its parent is neither init (an orphan: always counted) nor a
+    /// `shardctl` of this build other than `serve` — e.g. a `shardctl serve` of ServerTests, the test
+    /// process itself (engine tests), or another checkout's tests on the same machine.
     static func isOthersWorker(_ pid: String) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 1, fields[1] != "1", let cmdline = FileManager.default.contents(atPath: "/proc/\(fields[1])/cmdline") else { return false }
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = args.first, program.hasSuffix("shardctl") else { return false }
+        guard let program = args.first else { return false }
         let ourFolder = String(CLI.binary.dropLast("shardctl".count))
-        return !program.hasPrefix(ourFolder) || (args.count > 1 && args[1] == "serve")
+        let ours = program.hasSuffix("shardctl") && program.hasPrefix(ourFolder) && !(args.count > 1 && args[1] == "serve")
+        return !ours
     }
 
     @Test func shardCountsGiveIdenticalTokensAndLogits() throws {
@@ -275,8 +276,9 @@ import Wire
     }
 }
 
-/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder.
-@Suite(.serialized) struct ClusterLifecycleTests {
+/// `shardctl launch` / `generate` (no --model) / `status` / `stop` against a private state folder. In the
+/// serialized suite: its workers' sockets are under /tmp/shard-…, which the other tests' worker counts see.
+extension MultiProcessTests {
     @Test func launchGenerateStatusStop() throws {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-state-\(getpid())").path
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -288,14 +290,16 @@ import Wire
         let noCluster = try CLI.run(["status"])
         #expect(noCluster.status != 0 && noCluster.stderr.contains("no cluster is running"))
 
-        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1"])
+        // KV flags go to the workers (in LoadShard) and into the cluster file, for later commands.
+        let launch = try CLI.run(["launch", "--model", smol, "--shards", "2", "--backend", "cpu", "--threads", "1",
+                                  "--kv-type", "q8_0", "--kv-memory", "64MiB", "--max-sequences", "4"])
         #expect(launch.status == 0, "\(launch.stderr)")
         #expect(launch.stdout.contains("0..<15") && launch.stdout.contains("15..<30"))
         defer { _ = try? CLI.run(["stop"]) }
 
         // Twice through the running cluster: the same greedy tokens as a one-process run.
         let expected = try CLI.run(["generate", "--model", smol, "--prompt", "The capital of France is", "--temperature", "0",
-                                    "--max-tokens", "8", "--json", "--backend", "cpu"])
+                                    "--max-tokens", "8", "--json", "--backend", "cpu", "--kv-type", "q8_0"])
         for _ in 0..<2 {
             let g = try CLI.run(["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "8", "--json"])
             #expect(g.status == 0, "\(g.stderr)")
@@ -306,6 +310,7 @@ import Wire
 
         let status = try CLI.run(["status"])
         #expect(status.status == 0)
+        #expect(status.stdout.contains("q8_0, 67108864 bytes, up to 4 sequences"), "\(status.stdout)")
         let rows = status.lines.filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
         #expect(rows.count == 2, "\(status.stdout)")
         #expect(rows.allSatisfy { $0.contains("cpu/CPU") && $0.contains("now (") }, "\(status.stdout)")

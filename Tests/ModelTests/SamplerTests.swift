@@ -1,3 +1,4 @@
+import Foundation
 import Coordinator
 import Testing
 
@@ -53,5 +54,24 @@ import Testing
     @Test func topKHelperOrdersByLogit() {
         let top = Sampler.topK(logits, 3)
         #expect(top.map(\.id) == [1, 5, 2])
+    }
+}
+
+@Suite struct LogSumExpTests {
+    /// The vectorized log Σ exp agrees with a double-precision reference, on vocabulary-sized inputs and
+    /// on ragged lengths, very negative and equal values.
+    @Test func matchesDoublePrecision() {
+        var rng = SystemRandomNumberGenerator()
+        for n in [1, 7, 8, 9, 4097, 49152, 151_936] {
+            let x = (0..<n).map { _ in Float.random(in: -30...25, using: &rng) }
+            let m = Double(x.max()!)
+            let reference = m + log(x.map { exp(Double($0) - m) }.reduce(0, +))
+            let fast = x.withUnsafeBufferPointer { logSumExp($0) }
+            #expect(abs(Double(fast) - reference) < 1e-5 * max(1, abs(reference)), "n = \(n)")
+        }
+        let flat = [Float](repeating: 2, count: 1000)
+        #expect(abs(flat.withUnsafeBufferPointer { logSumExp($0) } - (2 + log(1000))) < 1e-5)
+        let extreme: [Float] = [0, -200, -1e30, 5]
+        #expect(abs(extreme.withUnsafeBufferPointer { logSumExp($0) } - (5 + log(1 + exp(-5)))) < 1e-5)
     }
 }

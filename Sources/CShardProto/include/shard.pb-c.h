@@ -48,7 +48,11 @@ typedef enum _Shard__KVType {
    */
   SHARD__KVTYPE__KV_TYPE_UNSPECIFIED = 0,
   SHARD__KVTYPE__KV_TYPE_F16 = 1,
-  SHARD__KVTYPE__KV_TYPE_F32 = 2
+  SHARD__KVTYPE__KV_TYPE_F32 = 2,
+  /*
+   * ggml Q8_0 blocks (CPU backend)
+   */
+  SHARD__KVTYPE__KV_TYPE_Q8_0 = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHARD__KVTYPE)
 } Shard__KVType;
 /*
@@ -186,10 +190,19 @@ struct  Shard__LoadShard
    * FNV-1a 64 of the file's header bytes and its size (0: unchecked); a
    */
   uint64_t model_digest;
+  /*
+   * worker whose file at model_path differs answers ERROR_MODEL_UNAVAILABLE
+   * KV pool: a byte budget, or else a fraction of the worker's free (device) memory, or else
+   * max_sequences full contexts. Pages hold kv_page_size positions (0: 32).
+   */
+  uint64_t kv_memory_bytes;
+  float kv_memory_fraction;
+  uint32_t kv_page_size;
+  uint32_t max_sequences;
 };
 #define SHARD__LOAD_SHARD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__load_shard__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
 
 
 /*
@@ -224,10 +237,31 @@ struct  Shard__Ready
    */
   uint32_t layer_end;
   uint64_t memory_used_bytes;
+  /*
+   * The KV pool the shard allocated, so that the coordinator can account pages itself.
+   */
+  /*
+   * full-attention pages
+   */
+  uint32_t kv_pages;
+  uint32_t kv_page_size;
+  /*
+   * sliding window of its window layers, 0 if none
+   */
+  uint32_t kv_window;
+  /*
+   * ring pages per sequence (window layers)
+   */
+  uint32_t kv_ring_pages;
+  /*
+   * window pool size
+   */
+  uint32_t kv_window_pages;
+  uint64_t kv_bytes;
 };
 #define SHARD__READY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__ready__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Shard__Heartbeat
@@ -370,10 +404,24 @@ struct  Shard__ActivationFrame
    * rows * cols * sizeof(dtype) bytes, row-major, little-endian
    */
   ProtobufCBinaryData payload;
+  /*
+   * KV page operations every shard applies before this step, in this order (so that all shards and the
+   * coordinator's page accounting agree): release these sequences' pages, then start each
+   * fork_sequence_ids[i] on the first fork_lengths[i] positions (whole pages) of fork_source_ids[i], shared.
+   * A frame may carry no rows and only these. Each shard forwards them with its output.
+   */
+  size_t n_release_ids;
+  uint64_t *release_ids;
+  size_t n_fork_sequence_ids;
+  uint64_t *fork_sequence_ids;
+  size_t n_fork_source_ids;
+  uint64_t *fork_source_ids;
+  size_t n_fork_lengths;
+  uint32_t *fork_lengths;
 };
 #define SHARD__ACTIVATION_FRAME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__activation_frame__descriptor) \
-    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL} }
+    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL}, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /* Shard__Register methods */

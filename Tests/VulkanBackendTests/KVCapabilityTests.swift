@@ -1,0 +1,33 @@
+import Compute
+import Foundation
+import GGUF
+import Model
+import ShardRuntime
+import Testing
+import VulkanBackend
+
+/// KV features the Vulkan backend does not have yet (q8_0 KV, sliding-window rings) are refused by
+/// name when the shard is built, before any weight is loaded — not computed wrongly.
+extension VulkanBackendTests {
+    @Test func unsupportedKVFeaturesAreRefusedClearly() throws {
+        let b = try Shared.vulkan()
+        #expect(b.kvCapabilities.types == [.f16] && !b.kvCapabilities.slidingWindow)
+        let dir = ProcessInfo.processInfo.environment["SHARD_MODELS_DIR"] ?? packageRoot.appendingPathComponent("models").path
+        let file = try GGUFFile(path: dir + "/SmolLM2-135M-Instruct.Q4_1.gguf")
+        var config = try ModelConfig(gguf: file)
+        do {
+            _ = try ModelShard(file: file, config: config, layers: 0..<2, backend: b,
+                               options: ShardOptions(contextLength: 64, maxBatchRows: 8, kvType: .q8_0))
+            Issue.record("q8_0 KV was accepted by the Vulkan backend")
+        } catch {
+            #expect("\(error)".contains("does not support q8_0 KV"), "\(error)")
+        }
+        config.attentionWindows = [32, 0]
+        do {
+            _ = try ModelShard(file: file, config: config, layers: 0..<2, backend: b, options: ShardOptions(contextLength: 64, maxBatchRows: 8))
+            Issue.record("a sliding-window layer was accepted by the Vulkan backend")
+        } catch {
+            #expect("\(error)".contains("sliding-window"), "\(error)")
+        }
+    }
+}
