@@ -19,8 +19,8 @@ import Glibc
 ///       log-level = info
 struct ServeSettings {
     static let keys: Set<String> = [
-        "model", "shards", "host", "port", "backend", "ctx", "threads", "devices", "workers", "in-process",
-        "cluster", "log-level", "max-queue", "max-body-bytes", "model-name",
+        "model", "shards", "host", "port", "backend", "split", "kv-memory", "kv-type", "max-sequences", "prefill-chunk",
+        "ctx", "threads", "devices", "workers", "in-process", "cluster", "log-level", "max-queue", "max-body-bytes", "model-name",
     ]
 
     /// Values given as flags, by key.

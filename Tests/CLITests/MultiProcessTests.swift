@@ -21,18 +21,19 @@ import Wire
         return String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !Self.isOthersWorker(String($0)) }.count
     }
 
-    /// A worker that is not ours to count: its parent is a `shardctl serve` (ServerTests run one meanwhile)
-    /// or a program from another build folder (another checkout's tests on the same machine). Orphans
-    /// (parent gone) always count.
+    /// A worker that is not ours to count: its parent is neither init (an orphan: always counted) nor a
+    /// `shardctl` of this build other than `serve` — e.g. a `shardctl serve` of ServerTests, the test
+    /// process itself (engine tests), or another checkout's tests on the same machine.
     static func isOthersWorker(_ pid: String) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 1, fields[1] != "1", let cmdline = FileManager.default.contents(atPath: "/proc/\(fields[1])/cmdline") else { return false }
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = args.first, program.hasSuffix("shardctl") else { return false }
+        guard let program = args.first else { return false }
         let ourFolder = String(CLI.binary.dropLast("shardctl".count))
-        return !program.hasPrefix(ourFolder) || (args.count > 1 && args[1] == "serve")
+        let ours = program.hasSuffix("shardctl") && program.hasPrefix(ourFolder) && !(args.count > 1 && args[1] == "serve")
+        return !ours
     }
 
     @Test func shardCountsGiveIdenticalTokensAndLogits() throws {
