@@ -17,8 +17,10 @@ fi
 swift build -c release --static-swift-stdlib >/dev/null
 bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
 rm -rf "$out" && mkdir -p "$out/fallback"
-for exe in shardctl shard-worker; do cp "$bin/$exe" "$out/$exe" && strip "$out/$exe"; done
-for exe in shardctl shard-worker; do ldd "$bin/$exe"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u | while read -r lib; do
+# One binary, gzipped (the tree carried to the GPU machine is limited to 64 MiB): run.sh unpacks it
+# there on first use and links shard-worker to it (shardctl acts as the worker when called by that name).
+cp "$bin/shardctl" "$out/shardctl" && strip "$out/shardctl" && gzip -9f "$out/shardctl"
+ldd "$bin/shardctl" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libresolv.so.*|ld-linux*|libvulkan.so.*) ;;
     libstdc++.so.*|libgcc_s.so.*) cp -L "$lib" "$out/fallback/" ;;
@@ -33,6 +35,10 @@ libs="$here"
 # The bundled libstdc++/libgcc_s only where the system has none (the GPU driver may need a newer one).
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libstdc++\.so\.6 '; then libs="$libs:$here/fallback"; fi
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ ! -x "$here/shardctl" ]; then
+  gunzip -c "$here/shardctl.gz" > "$here/shardctl.tmp" && chmod +x "$here/shardctl.tmp" && mv "$here/shardctl.tmp" "$here/shardctl"
+fi
+[ -e "$here/shard-worker" ] || ln -s shardctl "$here/shard-worker"
 tool=$1; shift
 exec "$here/$tool" "$@"
 SH
