@@ -36,6 +36,8 @@ public struct ServedModel: Sendable {
     public var created: Int
     /// The worker processes behind the engine, when there are any.
     public var monitor: ShardMonitor?
+    /// Shards computing in this process, when there are any: steps, rows and busy seconds of each.
+    public var localShards: (@Sendable () -> [(steps: UInt64, rows: UInt64, busySeconds: Double)])?
 
     public init(id: String, engine: any InferenceEngine, tokenizer: Tokenizer, monitor: ShardMonitor? = nil) {
         self.id = id
@@ -149,6 +151,7 @@ public final class APIServer: Sendable {
         if let m = served {
             metrics.record(m.engine.stats())
             m.monitor?.updateAges()
+            if let local = m.localShards { metrics.recordLocalShards(local()) }
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"

@@ -68,6 +68,12 @@ public final class ServerMetrics: Sendable {
         c.increment()
     }
 
+    private let localShards = LocalShardMetrics()
+    /// In-process shards' step counters (see `LocalShardMetrics`).
+    func recordLocalShards(_ shards: [(steps: UInt64, rows: UInt64, busySeconds: Double)]) {
+        localShards.record(shards, factory: factory)
+    }
+
     func record(_ stats: EngineStats) {
         queueLength.record(stats.waiting)
         running.record(stats.running)
@@ -99,5 +105,33 @@ final class WorkerMetrics: Sendable {
         tokens = Metrics.Counter(label: "shard_worker_tokens_total", dimensions: d, factory: factory)
         busy = Metrics.FloatingPointCounter(label: "shard_worker_busy_seconds_total", dimensions: d, factory: factory)
         up.record(0)
+    }
+}
+
+/// In-process shards, exported with the workers' names (`shard_worker_*`, `shard` label): they are
+/// always up and have no heartbeat.
+final class LocalShardMetrics: Sendable {
+    private let last = Mutex<[(steps: UInt64, rows: UInt64, busySeconds: Double)]>([])
+    private let workers = Mutex<[WorkerMetrics]>([])
+
+    func record(_ shards: [(steps: UInt64, rows: UInt64, busySeconds: Double)], factory: PrometheusMetricsFactory) {
+        let metrics = workers.withLock { w -> [WorkerMetrics] in
+            while w.count < shards.count { w.append(WorkerMetrics(shard: w.count, factory: factory)) }
+            return w
+        }
+        last.withLock { last in
+            while last.count < shards.count { last.append((0, 0, 0)) }
+            for (i, s) in shards.enumerated() {
+                let m = metrics[i], before = last[i]
+                m.up.record(1)
+                if s.steps > before.steps {
+                    m.steps.increment(by: Int64(s.steps - before.steps))
+                    m.tokens.increment(by: Int64(s.rows &- before.rows))
+                    m.busy.increment(by: max(0, s.busySeconds - before.busySeconds))
+                    m.stepSeconds.record((s.busySeconds - before.busySeconds) / Double(s.steps - before.steps))
+                }
+                last[i] = s
+            }
+        }
     }
 }

@@ -201,7 +201,12 @@ extension Shardctl {
                 monitor = m
             }
             let id = r.modelName ?? Self.modelID(path)
-            server.attach(ServedModel(id: id, engine: engine, tokenizer: model.tokenizer, monitor: monitor))
+            var served = ServedModel(id: id, engine: engine, tokenizer: model.tokenizer, monitor: monitor)
+            if let local = model.pipeline as? LocalPipeline {
+                let counters = local.shards.map(\.counters)
+                served.localShards = { counters.map(\.snapshot) }
+            }
+            server.attach(served)
             logger.notice("ready", metadata: ["model": "\(id)", "shards": "\(model.shardCount)", "context": "\(engine.contextLength)",
                                               "device": "\(model.deviceName)", "chat_template": "\(model.tokenizer.chatRenderer.kind.rawValue)"])
             stopped.wait()

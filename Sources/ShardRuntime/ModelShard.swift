@@ -1,6 +1,22 @@
 import Compute
 import GGUF
 import Model
+import Synchronization
+
+/// Steps a shard ran, the rows they carried and the time they took; read from other threads (metrics).
+public final class ShardStepCounters: Sendable {
+    private let steps = Atomic<UInt64>(0), rows = Atomic<UInt64>(0), nanoseconds = Atomic<UInt64>(0)
+    public init() {}
+    func record(rows n: Int, _ d: Duration) {
+        steps.add(1, ordering: .relaxed)
+        rows.add(UInt64(n), ordering: .relaxed)
+        let c = d.components
+        nanoseconds.add(UInt64(max(0, c.seconds)) * 1_000_000_000 + UInt64(max(0, c.attoseconds / 1_000_000_000)), ordering: .relaxed)
+    }
+    public var snapshot: (steps: UInt64, rows: UInt64, busySeconds: Double) {
+        (steps.load(ordering: .relaxed), rows.load(ordering: .relaxed), Double(nanoseconds.load(ordering: .relaxed)) / 1e9)
+    }
+}
 
 /// One row of a step: which sequence a token belongs to and its position there.
 public struct StepRow: Sendable, Equatable {
@@ -87,6 +103,8 @@ public final class ModelShard {
     public let backend: any ComputeBackend
     public let kv: StreamingKVCache
     public let options: ShardOptions
+    /// Steps, rows and busy time so far (in-process shards' metrics).
+    public let counters = ShardStepCounters()
     public var ownsEmbedding: Bool { layers.lowerBound == 0 }
     public var ownsHead: Bool { layers.upperBound == config.layerCount }
 
@@ -174,6 +192,8 @@ public final class ModelShard {
     public func forward(_ input: ShardInput, rows: [StepRow], logitRows: [Int] = [], release: [SequenceID] = [],
                         forks: [PrefixFork] = []) throws -> ShardOutput {
         let n = rows.count
+        let started = ContinuousClock.now
+        defer { if n > 0 { counters.record(rows: n, ContinuousClock.now - started) } }
         for s in release { kv.release(s) }
         for f in forks { try kv.fork(f) }
         if n == 0 && (!release.isEmpty || !forks.isEmpty) { return .hidden([]) }

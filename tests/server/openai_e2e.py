@@ -259,6 +259,11 @@ def test_metrics(c):
     check(metric(idle, "shard_requests_running") == 0 and metric(idle, "shard_queue_length") == 0, "idle after the request")
     for name in ("shard_kv_pages_used", "shard_kv_pages_free"):
         check(any(k.split("|")[0] == name for k in after), f"{name} exported")
+    if metric(after, "shard_worker_heartbeat_rtt_seconds", shard="0") == 0:
+        # shards in the server's own process: their step counters are read at every scrape
+        check(moved("shard_worker_steps_total", shard="0") > 0, "in-process shard 0 counted its steps")
+        check(metric(after, "shard_worker_step_seconds", shard="0") > 0, "in-process shard 0 step time exported")
+        check(metric(after, "shard_worker_up", shard="0") == 1, "in-process shard 0 up")
     return after
 
 
