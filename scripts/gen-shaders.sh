@@ -2,7 +2,8 @@
 # Compiles Shaders/*.comp (GLSL 450) to SPIR-V and embeds the words as Swift arrays in
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
-# matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>).
+# matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
+# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode).
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_$f" Shaders/matmul.comp "-DTYPE_$upper"
     emit "embed_$f" Shaders/embed.comp "-DTYPE_$upper"
     emit "matvec_$f" Shaders/matvec.comp "-DTYPE_$upper"
+    emit "matvec_mc_$f" Shaders/matvec.comp "-DTYPE_$upper" -DMC
     emit "matmul_tiled_$f" Shaders/matmul_tiled.comp "-DTYPE_$upper"
     emit "matmul_coop_$f" Shaders/matmul_coop.comp "-DTYPE_$upper"
     emit "matmul_coop2_$f" Shaders/matmul_coop2.comp "-DTYPE_$upper"

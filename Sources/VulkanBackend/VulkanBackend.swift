@@ -24,7 +24,9 @@
 //   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
 //   pages, f16 (`pageSize` positions × kvDim per page), indexed through the step's page tables, like
 //   the CPU backend.
-// - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first),
+// - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first;
+//   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
+//   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (matmul_coop.comp, queried at run time), else
@@ -54,7 +56,7 @@
 //   where every barrier is a coroutine switch. Not thread-safe: one thread drives a backend.
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
-//   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
+//   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
 //   SHARD_VK_PREFILL_ATTN_OLD (see the properties they set).
 import CVulkan
 import Compute
@@ -261,6 +263,8 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MATVEC_UNITS"), v > 0, v <= 8 { matvecUnits = v }
         if let v = env("SHARD_VK_ATTN_POS"), v > 0, v <= 8 { attentionPositions = v }
         if env("SHARD_VK_MATVEC_XSH") == 1 { matvecSharedX = true }
+        if let v = env("SHARD_VK_MULTICOL_MAX"), v >= 0 { multiColumnMax = v }
+        if let v = env("SHARD_VK_MULTICOL_ROWS"), v > 0, v <= 4 { multiColumnRows = v }
         if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
@@ -496,6 +500,8 @@ public final class VulkanBackend: ComputeBackend {
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case _ where name.hasPrefix("matvec_mc_"):
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(multiColumnRows), 1]
         case _ where name.hasPrefix("matvec_"):  // matvec_xs_q4_K too
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
         default: spec = [UInt32(workgroupSize)]
@@ -520,6 +526,7 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var matvecWorkgroupSize = 0
 
     static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
+    static let matvecMCNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_mc_" + shaderSuffix($0)) })
     static let matmulNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_" + shaderSuffix($0)) })
     static let coop2Names = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_coop2_" + shaderSuffix($0)) })
     static let coopNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matmul_coop_" + shaderSuffix($0)) })
@@ -550,6 +557,11 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
         "matvec_q8_0": (SPIRV.matvec_q8_0, 5), "matvec_q4_K": (SPIRV.matvec_q4_K, 5),
         "matvec_q5_K": (SPIRV.matvec_q5_K, 5), "matvec_q6_K": (SPIRV.matvec_q6_K, 5),
+        "matvec_mc_f32": (SPIRV.matvec_mc_f32, 5), "matvec_mc_f16": (SPIRV.matvec_mc_f16, 5),
+        "matvec_mc_q4_0": (SPIRV.matvec_mc_q4_0, 5), "matvec_mc_q4_1": (SPIRV.matvec_mc_q4_1, 5),
+        "matvec_mc_q5_0": (SPIRV.matvec_mc_q5_0, 5), "matvec_mc_q5_1": (SPIRV.matvec_mc_q5_1, 5),
+        "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
+        "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1076,6 +1088,18 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
+        let subgroups = max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize)
+        if n <= multiColumnMax && multiColumnRows * Self.multiColumnGroup * subgroups <= 1024 {
+            // Batched decode (2...multiColumnMax rows): the multi-column mat-vec (matvec.comp -DMC),
+            // multiColumnRows rows per workgroup, columns in groups of 8 over z.
+            let perGroup = multiColumnRows
+            let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+            dispatch(Self.matvecMCNames[w.type]!, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(perGroup), UInt32(n)],
+                     groups: (gx, gy, (n + Self.multiColumnGroup - 1) / Self.multiColumnGroup), barrierAfter: barrierAfter,
+                     label: "matvec mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
         // A device that lists the extension but cannot build the pipeline: the f32 tiles instead.
         let coopName = (coopTile == 2 ? Self.coop2Names : Self.coopNames)[w.type]!
         if n > 8 && tiles && cooperativeMatrix && (try? pipeline(coopName)) == nil { cooperativeMatrix = false }
@@ -1106,6 +1130,14 @@ public final class VulkanBackend: ComputeBackend {
     /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
     /// env SHARD_VK_MATVEC_ROWS).
     public private(set) var matvecRows = 4
+    /// Steps of 2...multiColumnMax rows (batched decode) use the multi-column mat-vec (matvec.comp
+    /// -DMC: each weight row loaded and decoded once for 8 columns) instead of matmul.comp (n <= 8) or
+    /// the prefill tiles (env SHARD_VK_MULTICOL_MAX; 0 or 1: off).
+    public var multiColumnMax = 64
+    /// Rows per workgroup of the multi-column mat-vec (R of matvec.comp -DMC; env SHARD_VK_MULTICOL_ROWS, 1...4).
+    public private(set) var multiColumnRows = 2
+    /// Columns per workgroup of the multi-column mat-vec (NC in matvec.comp).
+    static let multiColumnGroup = 8
     /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
     public private(set) var matvecUnits = 1
     /// Q4_K mat-vecs over at most 4096 columns stage x in shared memory (env SHARD_VK_MATVEC_XSH=1).

@@ -88,7 +88,11 @@ extension VulkanBackendTests {
             // Teacher-forced with the CPU's greedy tokens. 8-bit activation rounding makes SmolLM2's logits
             // move by up to ~0.6 for tiny upstream differences (the CPU is that far from exact math too, see
             // SmolLM2ParityTests.nearTie): argmax must agree wherever the CPU's top two are 0.5 apart.
-            let r = try Self.compareTeacherForced(cpu: cpu, vulkan: vulkan, prompt: c.ids, steps: 32, logitTolerance: 0.15, nearTie: 0.5)
+            // Tolerance 0.2: prompts of 2...64 tokens prefill through the multi-column mat-vec, whose
+            // summation order differs from the tiles' (each matmul still matches the CPU to 1e-6, see
+            // MultiColumnTests); that moves the second prompt's max error from 0.10 to 0.17 (the first
+            // stays at 0.13), the same rounding-flip noise as above, with identical greedy tokens.
+            let r = try Self.compareTeacherForced(cpu: cpu, vulkan: vulkan, prompt: c.ids, steps: 32, logitTolerance: 0.2, nearTie: 0.5)
             #expect(r.mismatches.isEmpty, "SmolLM2 \(c.ids): greedy token differs at steps \(r.mismatches) (max logit error \(r.maxError))")
             print("SmolLM2 \(c.ids): max relative logit error \(r.maxError), tokens \(r.tokens)")
         }
