@@ -1132,8 +1132,9 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var matvecRows = 4
     /// Steps of 2...multiColumnMax rows (batched decode) use the multi-column mat-vec (matvec.comp
     /// -DMC: each weight row loaded and decoded once for 8 columns) instead of matmul.comp (n <= 8) or
-    /// the prefill tiles (env SHARD_VK_MULTICOL_MAX; 0 or 1: off).
-    public var multiColumnMax = 64
+    /// the prefill tiles (env SHARD_VK_MULTICOL_MAX; 0 or 1: off). 16: on an H200 (7B Q4_K_M, many
+    /// streams) it beat the other paths at 4 and 16 rows and lost to the tiles at 64 (BENCHMARKS.md).
+    public var multiColumnMax = 16
     /// Rows per workgroup of the multi-column mat-vec (R of matvec.comp -DMC; env SHARD_VK_MULTICOL_ROWS, 1...4).
     public private(set) var multiColumnRows = 2
     /// Columns per workgroup of the multi-column mat-vec (NC in matvec.comp).
