@@ -110,10 +110,7 @@ public final class CPUBackend: ComputeBackend {
         return CPUKVStorage(shape: shape)
     }
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16, .q8_0], slidingWindow: true) }
-    public var freeMemoryBytes: Int? {
-        let pages = sysconf(Int32(_SC_AVPHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
-        return pages > 0 && size > 0 ? pages * size : nil
-    }
+    public var freeMemoryBytes: Int? { HostMemory.available() }
 
     public func beginStep(_ batch: StepBatch) throws { self.batch = batch }
     public func endStep() throws {}

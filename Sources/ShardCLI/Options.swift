@@ -184,21 +184,13 @@ func loadModel(_ path: String, _ options: LoadOptions) throws -> LocalModel {
     return try LocalModel(path: path, options: options) { done, total in bar.update(done, total) }
 }
 
-/// A byte count on the command line: `123456`, `512MiB`, `12GiB`, `1.5G`, `800MB` (K/M/G/T, with or
-/// without `i`/`B`; both binary, as memory sizes usually are).
+/// A byte count on the command line: `123456`, `512MiB`, `12GiB`, `1.5GB` (the same grammar as
+/// `--kv-memory`'s byte form: KiB/MiB/GiB binary, KB/MB/GB decimal).
 struct ByteSize: ExpressibleByArgument, Equatable {
     let bytes: Int
     init(bytes: Int) { self.bytes = bytes }
     init?(argument: String) {
-        var s = argument.filter { $0 != " " }.uppercased()[...]
-        if s.hasSuffix("B") { s = s.dropLast() }
-        if s.hasSuffix("I") { s = s.dropLast() }
-        var scale = 1.0
-        if let unit = s.last, let power = "KMGT".firstIndex(of: unit) {
-            for _ in 0...("KMGT".distance(from: "KMGT".startIndex, to: power)) { scale *= 1024 }
-            s = s.dropLast()
-        }
-        guard let value = Double(s), value >= 0, value * scale < 9e18 else { return nil }
-        bytes = Int(value * scale)
+        guard case .bytes(let b)? = KVMemory(parsing: argument) else { return nil }
+        bytes = b
     }
 }

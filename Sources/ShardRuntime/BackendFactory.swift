@@ -30,7 +30,7 @@ extension BackendFactory {
     public static func freeMemory(_ kind: BackendKind, device: Int? = nil) -> Int {
         switch kind {
         case .cpu:
-            return hostAvailableMemory()
+            return HostMemory.available() ?? 0
         case .vulkan:
             let devices = VulkanBackend.available()
             if let device, devices.indices.contains(device) { return devices[device].deviceLocalBytes }
@@ -42,17 +42,4 @@ extension BackendFactory {
         }
     }
 
-    /// MemAvailable from /proc/meminfo (bytes); 0 when unknown.
-    public static func hostAvailableMemory() -> Int {
-        guard let f = fopen("/proc/meminfo", "r") else { return 0 }
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), f) != nil {
-            let s = String(cString: line)
-            guard s.hasPrefix("MemAvailable:") else { continue }
-            let digits = s.dropFirst("MemAvailable:".count).filter(\.isNumber)
-            return (Int(digits) ?? 0) * 1024
-        }
-        return 0
-    }
 }
