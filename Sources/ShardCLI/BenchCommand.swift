@@ -90,6 +90,10 @@ extension Shardctl.Bench {
         let t0 = clock.now
         let m = try loadModel(model.model, options)
         let loadSeconds = (clock.now - t0).seconds
+        // GPU timestamps of in-process shards (one shard, or --in-process): steps of more than one row
+        // (batched decode and prefill chunks) are the profile's "prefill" phase.
+        let vulkan = ((m.pipeline as? LocalPipeline)?.shards ?? []).compactMap { $0.backend as? VulkanBackend }
+        if profile { for b in vulkan { b.profile = true } }
         let engine = m.makeEngine()
         defer { engine.shutdown() }
         let vocab = Int64(m.config.vocabSize)
@@ -105,6 +109,11 @@ extension Shardctl.Bench {
         }
         let streams = log.waitAll()
         if let failure = streams.compactMap(\.failure).first { throw ValidationError("a stream failed: \(failure)") }
+        if profile {
+            // The engine is idle now (every stream has ended), so reading its backends here is safe.
+            Terminal.error(vulkan.enumerated().map { "GPU profile, shard \($0.offset) (steps of several rows count as prefill):\n"
+                + $0.element.profileReport() }.joined(separator: "\n"))
+        }
         let r = BenchReport(streams: streams, start: start, promptTokens: promptTokens)
         if json {
             Terminal.write(JSON.object([
