@@ -336,9 +336,10 @@ final class VulkanContext {
         return f
     }
 
-    /// Ends `cmd`, submits it signalling `fence`, and returns without waiting.
-    func submit(_ cmd: VkCommandBuffer?, fence f: VkFence?) throws {
-        try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer")
+    /// Ends `cmd` (unless `end` is false: an already ended buffer being replayed), submits it
+    /// signalling `f`, and returns without waiting.
+    func submit(_ cmd: VkCommandBuffer?, fence f: VkFence?, end: Bool = true) throws {
+        if end { try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer") }
         var cmd = cmd
         try withUnsafePointer(to: &cmd) { cmds in
             var si = VkSubmitInfo()
@@ -357,18 +358,8 @@ final class VulkanContext {
 
     /// Ends (unless `end` is false: an already ended buffer being replayed), submits and waits.
     func submitAndWait(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
-        if end { try check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer") }
-        var cmd = cmd
-        try withUnsafePointer(to: &cmd) { cmds in
-            var si = VkSubmitInfo()
-            si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
-            si.commandBufferCount = 1
-            si.pCommandBuffers = cmds
-            try check(vkQueueSubmit(queue, 1, &si, fence), "vkQueueSubmit")
-        }
-        var f = fence
-        try check(vkWaitForFences(device, 1, &f, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
-        try check(vkResetFences(device, 1, &f), "vkResetFences")
+        try submit(cmd, fence: fence, end: end)
+        try wait(fence)
     }
 }
 

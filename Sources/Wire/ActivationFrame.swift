@@ -265,10 +265,7 @@ public struct ActivationFrame: ProtoBacked {
         let ids = UnsafeBufferPointer(start: c.sequence_ids, count: c.n_sequence_ids)
         let positions = UnsafeBufferPointer(start: c.positions, count: c.n_positions)
         let rows = (0..<ids.count).map { Row(sequence: ids[$0], position: positions[$0]) }
-        let payload = [UInt8](unsafeUninitializedCapacity: c.payload.len) { dst, count in
-            if c.payload.len > 0 { memcpy(dst.baseAddress!, c.payload.data, c.payload.len) }
-            count = c.payload.len
-        }
+        let payload = copyBytes(c.payload)
         guard c.n_release_ids <= limits.maxReleaseIDs, c.n_fork_sequence_ids <= limits.maxRows,
               c.n_fork_sequence_ids == c.n_fork_source_ids, c.n_fork_sequence_ids == c.n_fork_lengths,
               c.n_release_ids == 0 || c.release_ids != nil,

@@ -438,10 +438,14 @@ public struct WeightChunk: ProtoBacked {
             throw .malformed("WeightChunk [\(c.offset), +\(c.data.len)) lies outside a \(c.file_size)-byte file")
         }
         guard c.data.len == 0 || c.data.data != nil else { throw .malformed("WeightChunk data missing") }
-        let data = [UInt8](unsafeUninitializedCapacity: c.data.len) { dst, count in
-            if c.data.len > 0 { memcpy(dst.baseAddress!, c.data.data, c.data.len) }
-            count = c.data.len
-        }
-        self.init(modelDigest: c.model_digest, fileSize: c.file_size, offset: c.offset, data: data)
+        self.init(modelDigest: c.model_digest, fileSize: c.file_size, offset: c.offset, data: copyBytes(c.data))
+    }
+}
+
+/// A protobuf-c `bytes` field as a Swift array (one copy; the unpacked message is freed after decoding).
+func copyBytes(_ b: ProtobufCBinaryData) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: b.len) { dst, count in
+        if b.len > 0 { memcpy(dst.baseAddress!, b.data, b.len) }
+        count = b.len
     }
 }
