@@ -3,6 +3,19 @@
 // float qval(uint i) (the value of element i) and void qstore(uint i, float value, float rounded).
 // Each lane reads its values once (QV = 256 / subgroup size of them, in registers), so every pass
 // over the block (max, first index of the max, rounding) is register arithmetic.
+// QSTORE_INT8 (mode 1 only): the includer also defines bool qint8(), void qstore8(uint i, uint word)
+// (4 int8 values of elements i ... i + 3, i % 4 == 0, low byte first) and void qstored(uint base,
+// float d) (the block's scale): the rounded block as packed int8 + scale, as matvec_q8.comp -DQX reads
+// it (a whole subgroup per block: 256 a multiple of the subgroup size, which is a multiple of 4).
+#ifdef QSTORE_INT8
+#extension GL_KHR_shader_subgroup_shuffle_relative : require
+// Lanes 4k ... 4k + 3 hold consecutive elements: lane 4k writes their bytes as one word.
+void qpack(uint i, int q) {
+    const uint b = uint(q) & 0xFFu;
+    const uint w = b | (subgroupShuffleDown(b, 1u) << 8) | (subgroupShuffleDown(b, 2u) << 16) | (subgroupShuffleDown(b, 3u) << 24);
+    if ((gl_SubgroupInvocationID & 3u) == 0u) qstore8(i, w);
+}
+#endif
 #ifndef QV_ID
 #define QV_ID 1
 #endif
@@ -41,6 +54,12 @@ void quantize_block(uint base, uint mode) {
             const uint j = lane + t * SG;
             if (j < B) qstore(base + j, v[t], 0.0);
         }
+#ifdef QSTORE_INT8
+        if (qint8()) {
+            [[unroll]] for (uint t = 0u; t < QV; t++) if (lane + t * SG < B) qpack(base + lane + t * SG, 0);
+            if (lane == 0u) qstored(base, 0.0);
+        }
+#endif
         return;
     }
     // max: the first value of largest |x| (its lane holds it).
@@ -57,4 +76,13 @@ void quantize_block(uint base, uint mode) {
         const uint j = lane + t * SG;
         if (j < B) qstore(base + j, v[t], d * min(127.0, roundEven(iscale * v[t])));
     }
+#ifdef QSTORE_INT8
+    if (qint8()) {
+        [[unroll]] for (uint t = 0u; t < QV; t++) {
+            const uint j = lane + t * SG;
+            if (j < B) qpack(base + j, int(min(127.0, roundEven(iscale * v[t]))));
+        }
+        if (lane == 0u) qstored(base, d);
+    }
+#endif
 }

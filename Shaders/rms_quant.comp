@@ -9,12 +9,18 @@ layout(std430, binding = 0) readonly buffer XBuf4 { vec4 X4[]; };
 layout(std430, binding = 1) readonly buffer WBuf { float Wt[]; };
 layout(std430, binding = 2) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 3) writeonly buffer RBuf { float Rnd[]; };
-layout(push_constant) uniform Params { uint n; float eps; uint mode; } p;
+layout(push_constant) uniform Params { uint n; float eps; uint mode, qx; } p;
+// qx != 0 (mode 1, one row): also the rounded row as packed int8 + per-block scales (matvec_q8.comp -DQX).
+layout(std430, binding = 4) writeonly buffer QBuf { uint XQ[]; };
 
 float g_scale;
 uint g_base;
 float qval(uint i) { return X[g_base + i] * g_scale * Wt[i]; }
 void qstore(uint i, float v, float r) { O[g_base + i] = v; Rnd[g_base + i] = r; }
+#define QSTORE_INT8
+bool qint8() { return p.qx != 0u; }
+void qstore8(uint i, uint w) { XQ[i >> 2] = w; }
+void qstored(uint base, float d) { XQ[p.n / 4u + base / 256u] = floatBitsToUint(d); }
 #include "quant.glsl"
 
 // Workgroup (x, r): row r's blocks x·S ... x·S + S − 1 (S subgroups, one block each); every workgroup

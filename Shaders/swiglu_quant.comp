@@ -8,10 +8,16 @@ layout(std430, binding = 0) readonly buffer GBuf { float G[]; };
 layout(std430, binding = 1) readonly buffer UBuf { float U[]; };
 layout(std430, binding = 2) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 3) writeonly buffer RBuf { float Rnd[]; };
-layout(push_constant) uniform Params { uint blocks, mode; } p;
+layout(push_constant) uniform Params { uint blocks, mode, qx; } p;
+// qx != 0 (mode 1, one row): also the rounded row as packed int8 + per-block scales (matvec_q8.comp -DQX).
+layout(std430, binding = 4) writeonly buffer QBuf { uint XQ[]; };
 
 float qval(uint i) { const float x = G[i]; return x / (1.0 + exp(-x)) * U[i]; }
 void qstore(uint i, float v, float r) { O[i] = v; Rnd[i] = r; }
+#define QSTORE_INT8
+bool qint8() { return p.qx != 0u; }
+void qstore8(uint i, uint w) { XQ[i >> 2] = w; }
+void qstored(uint base, float d) { XQ[p.blocks * 64u + base / 256u] = floatBitsToUint(d); }
 #include "quant.glsl"
 
 void main() {

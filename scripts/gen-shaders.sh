@@ -3,7 +3,8 @@
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
-# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode).
+# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode); matvec_q8.comp (the
+# integer-dot-product mat-vec) for Q4_K and Q6_K only.
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
 cd "$(dirname "$0")/.."
@@ -35,10 +36,15 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_coop2_$f" Shaders/matmul_coop2.comp "-DTYPE_$upper"
   done
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
+  emit "matvec_q8_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K
+  emit "matvec_q8_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K
+  emit "matvec_q8_pair_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DPAIR
+  emit "matvec_q8x_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX
+  emit "matvec_q8x_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K -DQX
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
-    case $name in matmul|embed|matvec|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac
+    case $name in matmul|embed|matvec|matvec_q8|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac
     emit "$name" "$src"
   done
   echo "}"

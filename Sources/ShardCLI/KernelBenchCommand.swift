@@ -12,12 +12,18 @@ extension Shardctl {
             shouldDisplay: false)
         @Flag(help: "Measure the Vulkan device's copy bandwidth (GB/s read + written) and prefill mat-mats instead.")
         var vulkan = false
+        @Flag(help: "With --vulkan: time the decode mat-vecs (float and integer-dot) on the 7B's shapes only.")
+        var matvec = false
         @Option(help: "Vulkan mat-mat size: rows,columns-of-weights,tokens.")
         var matmul: String = "4096,4096,512"
 
         func run() throws {
             if vulkan {
                 let b = try VulkanBackend()
+                if matvec {
+                    Terminal.write("\(b.deviceName), integer dot products: \(b.dotProducts ? "yes" : "no")\n" + (try b.matvecReport()) + "\n")
+                    return
+                }
                 let gbs = try b.copyBandwidth()
                 Terminal.write("vulkan copy bandwidth: \((gbs * 10).rounded() / 10) GB/s (read + write, 1 GiB buffers) on \(b.deviceName)\n")
                 Terminal.write("cooperative matrices: \(b.cooperativeMatrix ? "yes (VK_NV_cooperative_matrix, 16x16x16 f16)" : "no")\n")

@@ -24,7 +24,11 @@
 //   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
 //   pages, f16 (`pageSize` positions × kvDim per page), indexed through the step's page tables, like
 //   the CPU backend.
-// - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first;
+// - Kernels. Decode: Q4_K / Q6_K mat-vecs on integer dot products where the device has
+//   VK_KHR_shader_integer_dot_product (matvec_q8.comp -DQX: x as packed int8 + Q8_K block scales, written
+//   by the rms_quant / swiglu_quant that round it anyway; 4 × int8 OpSDot instead of nibble-to-float
+//   conversions), other mat-vecs (and inputs without such a producer, e.g. the o projection's) on
+//   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
@@ -57,7 +61,10 @@
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
-//   SHARD_VK_PREFILL_ATTN_OLD (see the properties they set).
+//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_DP (no integer-dot mat-vecs: the device is created without the
+//   extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX (matvec_q8 rounds x per workgroup; with it the
+//   RMSNorm and SwiGLU fusions into the mat-vecs, SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE)
+//   (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -270,6 +277,11 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
+        dotProducts = ctx.integerDot   // env SHARD_VK_NO_DP=1: the device is created without it
+        if let v = env("SHARD_VK_DP_ROWS"), v > 0, v <= 16 { dotRows = v }
+        if env("SHARD_VK_NO_NORM_FUSE") == 1 { normFusion = false }
+        if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
+        if env("SHARD_VK_DP_ROUNDX") == 1 { dotRoundsX = true }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
         dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
@@ -473,6 +485,80 @@ public final class VulkanBackend: ComputeBackend {
         return lines.joined(separator: "\n")
     }
 
+    /// Times decode mat-vecs (one column) on random weights of the 7B's shapes, each call after a
+    /// barrier as in a decode step: the float mat-vec (matvec.comp, f32 activations: no rounding pass)
+    /// and, where the device has integer dot products, matvec_q8x (x packed as int8 once, by an
+    /// rms_quant before the calls) and matvec_q8 rounding x in every workgroup. GPU time per call from
+    /// the difference of two step lengths (host-timed), and the weight bytes read per second.
+    /// A developer tool (`shardctl kernel-bench --vulkan --matvec`).
+    public func matvecReport(reps: Int = 200) throws -> String {
+        let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
+                                              (.q6_K, 4096, 4096), (.q6_K, 4096, 11008), (.q6_K, 32000, 4096)]
+        let path = "/tmp/shard-matvec-bench-\(getpid()).gguf"
+        let writer = GGUFWriter()
+        writer.set("general.architecture", "bench")
+        for (i, (t, m, k)) in shapes.enumerated() {
+            try writer.addTensor(name: "w\(i)", shape: [k, m], type: t) { chunk, rows in
+                var rng = SplitMix64(seed: 31 &+ UInt64(rows.lowerBound))
+                SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+            }
+            try writer.addTensor(name: "n\(i)", shape: [k], type: .f32) { chunk, _ in
+                var rng = SplitMix64(seed: 77)
+                SyntheticData.fillFloats(chunk, type: .f32, mean: 1, sigma: 0.3, rng: &rng)
+            }
+        }
+        try writer.write(to: path)
+        defer { unlink(path) }
+        let file = try GGUFFile(path: path)
+        let saved = (dotProducts, roundsActivations, replays, dotRoundsX)
+        defer { (dotProducts, roundsActivations, replays, dotRoundsX) = saved }
+        replays = false
+        let batch = StepBatch(positions: [0], tableIndex: [0], pageTables: [[0]])
+        var lines: [String] = []
+        for (i, (t, m, k)) in shapes.enumerated() {
+            let info = file.tensor(named: "w\(i)")!
+            let w = try loadWeight(info, of: file), nw = try loadWeight(file.tensor(named: "n\(i)")!, of: file)
+            var rng = SplitMix64(seed: 9 &+ UInt64(i))
+            let xs = (0..<k).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+            let x = try makeActivations(rowCapacity: 1, columns: k), xn = try makeActivations(rowCapacity: 1, columns: k)
+            let y = try makeActivations(rowCapacity: 1, columns: m)
+            for mode in 0..<3 where mode == 0 || saved.0 {
+                dotProducts = mode > 0
+                roundsActivations = mode > 0
+                dotRoundsX = mode == 2
+                func timed(_ count: Int) throws -> Double {
+                    let t0 = DispatchTimeShim.now()
+                    try beginStep(batch)
+                    upload(xs, to: x)
+                    if mode == 1 {
+                        // One rms_quant writes the int8 copy; every call reads it.
+                        rmsNorm(x, weight: nw, eps: 1e-5, into: xn)
+                        matmul(w, xn, bias: nil, into: y, rows: nil)
+                        if case let .matmul(job) = pending, job.qx != nil {
+                            flushPending()
+                            for _ in 1..<count { emitMatmul(job, residual: nil, barrierAfter: true) }
+                        } else {
+                            fail("matvecReport: no int8 input for \(t)")
+                        }
+                    } else {
+                        for _ in 0..<count { matmul(w, x, bias: nil, into: y, rows: nil) }
+                    }
+                    try endStep()
+                    return DispatchTimeShim.now() - t0
+                }
+                _ = try timed(1)
+                var best1 = Double.infinity, bestN = Double.infinity
+                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+                let dt = max(bestN - best1, 1e-9) / Double(reps)
+                let gbs = Double(info.byteCount) / dt / 1e9
+                let kind = ["float (matvec, R=\(matvecRows))", "int8 dot, x packed once (matvec_q8x, R=\(dotRows))",
+                            "int8 dot, x rounded per workgroup (matvec_q8, R=\(dotRows))"][mode]
+                lines.append("matvec \(t) \(m)x\(k) (\(info.byteCount / 1000) kB), \(kind): \((dt * 1e7).rounded() / 10) us/call, \(gbs.rounded()) GB/s")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// Records `body` into the one-shot command buffer, submits it and waits.
     private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
         try finishUploads()
@@ -500,6 +586,8 @@ public final class VulkanBackend: ComputeBackend {
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case _ where name.hasPrefix("matvec_q8"):
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows)]
         case _ where name.hasPrefix("matvec_mc_"):
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(multiColumnRows), 1]
         case _ where name.hasPrefix("matvec_"):  // matvec_xs_q4_K too
@@ -546,12 +634,15 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
-        "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 4), "swiglu_quant": (SPIRV.swiglu_quant, 4),
+        "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
+        "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
+        "matvec_q8_pair_q4_K": (SPIRV.matvec_q8_pair_q4_K, 8),
+        "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
@@ -806,6 +897,9 @@ public final class VulkanBackend: ComputeBackend {
         pendingTransfer = true
     }
 
+    /// Labels of the dispatches recorded while non-nil (tests: which kernels an op sequence used).
+    var dispatchLog: [String]?
+
     /// Records one dispatch. `barrierAfter: false` lets independent dispatches follow without a barrier.
     private func dispatch(_ name: String, _ buffers: [GPUBuffer], _ push: [UInt32], groups: (Int, Int, Int),
                           barrierAfter: Bool = true, label: @autoclosure () -> String? = nil) {
@@ -815,6 +909,7 @@ public final class VulkanBackend: ComputeBackend {
             let p = try pipeline(name)
             let set = try descriptors.set(for: p, buffers)
             barrierIfPending()
+            if dispatchLog != nil { dispatchLog!.append(label() ?? name) }
             emit(.dispatch(p, set, push, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)), label: label() ?? name)
             if barrierAfter { pendingBarrier = true }
         } catch {
@@ -886,6 +981,8 @@ public final class VulkanBackend: ComputeBackend {
         case norm(VulkanActivations, VulkanWeight, Float, VulkanActivations)
         case swiglu(VulkanActivations, VulkanActivations, VulkanActivations)
         case matmul(MatJob)
+        /// Two decode mat-vecs of one input on integer dot products (gate and up), waiting for a swiglu.
+        case pair(MatJob, MatJob)
         case rope([RopeJob])
         case merge(MergeJob)
         case attention(AttentionJob)
@@ -912,6 +1009,11 @@ public final class VulkanBackend: ComputeBackend {
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
     struct MatJob {
         let w: VulkanWeight, input: GPUBuffer, bias: VulkanWeight?, out: VulkanActivations, n: Int, k: Int
+        /// matvec_q8 NORM: `input` is the norm's raw input, normalized on read with this weight and eps;
+        /// `output` (the norm's output) is written by the job that has it.
+        var norm: (weight: GPUBuffer, eps: Float, output: GPUBuffer?)? = nil
+        /// matvec_q8x: the input rounded as packed int8 + block scales (written by rms_quant / swiglu_quant).
+        var qx: GPUBuffer? = nil
     }
     struct RopeJob { let x: VulkanActivations, heads: Int, headDim: Int, params: RopeParams }
     private var pending = Pending.none
@@ -930,6 +1032,9 @@ public final class VulkanBackend: ComputeBackend {
             dispatch("swiglu", [g.buffer, u.buffer, o.buffer], [UInt32(count)], groups: (gx, gy, 1))
         case let .matmul(job):
             emitMatmul(job, residual: nil, barrierAfter: true)
+        case let .pair(a, b):
+            emitMatmul(a, residual: nil, barrierAfter: false)
+            emitMatmul(b, residual: nil, barrierAfter: true)
         case let .rope(jobs):
             for j in jobs { emitRope(j) }
         case let .attention(j):
@@ -995,8 +1100,37 @@ public final class VulkanBackend: ComputeBackend {
                 return fail("bias \(bias.name) must be f32[\(w.rowCount)]")
             }
         }
+        // Decode mat-vecs on integer dot products (matvec_q8.comp) round x themselves: no rounding pass;
+        // a pending RMSNorm of x is applied on read (each mat-vec's workgroups normalize x themselves).
+        if dotRoundsX && n == 1 && items.allSatisfy({ usesDot($0.weight as! VulkanWeight) }) {
+            var norm: (x: VulkanActivations, weight: GPUBuffer, eps: Float, output: VulkanActivations)?
+            if normFusion && fuses && batch.rows == 1, case let .norm(nx, nw, eps, no) = pending, no === x, nx.columns == x.columns {
+                pending = .none
+                norm = (nx, nw.buffer, eps, no)
+            }
+            flushPending()
+            let jobs = items.enumerated().map { i, item in
+                var job = MatJob(w: item.weight as! VulkanWeight, input: norm?.x.buffer ?? x.buffer, bias: item.bias as? VulkanWeight,
+                                 out: item.output as! VulkanActivations, n: n, k: x.columns)
+                if let norm { job.norm = (norm.weight, norm.eps, i == 0 ? norm.output.buffer : nil) }
+                return job
+            }
+            if fuses && jobs.count == 1 {
+                pending = .matmul(jobs[0])
+                return
+            }
+            // Gate and up (same Q4_K shape, no bias) wait for a swiglu of their outputs (matvec_q8 PAIR).
+            if fuses && swigluFusion && jobs.count == 2, jobs.allSatisfy({ $0.w.type == .q4_K && $0.bias == nil }),
+               jobs[0].w.rowCount == jobs[1].w.rowCount, jobs[0].out !== jobs[1].out, dotRows * 2 * dotSubgroups <= 64 {
+                pending = .pair(jobs[0], jobs[1])
+                return
+            }
+            for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
+            return
+        }
         // The input rounded once per activation grid the weights need (as the CPU quantizes it once per type).
         var inputs: [Int: GPUBuffer] = [:]
+        var qx: GPUBuffer?   // and as packed int8 for matvec_q8x, where the fused producer wrote it
         if roundsActivations {
             let modes = Set(items.compactMap { Self.roundingMode($0.weight.type) })
             // Fused with the pending op that produced x (one grid only).
@@ -1007,11 +1141,14 @@ public final class VulkanBackend: ComputeBackend {
                     pending = .none
                     do {
                         let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let q = try int8Input(mode: mode, n: n, k: x.columns, items: items)
                         let perGroup = max(1, rmsQuantWorkgroupSize / device.subgroupSize)
                         let blocks = x.columns / blockSize
-                        dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r], [UInt32(x.columns), eps.bitPattern, UInt32(mode)],
+                        dispatch("rms_quant", [nx.buffer, nw.buffer, no.buffer, r, q ?? dummy],
+                                 [UInt32(x.columns), eps.bitPattern, UInt32(mode), q == nil ? 0 : 1],
                                  groups: ((blocks + perGroup - 1) / perGroup, batch.rows, 1))
                         inputs[mode] = r
+                        qx = q
                     } catch { deferredError = error; return }
                 case let .attention(j) where j.out === x && x.columns % blockSize == 0 && j.heads * j.headDim == x.columns
                     && (blockSize % j.headDim == 0 || j.headDim % blockSize == 0) && blockSize / j.headDim <= 8:
@@ -1035,11 +1172,14 @@ public final class VulkanBackend: ComputeBackend {
                     pending = .none
                     do {
                         let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
+                        let q = try int8Input(mode: mode, n: n, k: x.columns, items: items)
                         let blocks = n * x.columns / blockSize
                         let perGroup = max(1, workgroupSize / device.subgroupSize)
                         let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
-                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1))
+                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r, q ?? dummy], [UInt32(blocks), UInt32(mode), q == nil ? 0 : 1],
+                                 groups: (gx, gy, 1))
                         inputs[mode] = r
+                        qx = q
                     } catch { deferredError = error; return }
                 default: break
                 }
@@ -1062,8 +1202,10 @@ public final class VulkanBackend: ComputeBackend {
         }
         let jobs = items.map { item in
             let w = item.weight as! VulkanWeight
-            return MatJob(w: w, input: Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer,
-                          bias: item.bias as? VulkanWeight, out: item.output as! VulkanActivations, n: n, k: x.columns)
+            var job = MatJob(w: w, input: Self.roundingMode(w.type).flatMap { inputs[$0] } ?? x.buffer,
+                             bias: item.bias as? VulkanWeight, out: item.output as! VulkanActivations, n: n, k: x.columns)
+            if usesDot(w) { job.qx = qx }
+            return job
         }
         // A single matmul waits for a possible add of its output into the residual.
         if fuses && jobs.count == 1 {
@@ -1077,6 +1219,26 @@ public final class VulkanBackend: ComputeBackend {
         let w = job.w, n = job.n
         let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
         let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
+        if n == 1, let q = job.qx {
+            // Decode on integer dot products with x already packed as int8 (matvec_q8.comp -DQX).
+            let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
+            dispatch("matvec_q8x_" + Self.shaderSuffix(w.type), [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy, dummy, dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, 0],
+                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
+                     label: "matvec q8x \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
+        if n == 1 && dotRoundsX && usesDot(w) && job.k == w.rowLength {
+            // Decode on integer dot products (matvec_q8.comp), dotRows rows per workgroup.
+            let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
+            let normFlags: UInt32 = job.norm == nil ? 0 : (4 | (job.norm?.output == nil ? 0 : 8))
+            dispatch("matvec_q8_" + Self.shaderSuffix(w.type),
+                     buffers + [job.norm?.weight ?? dummy, job.norm?.output ?? dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags | normFlags, (job.norm?.eps ?? 0).bitPattern],
+                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
+                     label: "matvec q8 \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)\(job.norm == nil ? "" : " +norm")")
+            return
+        }
         if n == 1 {
             // Decode: mat-vec (matvec.comp), matvecRows rows per workgroup.
             let perGroup = matvecRows
@@ -1126,6 +1288,43 @@ public final class VulkanBackend: ComputeBackend {
                  groups: (gx, gy, (n + 7) / 8), barrierAfter: barrierAfter,
                  label: "matmul \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
     }
+
+    /// Decode mat-vecs of Q4_K / Q6_K weights on integer dot products (matvec_q8.comp: x rounded to the
+    /// Q8_K grid in each workgroup, 4 × int8 dot products) where the device has
+    /// VK_KHR_shader_integer_dot_product and activations are rounded (env SHARD_VK_NO_DP=1: off, the
+    /// float mat-vec). Numerically the same as the rounding pass + float mat-vec, to f32 rounding.
+    public var dotProducts = false
+    /// matvec_q8.comp rounds x itself in every workgroup (and the norm / swiglu fusions below apply)
+    /// instead of reading the int8 copy its producer wrote (env SHARD_VK_DP_ROUNDX=1). Off: on an H200
+    /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
+    public var dotRoundsX = false
+    /// Rows per workgroup of matvec_q8.comp (env SHARD_VK_DP_ROWS).
+    public private(set) var dotRows = 4
+    /// A pending RMSNorm is applied by the integer-dot mat-vecs that read its output (each workgroup
+    /// normalizes x itself; env SHARD_VK_NO_NORM_FUSE=1: rms_norm dispatched on its own).
+    public var normFusion = true
+    /// Decode gate and up mat-vecs followed by a swiglu of their outputs run as one matvec_q8 PAIR
+    /// dispatch with the swiglu in its epilogue (env SHARD_VK_NO_SWIGLU_FUSE=1: off).
+    public var swigluFusion = true
+    /// Largest row length matvec_q8.comp holds in shared memory (its MAXK).
+    static let dotMaxK = 16384
+
+    func usesDot(_ w: VulkanWeight) -> Bool {
+        dotProducts && roundsActivations && (w.type == .q4_K || w.type == .q6_K)
+            && w.rowLength % 256 == 0 && w.rowLength <= Self.dotMaxK && dotRows * dotSubgroups <= 64
+    }
+    /// An int8 copy of a decode input for matvec_q8x (K bytes + K/256 f32 scales), when the step is one
+    /// row, the grid is Q8_K's and an item will read it; nil otherwise (the producer then writes none).
+    private func int8Input(mode: Int, n: Int, k: Int, items: [MatmulItem]) throws -> GPUBuffer? {
+        guard mode == 1, n == 1, batch.rows == 1, items.contains(where: { usesDot($0.weight as! VulkanWeight) }) else { return nil }
+        let bytes = k + k / 256 * 4
+        if (int8Buffer?.size ?? 0) < bytes + 16 { int8Buffer = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false) }
+        return int8Buffer
+    }
+    private var int8Buffer: GPUBuffer?
+
+    /// Subgroups per matvec_q8 workgroup (its partial sums per row and subgroup go through red_sh[64]).
+    var dotSubgroups: Int { max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize) }
 
     /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
     /// env SHARD_VK_MATVEC_ROWS).
@@ -1291,8 +1490,20 @@ public final class VulkanBackend: ComputeBackend {
     static func decodeMaxPairs(_ subgroupSize: Int) -> Int { max(1, (128 + subgroupSize - 1) / subgroupSize) }
 
     public func swiglu(gate: Activations, up: Activations, into out: Activations) {
-        flushPending()
         let g = gate as! VulkanActivations, u = up as! VulkanActivations, o = out as! VulkanActivations
+        if case let .pair(a, b) = pending, a.out === g, b.out === u, o === g {
+            // matvec_q8 PAIR: gate and up rows in one workgroup, out = silu(gate) * up, up written too.
+            pending = .none
+            let w = a.w
+            let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
+            let normFlags: UInt32 = a.norm == nil ? 0 : (4 | (a.norm?.output == nil ? 0 : 8))
+            dispatch("matvec_q8_pair_q4_K",
+                     [w.buffer, a.input, o.buffer, dummy, u.buffer, a.norm?.weight ?? dummy, a.norm?.output ?? dummy, b.w.buffer],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), normFlags, (a.norm?.eps ?? 0).bitPattern],
+                     groups: (gx, gy, 1), label: "matvec q8 pair+swiglu q4_K \(w.rowCount)x\(w.rowLength)\(a.norm == nil ? "" : " +norm")")
+            return
+        }
+        flushPending()
         pending = .swiglu(g, u, o)
         if !fuses { flushPending() }
     }

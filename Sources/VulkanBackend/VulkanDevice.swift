@@ -110,8 +110,13 @@ final class VulkanContext {
     /// VK_NV_cooperative_matrix is enabled with a 16×16×16 f16·f16 + f32 subgroup shape (and shaderFloat16).
     private(set) var cooperativeMatrix16 = false
 
-    /// vkCreateDevice with VK_NV_cooperative_matrix, shaderFloat16 and the Vulkan memory model enabled.
-    static func createDevice(_ pd: VkPhysicalDevice?, _ dci: inout VkDeviceCreateInfo, coop: Bool, into device: inout VkDevice?) -> VkResult {
+    /// VK_KHR_shader_integer_dot_product is enabled (matvec_q8.comp's OpSDot on packed int8).
+    private(set) var integerDot = false
+
+    /// vkCreateDevice with VK_NV_cooperative_matrix, shaderFloat16 and the Vulkan memory model enabled
+    /// (`coop`), and/or VK_KHR_shader_integer_dot_product (`dot`).
+    static func createDevice(_ pd: VkPhysicalDevice?, _ dci: inout VkDeviceCreateInfo, coop: Bool, dot: Bool = false,
+                             into device: inout VkDevice?) -> VkResult {
         var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
         coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
         coopFeatures.cooperativeMatrix = VkBool32(VK_TRUE)
@@ -121,18 +126,25 @@ final class VulkanContext {
         var model = VkPhysicalDeviceVulkanMemoryModelFeatures()   // the shader's SPIR-V declares VulkanMemoryModel
         model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES
         model.vulkanMemoryModel = VkBool32(VK_TRUE)
+        var dotFeatures = VkPhysicalDeviceShaderIntegerDotProductFeatures()
+        dotFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES
+        dotFeatures.shaderIntegerDotProduct = VkBool32(VK_TRUE)
         var result = VK_ERROR_INITIALIZATION_FAILED
         var info = dci
-        withUnsafeMutablePointer(to: &model) { mm in
-            coopFeatures.pNext = UnsafeMutableRawPointer(mm)
-            withUnsafeMutablePointer(to: &coopFeatures) { cf in
-                f16.pNext = UnsafeMutableRawPointer(cf)
-                withUnsafeMutablePointer(to: &f16) { f in
-                    info.pNext = UnsafeRawPointer(f)
-                    "VK_NV_cooperative_matrix".withCString { ext in
-                        var names: [UnsafePointer<CChar>?] = [ext]
+        let extensions = (coop ? ["VK_NV_cooperative_matrix"] : []) + (dot ? ["VK_KHR_shader_integer_dot_product"] : [])
+        let cstrings = extensions.map { strdup($0) }
+        defer { cstrings.forEach { free($0) } }
+        withUnsafeMutablePointer(to: &dotFeatures) { df in
+            model.pNext = dot ? UnsafeMutableRawPointer(df) : nil
+            withUnsafeMutablePointer(to: &model) { mm in
+                coopFeatures.pNext = UnsafeMutableRawPointer(mm)
+                withUnsafeMutablePointer(to: &coopFeatures) { cf in
+                    f16.pNext = UnsafeMutableRawPointer(cf)
+                    withUnsafeMutablePointer(to: &f16) { f in
+                        info.pNext = coop ? UnsafeRawPointer(f) : (dot ? UnsafeRawPointer(df) : nil)
+                        var names: [UnsafePointer<CChar>?] = cstrings.map { UnsafePointer($0) }
                         names.withUnsafeMutableBufferPointer { n in
-                            info.enabledExtensionCount = 1
+                            info.enabledExtensionCount = UInt32(n.count)
                             info.ppEnabledExtensionNames = UnsafePointer(n.baseAddress)
                             result = vkCreateDevice(pd, &info, nil, &device)
                         }
@@ -141,6 +153,26 @@ final class VulkanContext {
             }
         }
         return result
+    }
+
+    /// Whether the device has VK_KHR_shader_integer_dot_product with shaderIntegerDotProduct (env
+    /// SHARD_VK_NO_DP=1: treated as absent).
+    static func integerDotSupport(_ pd: PhysicalDevice) -> Bool {
+        if let v = getenv("SHARD_VK_NO_DP"), String(cString: v) == "1" { return false }
+        var count: UInt32 = 0
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, nil) == VK_SUCCESS, count > 0 else { return false }
+        var exts = [VkExtensionProperties](repeating: .init(), count: Int(count))
+        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, &exts) == VK_SUCCESS else { return false }
+        guard exts.contains(where: { cString($0.extensionName) == "VK_KHR_shader_integer_dot_product" }) else { return false }
+        var dotFeatures = VkPhysicalDeviceShaderIntegerDotProductFeatures()
+        dotFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES
+        var features = VkPhysicalDeviceFeatures2()
+        features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+        withUnsafeMutablePointer(to: &dotFeatures) { df in
+            features.pNext = UnsafeMutableRawPointer(df)
+            vkGetPhysicalDeviceFeatures2(pd.handle, &features)
+        }
+        return dotFeatures.shaderIntegerDotProduct != 0
     }
 
     /// Whether the device offers what matmul_coop.comp needs: VK_NV_cooperative_matrix with the
@@ -261,6 +293,8 @@ final class VulkanContext {
         timestampValidBits = Int(families[family].timestampValidBits)
         let coop = Self.cooperativeMatrixSupport(instance, chosen)
         cooperativeMatrix16 = coop
+        let dot = Self.integerDotSupport(chosen)
+        integerDot = dot
         let priority: Float = 1
         try withUnsafePointer(to: priority) { priority in
             var qci = VkDeviceQueueCreateInfo()
@@ -273,8 +307,15 @@ final class VulkanContext {
                 dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
                 dci.queueCreateInfoCount = 1
                 dci.pQueueCreateInfos = qci
-                if !coop || Self.createDevice(pd, &dci, coop: true, into: &device) != VK_SUCCESS {
-                    cooperativeMatrix16 = false
+                // Optional features, most first: a driver that refuses a combination gets fewer.
+                var created = false
+                for (c, d) in [(coop, dot), (false, dot), (coop, false)] where (c || d) && !created {
+                    if Self.createDevice(pd, &dci, coop: c, dot: d, into: &device) == VK_SUCCESS {
+                        (cooperativeMatrix16, integerDot, created) = (c, d, true)
+                    }
+                }
+                if !created {
+                    (cooperativeMatrix16, integerDot) = (false, false)
                     try check(vkCreateDevice(pd, &dci, nil, &device), "vkCreateDevice")
                 }
             }
