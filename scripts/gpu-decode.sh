@@ -2,6 +2,8 @@
 # Runs ON the lent GPU machine (carry .gl and the bundle): batch-1 decode of the synthetic 7B Q4_K_M
 # under VulkanBackend's decode knobs (issue 3), all in one call, one table last; logs under $OUT.
 #   run: OUT=$OUT bash scripts/gpu-decode.sh     (BUNDLE=.gpu by default)
+#   The device tool sends the checkout the session started in, not a helper's worktree: from a worktree,
+#   copy the bundle and this script into an ignored folder there (e.g. .build-NAME/) and carry that.
 #   KNOBS="name=ENV=V[,ENV=V] ..." (default below: the integer-dot mat-vecs off, other rows per workgroup);
 #   DP_ROWS_LIST="4 8": matvec_q8 rows per workgroup, each timed alone (kernel-bench --matvec); REPS=2 runs each.
 set -uo pipefail
@@ -39,6 +41,8 @@ f() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' 
 wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per decode token: the file less token_embd
 echo "| knobs | prefill tok/s | decode tok/s (runs) | decode weights GB/s |" > "$out/table.md"
 echo "| --- | ---: | ---: | ---: |" >> "$out/table.md"
+# Warm-up: the driver's shader cache (the first process compiles every pipeline inside its prefill).
+$S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 16 --gen-tokens 4 --ctx 256 > /dev/null 2>&1
 for rep in $(seq 1 ${REPS:-2}); do
   for k in $knobs; do
     name=${k%%=*}; envs=""; [ "$k" != default ] && envs=${k#*=}

@@ -586,7 +586,8 @@ public final class VulkanBackend: ComputeBackend {
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
-        case _ where name.hasPrefix("matvec_q8"):
+        case _ where name.hasPrefix("matvec_q8x_") || name.hasPrefix("matvec_q8_q") || name.hasPrefix("matvec_q8_pair_"):
+            // matvec_q8.comp's variants (not matvec_q8_0, the float mat-vec of Q8_0 weights)
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows)]
         case _ where name.hasPrefix("matvec_mc_"):
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(multiColumnRows), 1]
@@ -1298,8 +1299,9 @@ public final class VulkanBackend: ComputeBackend {
     /// instead of reading the int8 copy its producer wrote (env SHARD_VK_DP_ROUNDX=1). Off: on an H200
     /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
     public var dotRoundsX = false
-    /// Rows per workgroup of matvec_q8.comp (env SHARD_VK_DP_ROWS).
-    public private(set) var dotRows = 4
+    /// Rows per workgroup of matvec_q8.comp (env SHARD_VK_DP_ROWS). 2: on an H200 it was as fast as or
+    /// faster than 4 and 8 on the 7B's shapes alone and in decode (BENCHMARKS.md).
+    public private(set) var dotRows = 2
     /// A pending RMSNorm is applied by the integer-dot mat-vecs that read its output (each workgroup
     /// normalizes x itself; env SHARD_VK_NO_NORM_FUSE=1: rms_norm dispatched on its own).
     public var normFusion = true
