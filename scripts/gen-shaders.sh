@@ -3,13 +3,14 @@
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
-# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode).
+# matmul_cm.comp for the formats in cm_formats; matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode).
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
 cd "$(dirname "$0")/.."
 out=${1:-Sources/VulkanBackend/Generated/Shaders.swift}
 GLSLC=${GLSLC:-glslc}
 formats="f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K"
+cm_formats="f16 q4_0 q8_0 q4_K q6_K"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
@@ -34,11 +35,16 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_coop_$f" Shaders/matmul_coop.comp "-DTYPE_$upper"
     emit "matmul_coop2_$f" Shaders/matmul_coop2.comp "-DTYPE_$upper"
   done
+  # matmul_cm.comp (cooperative-matrix mat-mat with run-time tile shapes): the formats of the models
+  # measured (Q4_K_M files, Q8_0, Q4_0, F16); the others keep matmul_coop/matmul_tiled.
+  for f in $cm_formats; do
+    emit "matmul_cm_$f" Shaders/matmul_cm.comp "-DTYPE_$(echo "$f" | tr 'a-z' 'A-Z')"
+  done
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
-    case $name in matmul|embed|matvec|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac
+    case $name in matmul|embed|matvec|matmul_tiled|matmul_coop|matmul_coop2|matmul_cm) continue ;; esac
     emit "$name" "$src"
   done
   echo "}"
