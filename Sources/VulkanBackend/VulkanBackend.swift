@@ -29,8 +29,12 @@
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
-//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (matmul_coop.comp, queried at run time), else
-//   shared-memory tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these).
+//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
+//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
+//   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
+//   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
+//   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K, Q6_K, Q8_0, Q4_0, F16 weights); the multi-column
+//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
@@ -57,7 +61,7 @@
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
-//   SHARD_VK_PREFILL_ATTN_OLD (see the properties they set).
+//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
