@@ -33,7 +33,7 @@
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
 //   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
-//   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K, Q6_K, Q8_0, Q4_0, F16 weights); the multi-column
+//   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
@@ -645,9 +645,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_mc_q5_0": (SPIRV.matvec_mc_q5_0, 5), "matvec_mc_q5_1": (SPIRV.matvec_mc_q5_1, 5),
         "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
         "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
-        "matmul_cm_f16": (SPIRV.matmul_cm_f16, 5), "matmul_cm_q4_0": (SPIRV.matmul_cm_q4_0, 5),
-        "matmul_cm_q8_0": (SPIRV.matmul_cm_q8_0, 5), "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5),
-        "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
+        "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1260,8 +1258,9 @@ public final class VulkanBackend: ComputeBackend {
             guard valid else { return nil }
         }
     }
-    static let cmNames: [GGMLType: String] = [.f16: "matmul_cm_f16", .q4_0: "matmul_cm_q4_0", .q8_0: "matmul_cm_q8_0",
-                                              .q4_K: "matmul_cm_q4_K", .q6_K: "matmul_cm_q6_K"]
+    /// The formats with a matmul_cm variant: those checked on a GPU so far (kernel-bench against the f32
+    /// paths; the shader's generic dq4 path for the other formats compiles but has not run on one).
+    static let cmNames: [GGMLType: String] = [.q4_K: "matmul_cm_q4_K", .q6_K: "matmul_cm_q6_K"]
     /// matmul_cm.comp for steps of cmMinColumns or more columns where the device has cooperative
     /// matrices (env SHARD_VK_CM=0: off, the paths before it: multi-column mat-vec, matmul_coop).
     public var cmEnabled = true

@@ -43,7 +43,7 @@ extension VulkanBackendTests {
         defer { vk.cmDecode = savedDecode }
         vk.cmDecode = VulkanBackend.CMShape(rm: 1, nt: 1, rs: 1, ks: 4, kc: 64)
         #expect(vk.cmShape(w, n: 32)?.kc == 64 && vk.cmShape(w, n: 33)?.kc == 32 && vk.cmShape(w, n: 33)?.nt == 3)
-        #expect(vk.cmShape(odd, n: 16) == nil)     // K = 24: not a multiple of 16
+        #expect(vk.cmShape(odd, n: 16) == nil)     // F16: no variant (and K = 24 is not a multiple of 16)
         #expect(vk.cmShape(other, n: 16) == nil)   // Q5_K: no matmul_cm variant compiled
         vk.cmEnabled = false
         #expect(vk.cmShape(w, n: 16) == nil)
