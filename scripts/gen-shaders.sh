@@ -3,14 +3,15 @@
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
-# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode); matvec_q8.comp (the
-# integer-dot-product mat-vec) for Q4_K and Q6_K only.
+# matmul_cm.comp for the formats in cm_formats; matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec
+# of batched decode); matvec_q8.comp (the integer-dot-product mat-vec) for Q4_K and Q6_K only.
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
 cd "$(dirname "$0")/.."
 out=${1:-Sources/VulkanBackend/Generated/Shaders.swift}
 GLSLC=${GLSLC:-glslc}
 formats="f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K"
+cm_formats="q4_K q6_K"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
@@ -35,6 +36,11 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_coop_$f" Shaders/matmul_coop.comp "-DTYPE_$upper"
     emit "matmul_coop2_$f" Shaders/matmul_coop2.comp "-DTYPE_$upper"
   done
+  # matmul_cm.comp (cooperative-matrix mat-mat with run-time tile shapes): the formats checked on a GPU
+  # so far (kernel-bench against f32, Q4_K_M models); the others keep matmul_coop/matmul_tiled.
+  for f in $cm_formats; do
+    emit "matmul_cm_$f" Shaders/matmul_cm.comp "-DTYPE_$(echo "$f" | tr 'a-z' 'A-Z')"
+  done
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
   emit "matvec_q8_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K
   emit "matvec_q8_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K
@@ -44,7 +50,7 @@ emit() {  # name, source, extra glslc flags...
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
-    case $name in matmul|embed|matvec|matvec_q8|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac
+    case $name in matmul|embed|matvec|matvec_q8|matmul_tiled|matmul_coop|matmul_coop2|matmul_cm) continue ;; esac
     emit "$name" "$src"
   done
   echo "}"

@@ -10,7 +10,7 @@ extension Shardctl {
         static let configuration = CommandConfiguration(
             commandName: "kernel-bench", abstract: "Measure the CPU dot-product kernels (GB/s of weights, one core).",
             shouldDisplay: false)
-        @Flag(help: "Measure the Vulkan device's copy bandwidth (GB/s read + written) and prefill mat-mats instead.")
+        @Flag(help: "Measure the Vulkan device's copy bandwidth (GB/s read + written) and its mat-mat paths (prefill and batched decode, checked against f32) instead.")
         var vulkan = false
         @Flag(help: "With --vulkan: time the decode mat-vecs (float and integer-dot) on the 7B's shapes only.")
         var matvec = false

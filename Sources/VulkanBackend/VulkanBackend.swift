@@ -33,8 +33,12 @@
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
-//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (matmul_coop.comp, queried at run time), else
-//   shared-memory tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these).
+//   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
+//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
+//   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
+//   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
+//   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
+//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
@@ -61,10 +65,10 @@
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
-//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_DP (no integer-dot mat-vecs: the device is created without the
-//   extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX (matvec_q8 rounds x per workgroup; with it the
-//   RMSNorm and SwiGLU fusions into the mat-vecs, SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE)
-//   (see the properties they set).
+//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE, SHARD_VK_NO_DP (no
+//   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
+//   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
+//   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE) (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -275,6 +279,12 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
+        if env("SHARD_VK_CM") == 0 { cmEnabled = false }
+        if let v = env("SHARD_VK_CM_MIN"), v >= 2 { cmMinColumns = v }
+        if let v = env("SHARD_VK_CM_DECODE_MAX"), v >= 1 { cmDecodeMax = v }
+        func shape(_ name: String) -> CMShape? { getenv(name).flatMap { CMShape(String(cString: $0)) } }
+        if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
+        if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         dotProducts = ctx.integerDot   // env SHARD_VK_NO_DP=1: the device is created without it
@@ -425,62 +435,126 @@ public final class VulkanBackend: ComputeBackend {
         return Double(2 * bytes * repeats) / t / 1e9
     }
 
-    /// Times the prefill mat-mat paths on random weights (M × K of each type, N columns): the f32 tiles
-    /// and, where the device has them, cooperative matrices (with their relative difference from the
-    /// tiles). A developer tool (`shardctl kernel-bench --vulkan`).
-    public func matmulReport(types: [GGMLType] = [.q4_K, .q6_K], m: Int = 4096, k: Int = 4096, n: Int = 512, reps: Int = 10) throws -> String {
+    /// Times the mat-mat paths on random weights (M × K of each type, N columns) and checks them against
+    /// f32 paths: prefill (the f32 tiles, the 64 × 64 cooperative-matrix tiles, matmul_cm's shapes) and,
+    /// with `decode`, batched decode (2…64 columns: the multi-column mat-vec / matmul_coop default of
+    /// before matmul_cm, and matmul_cm's decode shapes), plus a check on odd sizes. The weights are
+    /// `copies` tensors used in turn, so that decode-size products are not served from L2.
+    /// A developer tool (`shardctl kernel-bench --vulkan`).
+    public func matmulReport(types: [GGMLType] = [.q4_K, .q6_K], m: Int = 4096, k: Int = 4096, n: Int = 512, reps: Int = 10,
+                             decode: Bool = true) throws -> String {
         let path = "/tmp/shard-matmul-bench-\(getpid()).gguf"
+        let copies = 8, oddM = 1013, oddK = 768
         let writer = GGUFWriter()
         writer.set("general.architecture", "bench")
         for t in types {
-            try writer.addTensor(name: "w_\(t)", shape: [k, m], type: t) { chunk, rows in
-                var rng = SplitMix64(seed: 17 &+ UInt64(rows.lowerBound))
+            for c in 0..<copies {
+                try writer.addTensor(name: "w_\(t)_\(c)", shape: [k, m], type: t) { chunk, rows in
+                    var rng = SplitMix64(seed: 17 &+ UInt64(rows.lowerBound) &+ UInt64(c) << 32)
+                    SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+                }
+            }
+            try writer.addTensor(name: "odd_\(t)", shape: [oddK, oddM], type: t) { chunk, rows in
+                var rng = SplitMix64(seed: 99 &+ UInt64(rows.lowerBound))
                 SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
             }
         }
         try writer.write(to: path)
         defer { unlink(path) }
         let file = try GGUFFile(path: path)
+        let maxN = max(n, 64)
         var rng = SplitMix64(seed: 5)
-        let xs = (0..<(n * k)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
-        let x = try makeActivations(rowCapacity: n, columns: k), y = try makeActivations(rowCapacity: n, columns: m)
-        let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
-        let saved = (cooperativeMatrix, roundsActivations, replays, coopTile)
-        defer { (cooperativeMatrix, roundsActivations, replays, coopTile) = saved }
+        let xs = (0..<(maxN * k)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let x = try makeActivations(rowCapacity: maxN, columns: k), y = try makeActivations(rowCapacity: maxN, columns: m)
+        let xo = try makeActivations(rowCapacity: maxN, columns: oddK), yo = try makeActivations(rowCapacity: maxN, columns: oddM)
+        let saved = (cooperativeMatrix, roundsActivations, replays, coopTile, cmEnabled, cmMinColumns, cmDecode, cmPrefill, multiColumnMax, cmDecodeMax)
+        defer { (cooperativeMatrix, roundsActivations, replays, coopTile, cmEnabled, cmMinColumns, cmDecode, cmPrefill, multiColumnMax, cmDecodeMax) = saved }
+        let hasCoop = cooperativeMatrix
         roundsActivations = false
         replays = false
+        /// A path: how the backend is set for it.
+        struct Path { let name: String; let set: (VulkanBackend) -> Void }
+        let reference = Path(name: "f32 (tiles; matmul.comp up to 8 columns)") { b in
+            b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0
+        }
+        func relative(_ got: [Float], _ ref: [Float]) -> Double {
+            var num = 0.0, den = 0.0
+            for (a, b) in zip(got, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+            return (num / max(den, 1e-30)).squareRoot()
+        }
+        func run(_ path: Path, _ w: [Weight], _ x: Activations, _ xs: [Float], _ y: Activations, columns: Int, reps: Int) throws -> (Double, [Float]) {
+            (cooperativeMatrix, cmEnabled, multiColumnMax, coopTile) = (hasCoop, true, saved.8, 1)
+            path.set(self)
+            let batch = StepBatch(positions: (0..<columns).map { Int32($0) }, tableIndex: Array(repeating: 0, count: columns), pageTables: [[0]])
+            // One step of an upload and `count` mat-muls (each after a barrier); the difference of two
+            // counts is the mat-mul's GPU time without the upload.
+            func timed(_ count: Int) throws -> Double {
+                let t0 = DispatchTimeShim.now()
+                try beginStep(batch)
+                upload(Array(xs[0..<(columns * x.columns)]), to: x)
+                for i in 0..<count { matmul(w[i % w.count], x, bias: nil, into: y, rows: columns) }
+                try endStep()
+                return DispatchTimeShim.now() - t0
+            }
+            _ = try timed(1)
+            var best1 = Double.infinity, bestN = Double.infinity
+            if reps > 0 {
+                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+            }
+            // The output of w[0] (the last product of timed(1)).
+            _ = try timed(1)
+            return (reps > 0 ? max(bestN - best1, 1e-9) / Double(reps) : 0, download(y, rows: 0..<columns))
+        }
+        func cm(_ shape: CMShape, decode: Bool) -> Path {
+            Path(name: "matmul_cm \(decode ? "decode rm,rs,ks,kc \(shape.rm),\(shape.rs),\(shape.ks),\(shape.kc)" : "\(shape.rows)x\(shape.columns) (\(shape.key))")") { b in
+                b.cmMinColumns = 2
+                if decode { b.cmDecode = shape; b.cmDecodeMax = 64 } else { b.cmPrefill = shape; b.cmDecodeMax = 0 }
+            }
+        }
+        let prefillShapes = [CMShape(rm: 4, nt: 2, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 4, nt: 2, rs: 2, ks: 1, kc: 64),
+                             CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64), CMShape(rm: 4, nt: 4, rs: 2, ks: 1)]
+        let decodeShapes = [CMShape(rm: 1, nt: 1, rs: 1, ks: 4), CMShape(rm: 1, nt: 1, rs: 1, ks: 4, kc: 64), CMShape(rm: 1, nt: 1, rs: 2, ks: 2),
+                            CMShape(rm: 1, nt: 1, rs: 2, ks: 2, kc: 64), CMShape(rm: 2, nt: 1, rs: 1, ks: 4, kc: 64), CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64)]
         var lines: [String] = []
         for t in types {
-            let w = try loadWeight(file.tensor(named: "w_\(t)")!, of: file)
-            var outs: [[Float]] = []
-            for mode in 0..<3 where mode == 0 || ctx.cooperativeMatrix16 {
-                let coop = mode > 0
-                cooperativeMatrix = coop
-                coopTile = mode == 2 ? 2 : 1
-                // One step of an upload and `count` mat-muls (each after a barrier); the difference of two
-                // counts is the mat-mul's GPU time without the upload.
-                func timed(_ count: Int) throws -> Double {
-                    let t0 = DispatchTimeShim.now()
-                    try beginStep(batch)
-                    upload(xs, to: x)
-                    for _ in 0..<count { matmul(w, x, bias: nil, into: y, rows: nil) }
-                    try endStep()
-                    return DispatchTimeShim.now() - t0
-                }
-                _ = try timed(1)
-                var best1 = Double.infinity, bestN = Double.infinity
-                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
-                let dt = max(bestN - best1, 1e-9) / Double(reps)
-                outs.append(download(y, rows: 0..<n))
-                let tflops = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
-                var line = "matmul \(t) \(m)x\(k) x \(n) columns, \(["f32 tiles", "coopmat f16 64x64", "coopmat f16 64x128"][mode]):  \((dt * 1e6).rounded()) us/call, \((tflops * 10).rounded() / 10) TFLOP/s"
-                if coop, let ref = outs.first, let got = outs.last {
-                    var num = 0.0, den = 0.0
-                    for (a, b) in zip(got, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
-                    line += ", relative difference from f32 tiles \((num / max(den, 1e-30)).squareRoot())"
-                }
+            let ws = try (0..<copies).map { try loadWeight(file.tensor(named: "w_\(t)_\($0)")!, of: file) }
+            let wo = try loadWeight(file.tensor(named: "odd_\(t)")!, of: file)
+            let flops = { (cols: Int, dt: Double) in 2.0 * Double(m) * Double(k) * Double(cols) / dt / 1e12 }
+            // Prefill.
+            var paths = [reference, Path(name: "coopmat f16 64x64 (matmul_coop)") { b in b.cmEnabled = false }]
+            if hasCoop { paths += prefillShapes.filter(\.valid).map { cm($0, decode: false) } } else { paths.removeLast() }
+            var ref: [Float] = []
+            for path in paths {
+                let (dt, out) = try run(path, ws, x, xs, y, columns: n, reps: reps)
+                if ref.isEmpty { ref = out }
+                var line = "matmul \(t) \(m)x\(k) x \(n) columns, \(path.name): \((dt * 1e6).rounded()) us/call, \((flops(n, dt) * 10).rounded() / 10) TFLOP/s"
+                if path.name != reference.name { line += ", relative difference from f32 \(relative(out, ref))" }
                 lines.append(line)
             }
+            guard decode, hasCoop else { continue }
+            // Decode batches: GPU µs per call (weights rotated over `copies` tensors).
+            let old = Path(name: "before matmul_cm (multi-column mat-vec <= 16, matmul_coop above)") { b in b.cmEnabled = false }
+            for cols in [2, 4, 8, 16, 32, 64] {
+                var ref: [Float] = []
+                var cells: [String] = []
+                for path in [reference, old] + decodeShapes.map({ cm($0, decode: true) }) {
+                    let (dt, out) = try run(path, ws, x, xs, y, columns: cols, reps: reps * 4)
+                    if ref.isEmpty { ref = out; continue }
+                    cells.append("\(path.name): \((dt * 1e6 * 10).rounded() / 10) us (rel \(String(relative(out, ref)).prefix(7)))")
+                }
+                lines.append("decode \(t) \(m)x\(k) x \(cols): " + cells.joined(separator: "; "))
+            }
+            // Odd sizes (M = 1013, K = 768), every shape, against f32.
+            var worst = 0.0, worstCase = ""
+            for cols in [2, 3, 16, 17, 64, 77] {
+                let (_, ref) = try run(reference, [wo], xo, xs, yo, columns: cols, reps: 0)
+                for path in decodeShapes.map({ cm($0, decode: true) }) + prefillShapes.map({ cm($0, decode: false) }) {
+                    let (_, out) = try run(path, [wo], xo, xs, yo, columns: cols, reps: 0)
+                    let r = relative(out, ref)
+                    if !(r <= worst) { worst = r; worstCase = "\(cols) columns, \(path.name)" }
+                }
+            }
+            lines.append("odd sizes \(t) \(oddM)x\(oddK) x 2,3,16,17,64,77 columns, every matmul_cm shape: worst relative difference from f32 \(worst) (\(worstCase))")
         }
         return lines.joined(separator: "\n")
     }
@@ -570,6 +644,15 @@ public final class VulkanBackend: ComputeBackend {
 
     private func pipeline(_ name: String) throws -> Pipeline {
         if let p = pipelines[name] { return p }
+        if let hash = name.firstIndex(of: "#") {
+            // matmul_cm_<type>#RM.NT.RS.KS.KC: one pipeline per tile shape (specialization constants 1...5).
+            let base = String(name[..<hash])
+            guard let (spirv, bindings) = Self.shaders[base] else { throw ComputeError("VulkanBackend: no shader \(base)") }
+            let shape = name[name.index(after: hash)...].split(separator: ".").compactMap { UInt32($0) }
+            let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [128] + shape)   // WG, RM, NT, RS, KS, KC
+            pipelines[name] = p
+            return p
+        }
         guard let (spirv, bindings) = Self.shaders[name] else { throw ComputeError("VulkanBackend: no shader \(name)") }
         // rms_norm: one workgroup per row, so a wide one on GPUs (decode normalizes a single row).
         var spec: [UInt32]
@@ -654,6 +737,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_mc_q5_0": (SPIRV.matvec_mc_q5_0, 5), "matvec_mc_q5_1": (SPIRV.matvec_mc_q5_1, 5),
         "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
         "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
+        "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1251,6 +1335,15 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
+        if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type], cmPipeline(name + "#" + shape.key) {
+            // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp).
+            dispatch(name + "#" + shape.key, buffers,
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
+                     barrierAfter: barrierAfter,
+                     label: "matmul cm \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
         let subgroups = max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize)
         if n <= multiColumnMax && multiColumnRows * Self.multiColumnGroup * subgroups <= 1024 {
             // Batched decode (2...multiColumnMax rows): the multi-column mat-vec (matvec.comp -DMC),
@@ -1340,6 +1433,76 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var multiColumnRows = 2
     /// Columns per workgroup of the multi-column mat-vec (NC in matvec.comp).
     static let multiColumnGroup = 8
+
+    // MARK: matmul_cm tile shapes
+
+    /// A tile shape of matmul_cm.comp: 4 subgroups as rs (rows) × cs (columns) × ks (K split), each
+    /// multiplying rm × nt matrices of 16 × 16, over kc of K per step.
+    public struct CMShape: Equatable, Sendable {
+        public var rm: Int, nt: Int, rs: Int, ks: Int, kc: Int
+        public init(rm: Int, nt: Int, rs: Int, ks: Int, kc: Int = 32) { (self.rm, self.nt, self.rs, self.ks, self.kc) = (rm, nt, rs, ks, kc) }
+        var cs: Int { 4 / (rs * ks) }
+        var rows: Int { 16 * rm * rs }
+        var columns: Int { 16 * nt * cs }
+        var key: String { "\(rm).\(nt).\(rs).\(ks).\(kc)" }
+        /// Within the shader's fixed register and shared-memory arrays (MAXA, MAXB, Ash, Bsh).
+        var valid: Bool {
+            let st = kc * ks + 8
+            return (1...4).contains(rm) && (1...4).contains(nt) && [1, 2, 4].contains(rs) && [1, 2, 4].contains(ks) && [32, 64].contains(kc)
+                && rs * ks <= 4 && rows * kc * ks / 16 <= 256 && columns * kc * ks / 4 <= 2048 && rows * st <= 5120 && columns * st <= 9216
+        }
+        /// "rm,nt,rs,ks[,kc]" (an env knob's value; nt 0: from the column count, checked as 1).
+        init?(_ text: String) {
+            let v = text.split(separator: ",").compactMap { Int($0) }
+            guard v.count == 4 || v.count == 5 else { return nil }
+            self.init(rm: v[0], nt: max(1, v[1]), rs: v[2], ks: v[3], kc: v.count == 5 ? v[4] : 32)
+            guard valid else { return nil }
+        }
+    }
+    /// The formats with a matmul_cm variant: those checked on a GPU so far (kernel-bench against the f32
+    /// paths; the shader's generic dq4 path for the other formats compiles but has not run on one).
+    static let cmNames: [GGMLType: String] = [.q4_K: "matmul_cm_q4_K", .q6_K: "matmul_cm_q6_K"]
+    /// matmul_cm.comp for steps of cmMinColumns or more columns where the device has cooperative
+    /// matrices (env SHARD_VK_CM=0: off, the paths before it: multi-column mat-vec, matmul_coop).
+    public var cmEnabled = true
+    /// Fewest columns that take matmul_cm (fewer: the multi-column mat-vec; env SHARD_VK_CM_MIN).
+    public var cmMinColumns = 2
+    /// Up to this many columns a decode shape (cmDecode with nt = columns / 16 rounded up), above it cmPrefill.
+    public var cmDecodeMax = 64
+    /// Decode tile: rm, rs, ks (nt from the column count; env SHARD_VK_CM_DEC="rm,0,rs,ks"). 16 rows per
+    /// workgroup with K split 4 ways: 256 workgroups for a 4096-row matrix (the SMs need several each).
+    public var cmDecode = CMShape(rm: 1, nt: 1, rs: 1, ks: 4)
+    /// Prefill tile (env SHARD_VK_CM_PRE="rm,nt,rs,ks"): 64 rows × 128 columns. On an H200 (4096 × 4096 ×
+    /// 512, kernel-bench) it beat 128 × 64, 128 × 128, 64 × 64 and 32 × 64 for Q4_K, and was within 6% of
+    /// 128 × 64 for Q6_K (BENCHMARKS.md).
+    public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1)
+
+    private var cmFailed: Set<String> = []
+    /// Whether matmul_cm's pipeline for this shape builds (a failure is reported once on stderr and
+    /// that shape's products take the other paths).
+    private func cmPipeline(_ name: String) -> Bool {
+        if cmFailed.contains(name) { return false }
+        do { _ = try pipeline(name); return true } catch {
+            cmFailed.insert(name)
+            fputs("VulkanBackend: \(name) unavailable (\(error)); using the other mat-mat paths\n", stderr)
+            return false
+        }
+    }
+
+    /// The matmul_cm shape for an n-column product with w, or nil for the other paths.
+    func cmShape(_ w: VulkanWeight, n: Int) -> CMShape? {
+        guard cmEnabled, cooperativeMatrix, tiles, n >= max(2, cmMinColumns), w.rowLength % 16 == 0, Self.cmNames[w.type] != nil else { return nil }
+        var shape = cmPrefill
+        if n <= cmDecodeMax {
+            shape = cmDecode
+            shape.nt = min(4, (n + 15) / 16)
+            // Fewer columns than the decode shape covers (cs > 1): one column group suffices.
+            if shape.cs > 1 { shape.nt = min(shape.nt, max(1, (n + 16 * shape.cs - 1) / (16 * shape.cs))) }
+            // 64 k per step where the tiles fit (Bsh), else 32.
+            if !shape.valid && shape.kc == 64 { shape.kc = 32 }
+        }
+        return shape.valid ? shape : nil
+    }
     /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
     public private(set) var matvecUnits = 1
     /// Q4_K mat-vecs over at most 4096 columns stage x in shared memory (env SHARD_VK_MATVEC_XSH=1).
