@@ -115,6 +115,15 @@ extension Shardctl.Bench {
                 + $0.element.profileReport() }.joined(separator: "\n"))
         }
         let r = BenchReport(streams: streams, start: start, promptTokens: promptTokens)
+        // Where the wall time went (in-process shards): the shards' forward passes — for Vulkan shards,
+        // recording a step, waiting for the GPU and reading results back — and the rest (the scheduler:
+        // building steps, sampling, delivering tokens).
+        let local = (m.pipeline as? LocalPipeline)?.shards ?? []
+        let steps = local.first?.counters.snapshot.steps ?? 0
+        let forward = local.map(\.counters.snapshot.busySeconds).reduce(0, +)
+        let host = vulkan.map(\.hostTimes)
+        let vkRecord = host.map(\.record).reduce(0, +), vkGPU = host.map(\.gpu).reduce(0, +)
+        let vkDownload = host.map(\.download).reduce(0, +)
         if json {
             Terminal.write(JSON.object([
                 ("prefill_tokens_per_s", JSON.number(r.aggregatePrefill)),
@@ -139,6 +148,11 @@ extension Shardctl.Bench {
                 ("itl_ms_p99", JSON.number(r.itl.p99 * 1000)),
                 ("wall_seconds", JSON.number(r.wall)),
                 ("generated_tokens", "\(r.generated)"),
+                ("steps", "\(steps)"),
+                ("shard_forward_seconds", JSON.number(forward)),
+                ("vulkan_record_seconds", JSON.number(vkRecord)),
+                ("vulkan_gpu_wait_seconds", JSON.number(vkGPU)),
+                ("vulkan_download_seconds", JSON.number(vkDownload)),
             ]) + "\n")
         } else {
             func ms(_ x: Double) -> String { fixed(x * 1000, 1) }
@@ -159,6 +173,12 @@ extension Shardctl.Bench {
             inter-token latency   \(ms(r.itl.p50).padding(10)) \(ms(r.itl.p90).padding(10)) \(ms(r.itl.p99)) ms
 
             """)
+            if steps > 0 {
+                let per = { (x: Double) in ms(x / Double(steps)) }
+                Terminal.write("steps       \(steps) in process: forward \(per(forward)) ms/step"
+                    + (vulkan.isEmpty ? "" : " (Vulkan record \(per(vkRecord)), GPU wait \(per(vkGPU)), read-back \(per(vkDownload)))")
+                    + ", wall \(per(r.wall)) ms/step\n")
+            }
         }
     }
 }

@@ -797,6 +797,23 @@ public final class VulkanBackend: ComputeBackend {
     private var caching: Bool { replays && !profile }
     /// Steps submitted from a freshly recorded command buffer, and replayed from a cached one.
     public private(set) var recordedSteps = 0, replayedSteps = 0
+    /// Where a step's wall time goes on the host (seconds, summed over steps): recording or matching its
+    /// commands and writing its host data (beginStep to the submit), the submit and the wait for the GPU,
+    /// and the read-back of the step's results. `bench --concurrency` reports them.
+    public struct HostTimes: Sendable { public var record = 0.0, gpu = 0.0, download = 0.0, steps = 0 }
+    public private(set) var hostTimes = HostTimes()
+    private var stepStarted = ContinuousClock.now
+    private static func since(_ t: ContinuousClock.Instant) -> Double {
+        let d = (ContinuousClock.now - t).components
+        return Double(d.seconds) + Double(d.attoseconds) * 1e-18
+    }
+    /// Submits a step's command buffer and waits for it, counting the host time before and the wait.
+    private func submitStep(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
+        hostTimes.record += Self.since(stepStarted)
+        let submitted = ContinuousClock.now
+        defer { hostTimes.gpu += Self.since(submitted); hostTimes.steps += 1 }
+        try ctx.submitAndWait(cmd, end: end)
+    }
 
     private func encode(_ c: Cmd, into cmd: VkCommandBuffer?) {
         switch c {
@@ -853,6 +870,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func beginStep(_ batch: StepBatch) throws {
+        stepStarted = ContinuousClock.now
         precondition(!recording, "beginStep inside a step")
         try finishUploads()
         self.batch = batch
@@ -924,7 +942,7 @@ public final class VulkanBackend: ComputeBackend {
                 checking = nil
                 chk.lastUse = useTick
                 replayedSteps += 1
-                try ctx.submitAndWait(chk.cmd, end: false)
+                try submitStep(chk.cmd, end: false)
                 return
             }
             try startRecording(chk.cmds[0..<checkIndex])
@@ -932,7 +950,7 @@ public final class VulkanBackend: ComputeBackend {
         guard let rec = current else { return }
         current = nil
         recordedSteps += 1
-        try ctx.submitAndWait(rec.cmd)
+        try submitStep(rec.cmd)
         if caching {
             rec.lastUse = useTick
             cache.append(rec)
@@ -1036,6 +1054,8 @@ public final class VulkanBackend: ComputeBackend {
         let a = a as! VulkanActivations
         let bytes = rows.count * a.columns * 4
         guard bytes > 0 else { return [] }
+        let started = ContinuousClock.now
+        defer { hostTimes.download += Self.since(started) }
         do {
             if (readback?.size ?? 0) < bytes { readback = try GPUBuffer(ctx, size: max(bytes, 1 << 20), hostVisible: true) }
             let rb = readback!
