@@ -3,7 +3,8 @@
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
-# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode).
+# matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec of batched decode); attn_decode.comp and
+# store_kv.comp also with -DKV_Q8 (attn_decode_q8, store_kv_q8: the Q8_0 KV cache).
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ emit() {  # name, source, extra glslc flags...
   done
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
+  emit "attn_decode_q8" Shaders/attn_decode.comp -DKV_Q8
+  emit "store_kv_q8" Shaders/store_kv.comp -DKV_Q8
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
     case $name in matmul|embed|matvec|matmul_tiled|matmul_coop|matmul_coop2) continue ;; esac
