@@ -168,6 +168,9 @@ public protocol ComputeBackend: AnyObject {
     var deviceName: String { get }
 
     func loadWeight(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight
+    /// The token-embedding table when only `embed` reads it (not also the output head): a GPU backend
+    /// may leave it in host memory and fetch the step's rows there. Default: `loadWeight`.
+    func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight
     func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations
     func makeKVStorage(_ shape: KVShape) throws -> KVStorage
 
@@ -220,4 +223,7 @@ extension ComputeBackend {
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
     public var freeMemoryBytes: Int? { nil }
     public func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory) {}
+    public func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
+        try loadWeight(tensor, of: file)
+    }
 }

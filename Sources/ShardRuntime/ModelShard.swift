@@ -151,9 +151,11 @@ public final class ModelShard {
         let infos = names.compactMap { file.tensor(named: $0) }
         backend.reserveMemory(bytes: infos.reduce(0) { $0 + $1.byteCount }, buffers: infos.count, for: .weights)
         var loaded: [String: Weight] = [:]
+        let embeddingOnly = !(ownsHead && config.tiedOutput)   // the table is not also the output head
         for (i, name) in names.enumerated() {
             guard let info = file.tensor(named: name) else { throw ModelConfigError("tensor \(name) is missing") }
-            loaded[name] = try backend.loadWeight(info, of: file)
+            loaded[name] = try name == TensorNames.tokenEmbedding && embeddingOnly
+                ? backend.loadEmbeddingTable(info, of: file) : backend.loadWeight(info, of: file)
             progress?(i + 1, names.count)
         }
         func w(_ name: String) -> Weight { loaded[name]! }

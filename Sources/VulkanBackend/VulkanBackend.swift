@@ -16,10 +16,14 @@
 //   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
 // - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
 //   below): a decode layer is 12 dispatches (10 barriers) instead of 20.
-// - Memory. Weights, activations and the KV cache are device-local buffers bound into 64 MiB memory
-//   blocks (padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw
-//   GGUF bytes (quantized blocks as in the file), uploaded through two persistent 64 MiB staging slots
-//   (filled by several threads, copied asynchronously). Per-step data is written into host-visible
+// - Memory. Weights, activations and the KV cache are device-local buffers bound into memory blocks
+//   (padded by 16 bytes so shaders may read a word past the end), one kind of buffer per block. A
+//   shard announces its weights' and activations' total size first (`reserveMemory`), and a KV store
+//   knows its own: their blocks are sized to exactly that (up to the device's largest allocation), so
+//   nothing is left over; unannounced buffers go into 64 MiB blocks. `memoryAccount` / `memoryReport`
+//   account every allocation by purpose (bench --json prints it as device_memory). Weights keep the
+//   tensor's raw GGUF bytes (quantized blocks as in the file), uploaded through two 64 MiB staging
+//   slots (filled by several threads, copied asynchronously; freed when the first step runs). Per-step data is written into host-visible
 //   staging chunks while recording and copied on the GPU into device-local arena chunks at its place
 //   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
 //   pages, f16 (`pageSize` positions × kvDim per page) or Q8_0 blocks (`--kv-type q8_0`: the CPU's
@@ -73,6 +77,20 @@ final class VulkanWeight: Weight {
     let rowBytes: Int
     init(_ t: GGUFTensorInfo, buffer: GPUBuffer) {
         self.buffer = buffer
+        rowBytes = t.rowBytes
+        super.init(name: t.name, shape: t.shape, type: t.type)
+    }
+}
+
+/// A token-embedding table left in the memory-mapped file (`loadEmbeddingTable`): `embed` dequantizes
+/// the step's rows on the host (as the CPU backend does) and uploads them with the step's data.
+final class VulkanHostWeight: Weight {
+    let file: GGUFFile
+    let data: UnsafeRawBufferPointer
+    let rowBytes: Int
+    init(_ t: GGUFTensorInfo, file: GGUFFile) {
+        self.file = file
+        data = file.data(for: t)
         rowBytes = t.rowBytes
         super.init(name: t.name, shape: t.shape, type: t.type)
     }
@@ -280,6 +298,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
@@ -308,6 +327,16 @@ public final class VulkanBackend: ComputeBackend {
         try uploadAsync(data, to: buffer)
         return VulkanWeight(tensor, buffer: buffer)
     }
+
+    /// Keeps the table on the host (a 7B's is ~70 MiB of device memory; a decode step uploads one 16 KiB row).
+    /// Env SHARD_VK_EMBED_ON_DEVICE=1: on the device, as any weight.
+    public func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
+        if embedOnDevice || tensor.shape.count != 2 { return try loadWeight(tensor, of: file) }
+        // It was announced with the weights (reserveMemory): take it out of the exact-size reservation.
+        if let left = ctx.reserved[.weights], left > 0 { ctx.reserved[.weights] = max(0, left - tensor.byteCount - 16 - 256) }
+        return VulkanHostWeight(tensor, file: file)
+    }
+    public var embedOnDevice = false
 
     // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
     // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
@@ -1020,6 +1049,17 @@ public final class VulkanBackend: ComputeBackend {
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
         flushPending()
+        if let h = table as? VulkanHostWeight {
+            let o = out as! VulkanActivations, n = h.rowLength
+            guard o.columns == n, tokens.count <= o.rowCapacity else { return fail("embed \(h.name): rows of \(n) into \(o.columns) columns") }
+            do {
+                try record(bytes: tokens.count * n * 4, to: o.buffer, offset: 0) { raw in
+                    let f = raw.bindMemory(to: Float.self, capacity: tokens.count * n)
+                    for (i, t) in tokens.enumerated() { Dequant.row(h.type, h.data.baseAddress! + Int(t) * h.rowBytes, f + i * n, count: n) }
+                }
+            } catch { deferredError = error }
+            return
+        }
         let w = table as! VulkanWeight, o = out as! VulkanActivations
         guard w.rowLength % 4 == 0, o.columns == w.rowLength, Self.supportedTypes.contains(w.type) else {
             return fail("embed \(w.name): \(w.type) rows of \(w.rowLength) into \(o.columns) columns")

@@ -152,6 +152,44 @@ extension VulkanBackendTests {
         withExtendedLifetime((weights, kv)) {}
     }
 
+    /// A token-embedding table only `embed` reads stays on the host: the rows equal the device table's
+    /// and the CPU's (every format), a whole shard puts no device memory into it, and a tied table (also the
+    /// output head) is on the device.
+    @Test func embeddingTableStaysOnHost() throws {
+        let vk = try Shared.vulkan(), cpu = Shared.cpu
+        for type in [GGMLType.q4_K, .q6_K, .q8_0, .f16, .q4_0] {
+            let k = type.blockSize == 256 ? 512 : 64
+            let g = try TempGGUF([("emb", [k, 11], type)], seed: 6)
+            let tokens: [Int32] = [3, 0, 10, 3, 7, 9]
+            var results: [[Float]] = []
+            let backends: [(any ComputeBackend, Bool)] = [(vk, true), (vk, false), (cpu, false)]
+            for (b, host) in backends {
+                let w = try host ? b.loadEmbeddingTable(g.tensor("emb"), of: g.file) : b.loadWeight(g.tensor("emb"), of: g.file)
+                let out = try b.makeActivations(rowCapacity: 8, columns: k)
+                results.append(try step(b, sequenceBatch(rows: tokens.count, pageSize: 4, pages: 2), {
+                    b.embed(w, tokens: tokens, into: out)
+                }, then: { b.download(out, rows: 0..<tokens.count) }))
+            }
+            #expect(results[0] == results[2], "\(type): host rows differ from the CPU's")
+            #expect(relativeError(results[1], results[0]) < 1e-6, "\(type)")
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-embed-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 2)
+        let file = try GGUFFile(path: path)
+        let config = try ModelConfig(gguf: file)
+        let fresh = try VulkanBackend()
+        let shard = try ModelShard(file: file, config: config, layers: 0..<config.layerCount, backend: fresh,
+                                   options: ShardOptions(contextLength: 64, maxBatchRows: 8))
+        let names = [TensorNames.outputNorm, TensorNames.output] + (0..<config.layerCount).flatMap { TensorNames.layerTensors(config, layer: $0).map(\.name) }
+        let infos = names.compactMap { file.tensor(named: $0) }
+        let a = fresh.memoryAccount
+        #expect(a.buffers[.weights] == infos.reduce(0) { $0 + $1.byteCount + 16 }, "token_embd is on the device: \(a)")
+        // Weights and activations were announced: their blocks have (almost) no slack.
+        #expect(a.blockBytes - a.blockBound < 64 << 10, "block slack \(a.blockBytes - a.blockBound) bytes: \(fresh.memoryReport())")
+        withExtendedLifetime(shard) {}
+    }
+
     /// `freeMemoryBytes` comes from VK_EXT_memory_budget where the device offers it (then `--kv-memory`
     /// as a fraction sizes the pool from it); otherwise it is nil and a fraction is refused by name.
     @Test func freeMemoryFromTheBudgetExtension() throws {
