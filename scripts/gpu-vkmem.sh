@@ -3,12 +3,19 @@
 # synthetic 7B Q4_K_M at 2048 context (f16 and q8_0 KV), the process's own device-memory account
 # (bench --json device_memory) against the whole-card nvidia-smi peak, q8_0 KV parity CPU vs Vulkan,
 # and --kv-memory as a fraction of the free memory VK_EXT_memory_budget reports. One table last.
-#   BUNDLE=.gpu BASE=.gpu-base bash scripts/gpu-vkmem.sh
+#   BUNDLE=.gpu BASE=.gpu-base bash scripts/gpu-vkmem.sh   (or BASE_XZ=path/to/shardctl.xz)
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 S="${BUNDLE:-.gpu}/run.sh shardctl"
+# BASE_XZ: a baseline build's shardctl, xz-compressed (two gzipped bundles exceed the 64 MiB carry),
+# run with the bundle's libraries.
+if [ -n "${BASE_XZ:-}" ]; then
+  mkdir -p /tmp/base && cp -r "${BUNDLE:-.gpu}"/*.so* "${BUNDLE:-.gpu}"/fallback "${BUNDLE:-.gpu}"/run.sh /tmp/base/
+  python3 -c "import lzma,sys; open('/tmp/base/shardctl','wb').write(lzma.open(sys.argv[1]).read())" "$BASE_XZ" && chmod +x /tmp/base/shardctl
+  BASE=/tmp/base
+fi
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1)
 idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1

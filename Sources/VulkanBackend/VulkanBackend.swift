@@ -460,10 +460,15 @@ public final class VulkanBackend: ComputeBackend {
             }
         }
         let bytes = VulkanKVStorage.layerBytes(shape)
-        // One block of exactly the store's size (a layer's buffer is half a 64 MiB block or more at
-        // long contexts: 64 MiB blocks would leave nearly as much slack as they hold).
-        ctx.reserved[.kv, default: 0] += shape.layers * (bytes + 16 + 256)
-        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true, use: .kv) }
+        // Blocks of exactly the store's size (a layer's buffer is half a 64 MiB block or more at long
+        // contexts: 64 MiB blocks would leave nearly as much slack as they hold), in whole layers where
+        // the store is larger than the device's largest allocation.
+        let perLayer = bytes + 16 + 256
+        let layersPerBlock = max(1, min(shape.layers, ctx.physical.maxAllocation / perLayer))
+        let layers = try (0..<shape.layers).map { l in
+            if l % layersPerBlock == 0 { ctx.reserved[.kv, default: 0] += min(layersPerBlock, shape.layers - l) * perLayer }
+            return try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true, use: .kv)
+        }
         try immediate { cmd in
             for l in layers { vkCmdFillBuffer(cmd, l.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         }
