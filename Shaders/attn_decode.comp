@@ -25,6 +25,7 @@ layout(push_constant) uniform Params {
     uint kvDim, pageSize, vOffset, positions, tableIndex, tableStart;
     uint heads, group, headDim, qCols; float scale; uint splits, partBase;
     uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
+    uint window; // > 0: sliding-window layer, a row at position p attends max(0, p − window + 1)...p
 } p;
 
 #ifdef FUSED_MERGE
@@ -64,8 +65,9 @@ void main() {
     const uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     const uint lane = gl_SubgroupInvocationID, SG = gl_SubgroupSize, sg = gl_SubgroupID, nsg = gl_NumSubgroups;
     const uint len = uint(Step[p.positions + r]) + 1u;
-    const uint per = (len + p.splits - 1u) / p.splits;
-    const uint start = min(len, z * per), end = min(len, start + per);
+    const uint lo = p.window > 0u && len > p.window ? len - p.window : 0u;   // evicted ring pages lie below
+    const uint per = (len - lo + p.splits - 1u) / p.splits;
+    const uint start = min(len, lo + z * per), end = min(len, start + per);
     const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex + r])]);
     const uint hd2 = p.headDim / 2u;
     const uint headOff2 = (h / p.group) * hd2;       // in f16 pairs within a slot

@@ -28,7 +28,9 @@
 //   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
 //   pages, f16 (`pageSize` positions × kvDim per page) or Q8_0 blocks (`--kv-type q8_0`: the CPU's
 //   rounding, slots padded to whole words; store_kv_q8 and attn_decode_q8, no rope fusion), indexed
-//   through the step's page tables, like the CPU backend.
+//   through the step's page tables, like the CPU backend. Sliding-window layers have a store of their
+//   own, indexed through the step's ring tables (`windowPageTables`, uploaded after the full tables);
+//   attn_decode starts a row's positions at max(0, p − window + 1), below which ring entries are evicted.
 // - Kernels. Decode: mat-vecs (matvec.comp: 4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
@@ -161,7 +163,9 @@ public final class VulkanBackend: ComputeBackend {
     private var arena = ChunkedAllocator(hostVisible: false, use: .arena)
     /// This step's positions / table indices / page tables in the arena (word offsets in `stepBuffer`).
     private var stepBuffer: GPUBuffer?
-    private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0
+    private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0, stepWindowTableStart = 0
+    /// Where a store's page tables start in the step buffer: sliding-window stores use the ring tables.
+    private func tableStart(_ s: VulkanKVStorage) -> Int { s.shape.window > 0 ? stepWindowTableStart : stepTableStart }
     private var ropeTables: [RopeKey: (buffer: GPUBuffer, offset: Int)] = [:]
     /// This step's attention partials (attn_decode → merge), reused by every layer.
     private var stepPart: (buffer: GPUBuffer, offset: Int, bytes: Int)?
@@ -450,7 +454,7 @@ public final class VulkanBackend: ComputeBackend {
         return VulkanActivations(rowCapacity: rowCapacity, columns: columns, buffer: buffer)
     }
 
-    public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16, .q8_0], slidingWindow: false) }
+    public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16, .q8_0], slidingWindow: true) }
 
     public func makeKVStorage(_ shape: KVShape) throws -> KVStorage {
         guard shape.kvDim % 2 == 0 else { throw ComputeError("VulkanBackend: kvDim \(shape.kvDim) must be even") }
@@ -806,25 +810,28 @@ public final class VulkanBackend: ComputeBackend {
             try startRecording([])
         }
         recording = true
-        // positions | tableIndex | tableStart | pages of every table (each padded to a power of two ≥ 16
-        // entries, so that the layout, and the recorded copies, change only when a table doubles)
-        let rows = batch.rows, tables = batch.pageTables.count
-        let padded = batch.pageTables.map { Self.paddedCount($0.count) }
-        let words = 2 * rows + tables + padded.reduce(0, +)
+        // positions | tableIndex | tableStart | windowTableStart | pages of every table, then of every
+        // sliding-window ring table (each padded to a power of two ≥ 16 entries, so that the layout, and
+        // the recorded copies, change only when a table doubles)
+        let rows = batch.rows, tables = batch.pageTables.count, windowTables = batch.windowPageTables.count
+        let all = batch.pageTables + batch.windowPageTables
+        let padded = all.map { Self.paddedCount($0.count) }
+        let words = 2 * rows + tables + windowTables + padded.reduce(0, +)
         let (buffer, offset) = try arena.allocate(ctx, bytes: words * 4)
         let base = offset / 4
         stepBuffer = buffer
         stepPositions = base
         stepTableIndex = base + rows
         stepTableStart = base + 2 * rows
+        stepWindowTableStart = base + 2 * rows + tables
         try record(bytes: words * 4, to: buffer, offset: offset) { raw in
             let w = raw.bindMemory(to: Int32.self, capacity: words)
             for r in 0..<rows {
                 w[r] = batch.positions[r]
                 w[rows + r] = batch.tableIndex[r]
             }
-            var next = base + 2 * rows + tables
-            for (t, table) in batch.pageTables.enumerated() {
+            var next = base + 2 * rows + tables + windowTables
+            for (t, table) in all.enumerated() {
                 w[2 * rows + t] = Int32(next)
                 for (i, page) in table.enumerated() { w[next - base + i] = page }
                 for i in table.count..<padded[t] { w[next - base + i] = 0 }
@@ -1015,7 +1022,7 @@ public final class VulkanBackend: ComputeBackend {
                 mergeCounters = c
             }
             dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!],
-                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode)], groups: (j.heads, batch.rows, j.splits))
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0], groups: (j.heads, batch.rows, j.splits))
         } catch { deferredError = error }
     }
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
@@ -1333,8 +1340,12 @@ public final class VulkanBackend: ComputeBackend {
             flushPending()
             return fail("storeKV: k/v of \(k.columns)/\(v.columns) columns for kvDim \(s.shape.kvDim)")
         }
+        if s.shape.window > 0 && batch.windowPageTables.count != batch.pageTables.count {
+            flushPending()
+            return fail("storeKV into a sliding-window store needs the step's ring page tables")
+        }
         let kv = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)]
+                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s))]
         if s.shape.type == .q8_0 {
             // Q8_0 blocks straddle words, so one workgroup writes a row's whole slot (no rope fusion).
             flushPending()
@@ -1376,17 +1387,20 @@ public final class VulkanBackend: ComputeBackend {
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
               q.columns >= p.heads * p.headDim, o.columns == q.columns
         else { return fail("attention: \(p) with q of \(q.columns) columns, kvDim \(s.shape.kvDim)") }
-        let q8 = s.shape.type == .q8_0
+        let q8 = s.shape.type == .q8_0, window = s.shape.window
+        if window > 0 && batch.windowPageTables.count != batch.pageTables.count {
+            return fail("attention over a sliding-window store needs the step's ring page tables")
+        }
         if q8 && p.headDim % 32 != 0 { return fail("attention over q8_0 KV needs a head dim that is a multiple of 32 (\(p.headDim))") }
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
+                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s)),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
         // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
         // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
         let sg = device.subgroupSize
         let maxPairs = Self.decodeMaxPairs(sg)
         let subgroups = max(1, decodeAttentionWorkgroupSize / sg)
-        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition || q8) {
+        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition || q8 || window > 0) {
             let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
@@ -1397,21 +1411,21 @@ public final class VulkanBackend: ComputeBackend {
                     stepPart = (b, o, floats * 4)
                 }
                 let (part, offset) = (stepPart!.buffer, stepPart!.offset)
-                if !q8 && attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
+                if !q8 && window == 0 && attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
                     pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
                                                       out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))
                     if !fuses { flushPending() }
                     return
                 }
                 dispatch(q8 ? "attn_decode_q8" : "attn_decode", [s.layers[layer], q.buffer, part, step],
-                         push + [UInt32(splits), UInt32(offset / 4)], groups: (p.heads, batch.rows, splits))
+                         push + [UInt32(splits), UInt32(offset / 4), 2, UInt32(window)], groups: (p.heads, batch.rows, splits))
                 // The merge waits for a following matmul of `out`, which may take its rounding along.
                 pending = .merge(MergeJob(part: part, offset: offset / 4, out: o, heads: p.heads, headDim: p.headDim, splits: splits))
                 if !fuses { flushPending() }
             } catch { deferredError = error }
             return
         }
-        if q8 { return fail("attention over q8_0 KV runs only on attn_decode (head dim \(p.headDim), subgroup \(sg))") }
+        if q8 || window > 0 { return fail("attention over q8_0 KV or a sliding window runs only on attn_decode (head dim \(p.headDim), subgroup \(sg))") }
         dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
     }

@@ -53,6 +53,72 @@ extension VulkanBackendTests {
         print("q8_0 KV attention \(g): vs CPU \(e), vs f16 KV \(fromF16)")
     }
 
+    /// Sliding-window attention over ring pages (evicted entries −1): a prefill of 40 rows with a window
+    /// of 13, then decode steps whose ring tables have dropped the early pages; Vulkan against the CPU.
+    @Test(arguments: [KVElementType.f16, .q8_0])
+    func windowAttentionMatchesCPU(type: KVElementType) throws {
+        let vk = try Shared.vulkan(), cpu = Shared.cpu
+        let heads = 4, kvHeads = 2, headDim = 64, pageSize = 8, window = 13
+        let kvDim = kvHeads * headDim, qDim = heads * headDim
+        let params = AttentionParams(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 0.125)
+        let full: [Int32] = [0, 1, 2, 3, 4, 5, 6]   // unused by a window store: it must read the ring tables
+        let steps: [StepBatch] = [
+            StepBatch(positions: (0..<40).map { Int32($0) }, tableIndex: Array(repeating: 0, count: 40), pageTables: [full],
+                      windowPageTables: [[5, 2, 9, 1, 7]]),
+            StepBatch(positions: [40], tableIndex: [0], pageTables: [full], windowPageTables: [[-1, -1, -1, 1, 7, 3]]),
+            StepBatch(positions: [41], tableIndex: [0], pageTables: [full], windowPageTables: [[-1, -1, -1, 1, 7, 3]]),
+        ]
+        func run(_ b: any ComputeBackend, window: Int) throws -> [Float] {
+            let kv = try b.makeKVStorage(KVShape(layers: 1, pages: 12, pageSize: pageSize, kvDim: kvDim, type: type, window: window))
+            let q = try b.makeActivations(rowCapacity: 40, columns: qDim), out = try b.makeActivations(rowCapacity: 40, columns: qDim)
+            let k = try b.makeActivations(rowCapacity: 40, columns: kvDim), v = try b.makeActivations(rowCapacity: 40, columns: kvDim)
+            var all: [Float] = []
+            for (i, batch) in steps.enumerated() {
+                var batch = batch
+                if window == 0 { batch.pageTables = batch.windowPageTables.map { $0.map { max($0, 0) } } }
+                let n = batch.rows
+                all += try step(b, batch, {
+                    b.upload(randomFloats(n * qDim, seed: UInt64(40 + i), scale: 2), to: q)
+                    b.upload(randomFloats(n * kvDim, seed: UInt64(50 + i), scale: 2), to: k)
+                    b.upload(randomFloats(n * kvDim, seed: UInt64(60 + i)), to: v)
+                    b.storeKV(k: k, v: v, storage: kv, layer: 0)
+                    b.attention(q: q, storage: kv, layer: 0, params: params, into: out)
+                }, then: { b.download(out, rows: 0..<n) })
+            }
+            return all
+        }
+        let gpu = try run(vk, window: window), ref = try run(cpu, window: window)
+        let e = relativeError(gpu, ref)
+        #expect(e < 1e-5, "\(type) window attention: relative error \(e) against the CPU")
+        // Only the first 13 prefill rows see no difference from full attention: the window is in effect.
+        let prefillFull = Array(try run(vk, window: 0).prefix(40 * qDim)), prefillWindow = Array(gpu.prefix(40 * qDim))
+        #expect(Array(prefillFull.prefix(13 * qDim)) == Array(prefillWindow.prefix(13 * qDim)))
+        #expect(relativeError(prefillWindow, prefillFull) > 1e-3)
+        print("window attention \(type): vs CPU \(e)")
+    }
+
+    /// A tiny llama whose first layer has a sliding window of 16, over a 30-token prompt and 20 decode
+    /// steps (the ring wraps): Vulkan's greedy tokens (teacher-forced) equal the CPU's, for both KV types.
+    @Test(arguments: [KVElementType.f16, .q8_0])
+    func windowModelMatchesCPU(type: KVElementType) throws {
+        let vk = try Shared.vulkan()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-window-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 8)
+        let file = try GGUFFile(path: path)
+        var config = try ModelConfig(gguf: file)
+        config.attentionWindows = [16, 0]
+        func pipeline(_ b: any ComputeBackend) throws -> LocalPipeline {
+            LocalPipeline(shards: [try ModelShard(file: file, config: config, layers: 0..<config.layerCount, backend: b,
+                                                  options: ShardOptions(contextLength: 128, maxBatchRows: 32, pageSize: 8, kvType: type))])
+        }
+        let prompt = (0..<30).map { Int32(($0 * 53 + 7) % 500) }
+        let r = try Self.compareTeacherForced(cpu: try pipeline(Shared.cpu), vulkan: try pipeline(vk), prompt: prompt,
+                                              steps: 20, logitTolerance: 3e-2, nearTie: 0.1)
+        #expect(r.mismatches.isEmpty, "window \(type): greedy token differs at steps \(r.mismatches) (max logit error \(r.maxError))")
+        print("window layer, \(type) KV: max relative logit error \(r.maxError)")
+    }
+
     @Test func q8KVRefusesRowsThatAreNotWholeBlocks() throws {
         let vk = try Shared.vulkan()
         #expect(throws: ComputeError.self) { try vk.makeKVStorage(KVShape(layers: 1, pages: 4, pageSize: 8, kvDim: 48, type: .q8_0)) }
