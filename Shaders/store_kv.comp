@@ -28,10 +28,13 @@ float div_rn(float a, float b) {
     return fma(r, 1.0 / b, q);
 }
 
-// round() with ties away from zero (Swift's .rounded(), C's roundf); v - trunc(v) is exact.
-int round_away(float v) {
-    const float t = trunc(v);
-    return int(abs(v - t) >= 0.5 ? t + sign(v) : t);
+// round() with ties away from zero (Swift's .rounded(), C's roundf) of the rounded product x·id: `precise`
+// and abs() keep a compiler from contracting the product into an fma with the fraction test (which would
+// compare the exact product, and round differently from the CPU right at .5); a − floor(a) is exact.
+int round_away(float x, float id) {
+    precise const float v = x * id;
+    const float a = abs(v), f = floor(a);
+    return int(sign(v) * (a - f >= 0.5 ? f + 1.0 : f));
 }
 
 float kv_in(bool isV, uint i) { return isV ? Vin[i] : Kin[i]; }
@@ -69,7 +72,7 @@ void main() {
             } else {
                 const uint e = r * p.kvDim + b * 32u + 2u * (i - 1u);
                 const float id = shId[sb];
-                bits = (uint(round_away(kv_in(isV, e) * id)) & 0xFFu) | ((uint(round_away(kv_in(isV, e + 1u) * id)) & 0xFFu) << 8u);
+                bits = (uint(round_away(kv_in(isV, e), id)) & 0xFFu) | ((uint(round_away(kv_in(isV, e + 1u), id)) & 0xFFu) << 8u);
             }
             word |= bits << (16u * hf);
         }

@@ -44,6 +44,12 @@ extension VulkanBackendTests {
             return all
         }
         let gpu = try run(vk, .q8_0), ref = try run(cpu, .q8_0), f16 = try run(vk, .f16)
+        // A row at position 0 attends only its own V: its output is V's Q8_0 values, d·q, which must be
+        // the CPU's bit for bit (rows 0 and 11 of the first step, row 0 of the last).
+        let last = (11 + 6 + 2) * qDim
+        for start in [0, 11 * qDim, last] {
+            #expect(Array(gpu[start..<start + qDim]) == Array(ref[start..<start + qDim]), "\(g): V of position 0 differs from the CPU's Q8_0")
+        }
         // Same quantization (bit for bit, or one flipped quant would show at ~1e-3): only summation order differs.
         let e = relativeError(gpu, ref)
         #expect(e < 1e-5, "q8_0 attention \(g): relative error \(e) against the CPU")
