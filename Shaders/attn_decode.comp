@@ -6,6 +6,9 @@
 // K and V load per lane per position (coalesced), q·k by subgroupAdd, online softmax in registers;
 // the workgroup's subgroups are then merged in shared memory and the unnormalized partial
 // (max, sum, acc[headDim]) written to Part for attention_merge.comp. q is rounded to f16 as the CPU does.
+// KV_Q8 (attn_decode_q8): K and V in store_kv.comp's Q8_0 slots (17 halfwords per block of 32: the
+// f16 scale, then 16 pairs of int8); each lane reads its pair and its block's scale. q stays f32 (the
+// CPU's q8_0 path does not round it). The host requires headDim % 32 == 0 (a head is whole blocks).
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 layout(constant_id = 1) const uint MAXP = 4;   // dim pairs per lane: headDim / 2 <= MAXP * subgroup size
@@ -22,6 +25,7 @@ layout(push_constant) uniform Params {
     uint kvDim, pageSize, vOffset, positions, tableIndex, tableStart;
     uint heads, group, headDim, qCols; float scale; uint splits, partBase;
     uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
+    uint window; // > 0: sliding-window layer, a row at position p attends max(0, p − window + 1)...p
 } p;
 
 #ifdef FUSED_MERGE
@@ -45,23 +49,49 @@ void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
 #endif
 
 shared float shM[64], shS[64];
+
+#ifdef KV_Q8
+// Halfword `hw` of the slot starting at word `base`.
+uint halfword(uint base, uint hw) { return (KV[base + (hw >> 1)] >> ((hw & 1u) * 16u)) & 0xFFFFu; }
+// The two values of an int8 pair (halfword hq) times their block's f16 scale (halfword hs).
+vec2 q8_pair(uint base, uint hq, uint hs) {
+    const uint b = halfword(base, hq);
+    return unpackHalf2x16(halfword(base, hs)).x * vec2(float(int(b << 24) >> 24), float(int(b << 16) >> 24));
+}
+#endif
 shared vec2 shAcc[8 * 128];   // [subgroup][pair], at most 8 subgroups × 128 pairs
 
 void main() {
     const uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y, z = gl_WorkGroupID.z;
     const uint lane = gl_SubgroupInvocationID, SG = gl_SubgroupSize, sg = gl_SubgroupID, nsg = gl_NumSubgroups;
     const uint len = uint(Step[p.positions + r]) + 1u;
-    const uint per = (len + p.splits - 1u) / p.splits;
-    const uint start = min(len, z * per), end = min(len, start + per);
+    const uint lo = p.window > 0u && len > p.window ? len - p.window : 0u;   // evicted ring pages lie below
+    const uint per = (len - lo + p.splits - 1u) / p.splits;
+    const uint start = min(len, lo + z * per), end = min(len, start + per);
     const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex + r])]);
     const uint hd2 = p.headDim / 2u;
     const uint headOff2 = (h / p.group) * hd2;       // in f16 pairs within a slot
     const uint qBase = r * p.qCols + h * p.headDim;
+#ifdef KV_Q8
+    const uint slotWords = (17u * (p.kvDim / 32u) + 1u) / 2u;
+    // Halfword of lane pair k's int8 pair and of its block's scale, within a slot.
+    uint hwq[MAXP], hws[MAXP];
+    for (uint k = 0u; k < MAXP; k++) {
+        const uint d = lane + k * SG, blk = (h / p.group) * (p.headDim / 32u) + d / 16u;
+        hws[k] = 17u * blk;
+        hwq[k] = 17u * blk + 1u + d % 16u;
+    }
+#else
     const uint slotWords = p.kvDim / 2u;
+#endif
     vec2 q[MAXP], acc[MAXP];
     for (uint k = 0u; k < MAXP; k++) {
         const uint d = lane + k * SG;
+#ifdef KV_Q8
+        q[k] = d < hd2 ? vec2(Q[qBase + 2u * d], Q[qBase + 2u * d + 1u]) : vec2(0.0);
+#else
         q[k] = d < hd2 ? vec2(round_f16(Q[qBase + 2u * d]), round_f16(Q[qBase + 2u * d + 1u])) : vec2(0.0);
+#endif
         acc[k] = vec2(0.0);
     }
     float M = -1.0 / 0.0, S = 0.0;
@@ -72,7 +102,11 @@ void main() {
             const uint jt = j + t * nsg;
             ok[t] = jt < end;
             const uint jj = ok[t] ? jt : j;
+#ifdef KV_Q8
+            kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords;
+#else
             kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords + headOff2;
+#endif
         }
         float dd[NP];
         vec2 vv[NP][MAXP];
@@ -81,8 +115,13 @@ void main() {
             const uint d = lane + k * SG;
             [[unroll]] for (uint t = 0u; t < NP; t++) {
                 if (d < hd2) {
+#ifdef KV_Q8
+                    dd[t] += dot(q8_pair(kb[t], hwq[k], hws[k]), q[k]);
+                    vv[t][k] = q8_pair(p.vOffset + kb[t], hwq[k], hws[k]);
+#else
                     dd[t] += dot(unpackHalf2x16(KV[kb[t] + d]), q[k]);
                     vv[t][k] = unpackHalf2x16(KV[p.vOffset + kb[t] + d]);
+#endif
                 } else vv[t][k] = vec2(0.0);
             }
         }

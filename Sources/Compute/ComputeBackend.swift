@@ -168,6 +168,9 @@ public protocol ComputeBackend: AnyObject {
     var deviceName: String { get }
 
     func loadWeight(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight
+    /// The token-embedding table when only `embed` reads it (not also the output head): a GPU backend
+    /// may leave it in host memory and fetch the step's rows there. Default: `loadWeight`.
+    func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight
     func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations
     func makeKVStorage(_ shape: KVShape) throws -> KVStorage
 
@@ -198,6 +201,9 @@ public protocol ComputeBackend: AnyObject {
     /// Memory this backend can still allocate (device memory for a GPU), if known: sizes the KV pool
     /// when `--kv-memory` is a fraction.
     var freeMemoryBytes: Int? { get }
+    /// A hint before a shard loads its weights (or makes its activation buffers): `buffers` of `bytes`
+    /// in all follow. A GPU backend places them in memory of exactly that size. Optional.
+    func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory)
 
     /// out = silu(gate) * up.
     func swiglu(gate: Activations, up: Activations, into out: Activations)
@@ -207,7 +213,17 @@ public protocol ComputeBackend: AnyObject {
     func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int)
 }
 
+/// What a `reserveMemory` hint announces.
+public enum ReservedMemory: Sendable {
+    case weights
+    case activations
+}
+
 extension ComputeBackend {
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
     public var freeMemoryBytes: Int? { nil }
+    public func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory) {}
+    public func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
+        try loadWeight(tensor, of: file)
+    }
 }

@@ -67,6 +67,7 @@ extension Shardctl {
                     ("shards", "\(m.shardCount)"),
                     ("concurrency", "\(concurrency)"),
                     ("load_seconds", JSON.number(loadSeconds)),
+                    ("device_memory", deviceMemoryJSON(vulkan)),
                 ]) + "\n")
             } else {
                 Terminal.write("""
@@ -77,9 +78,20 @@ extension Shardctl {
                 decode    \(result.generated.count) tokens: \(fixed(result.decodeTokensPerSecond, 1)) tok/s
 
                 """)
+                for (i, b) in vulkan.enumerated() {
+                    Terminal.write("memory    shard \(i) (MiB): " + b.memoryReport().map { "\($0.0) \(fixed($0.1, 1))" }.joined(separator: ", ") + "\n")
+                }
             }
         }
     }
+}
+
+/// Device memory of each in-process Vulkan shard by purpose, in MiB (`VulkanBackend.memoryReport`):
+/// an object for one shard, an array of objects for several, null for none.
+func deviceMemoryJSON(_ backends: [VulkanBackend]) -> String {
+    let objects = backends.map { JSON.object($0.memoryReport().map { ($0.0, JSON.number($0.1)) }) }
+    if objects.isEmpty { return "null" }
+    return objects.count == 1 ? objects[0] : "[" + objects.joined(separator: ",") + "]"
 }
 
 extension Shardctl.Bench {
@@ -135,6 +147,7 @@ extension Shardctl.Bench {
                 ("shards", "\(m.shardCount)"),
                 ("concurrency", "\(concurrency)"),
                 ("load_seconds", JSON.number(loadSeconds)),
+                ("device_memory", deviceMemoryJSON(vulkan)),
                 ("aggregate_decode_tokens_per_s", JSON.number(r.aggregateDecode)),
                 ("aggregate_tokens_per_s", JSON.number(r.aggregateThroughput)),
                 ("per_stream_decode_tokens_per_s_min", JSON.number(r.perStreamDecode.min)),

@@ -26,12 +26,14 @@ public enum BackendFactory {
 
 extension BackendFactory {
     /// Bytes a new shard could use on this backend: for the CPU the host's available memory
-    /// (MemAvailable: free plus reclaimable page cache), for Vulkan the device's local heap.
+    /// (MemAvailable: free plus reclaimable page cache), for Vulkan the device-local heap's free bytes
+    /// (VK_EXT_memory_budget), or the heap's size where the device does not report them.
     public static func freeMemory(_ kind: BackendKind, device: Int? = nil) -> Int {
         switch kind {
         case .cpu:
             return HostMemory.available() ?? 0
         case .vulkan:
+            if let free = VulkanBackend.freeMemory(deviceIndex: device) { return free }
             let devices = VulkanBackend.available()
             if let device, devices.indices.contains(device) { return devices[device].deviceLocalBytes }
             // The device VulkanBackend picks by default: discrete first, then integrated, virtual, CPU.

@@ -147,10 +147,15 @@ public final class ModelShard {
             names.append(TensorNames.outputNorm)
             if !config.tiedOutput { names.append(TensorNames.output) }
         }
+        // Announce the weights' bytes so that a GPU backend allocates exactly that much for them.
+        let infos = names.compactMap { file.tensor(named: $0) }
+        backend.reserveMemory(bytes: infos.reduce(0) { $0 + $1.byteCount }, buffers: infos.count, for: .weights)
         var loaded: [String: Weight] = [:]
+        let embeddingOnly = !(ownsHead && config.tiedOutput)   // the table is not also the output head
         for (i, name) in names.enumerated() {
             guard let info = file.tensor(named: name) else { throw ModelConfigError("tensor \(name) is missing") }
-            loaded[name] = try backend.loadWeight(info, of: file)
+            loaded[name] = try name == TensorNames.tokenEmbedding && embeddingOnly
+                ? backend.loadEmbeddingTable(info, of: file) : backend.loadWeight(info, of: file)
             progress?(i + 1, names.count)
         }
         func w(_ name: String) -> Weight { loaded[name]! }
@@ -169,6 +174,15 @@ public final class ModelShard {
         kvBytes = storage.shape.bytes + (windowStorage?.shape.bytes ?? 0)
 
         let rows = options.maxBatchRows, c = config
+        // The head's buffers hold the rows whose logits one pass computes (a decode step's sequences);
+        // a step asking for more logit rows runs the head again (logits of 512 rows × a 32k vocabulary
+        // would be 62.5 MiB).
+        let headRows = min(rows, max(64, options.maxSequences))
+        let columns = [c.embeddingLength, c.embeddingLength, c.qDim, c.kvDim, c.kvDim, c.qDim, c.embeddingLength,
+                       c.feedForwardLength, c.feedForwardLength]
+        let headColumns = ownsHead ? [c.embeddingLength, c.vocabSize] : []
+        backend.reserveMemory(bytes: columns.reduce(0) { $0 + rows * $1 * 4 } + headColumns.reduce(0) { $0 + headRows * $1 * 4 },
+                              buffers: columns.count + headColumns.count, for: .activations)
         x = try backend.makeActivations(rowCapacity: rows, columns: c.embeddingLength)
         xn = try backend.makeActivations(rowCapacity: rows, columns: c.embeddingLength)
         q = try backend.makeActivations(rowCapacity: rows, columns: c.qDim)
@@ -178,8 +192,8 @@ public final class ModelShard {
         proj = try backend.makeActivations(rowCapacity: rows, columns: c.embeddingLength)
         gate = try backend.makeActivations(rowCapacity: rows, columns: c.feedForwardLength)
         up = try backend.makeActivations(rowCapacity: rows, columns: c.feedForwardLength)
-        headInput = ownsHead ? try backend.makeActivations(rowCapacity: rows, columns: c.embeddingLength) : nil
-        logits = ownsHead ? try backend.makeActivations(rowCapacity: rows, columns: c.vocabSize) : nil
+        headInput = ownsHead ? try backend.makeActivations(rowCapacity: headRows, columns: c.embeddingLength) : nil
+        logits = ownsHead ? try backend.makeActivations(rowCapacity: headRows, columns: c.vocabSize) : nil
     }
 
     /// Runs this shard's layers over one step. `rows` gives each input row's sequence and position
@@ -233,11 +247,28 @@ public final class ModelShard {
             runLayer(l, index: i)
         }
         if ownsHead, let outputNorm, let output, let headInput, let logits, !logitRows.isEmpty {
-            for (j, r) in logitRows.enumerated() { backend.copyRows(x, from: r, to: headInput, at: j, count: 1) }
-            backend.rmsNorm(headInput, weight: outputNorm, eps: config.rmsEps, into: headInput)
-            backend.matmul(output, headInput, bias: nil, into: logits, rows: logitRows.count)
-            try backend.endStep()
-            return .logits(backend.download(logits, rows: 0..<logitRows.count))
+            if let bad = logitRows.first(where: { $0 < 0 || $0 >= n }) {
+                try backend.endStep()
+                throw ComputeError("logit row \(bad) is outside the step's \(n) rows")
+            }
+            // At most `headInput.rowCapacity` rows per pass; further passes are steps of their own
+            // (buffers stay on the backend between steps). Ops run over the step's n rows: a step of
+            // more rows than the head's buffers hold normalizes every row into xn first.
+            let normFirst = n > headInput.rowCapacity
+            if normFirst { backend.rmsNorm(x, weight: outputNorm, eps: config.rmsEps, into: xn) }
+            var values: [Float] = []
+            var start = 0
+            while true {
+                let chunk = logitRows[start..<min(start + headInput.rowCapacity, logitRows.count)]
+                for (j, r) in chunk.enumerated() { backend.copyRows(normFirst ? xn : x, from: r, to: headInput, at: j, count: 1) }
+                if !normFirst { backend.rmsNorm(headInput, weight: outputNorm, eps: config.rmsEps, into: headInput) }
+                backend.matmul(output, headInput, bias: nil, into: logits, rows: chunk.count)
+                try backend.endStep()
+                values += backend.download(logits, rows: 0..<chunk.count)
+                start += chunk.count
+                if start == logitRows.count { return .logits(values) }
+                try backend.beginStep(batch)
+            }
         }
         try backend.endStep()
         return .hidden(backend.download(x, rows: 0..<n))

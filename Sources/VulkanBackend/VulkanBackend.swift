@@ -16,14 +16,21 @@
 //   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
 // - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
 //   below): a decode layer is 12 dispatches (10 barriers) instead of 20.
-// - Memory. Weights, activations and the KV cache are device-local buffers bound into 64 MiB memory
-//   blocks (padded by 16 bytes so shaders may read a word past the end). Weights keep the tensor's raw
-//   GGUF bytes (quantized blocks as in the file), uploaded through two persistent 64 MiB staging slots
-//   (filled by several threads, copied asynchronously). Per-step data is written into host-visible
+// - Memory. Weights, activations and the KV cache are device-local buffers bound into memory blocks
+//   (padded by 16 bytes so shaders may read a word past the end), one kind of buffer per block. A
+//   shard announces its weights' and activations' total size first (`reserveMemory`), and a KV store
+//   knows its own: their blocks are sized to exactly that (up to the device's largest allocation), so
+//   nothing is left over; unannounced buffers go into 64 MiB blocks. `memoryAccount` / `memoryReport`
+//   account every allocation by purpose (bench --json prints it as device_memory). Weights keep the
+//   tensor's raw GGUF bytes (quantized blocks as in the file), uploaded through two 64 MiB staging
+//   slots (filled by several threads, copied asynchronously; freed when the first step runs). Per-step data is written into host-visible
 //   staging chunks while recording and copied on the GPU into device-local arena chunks at its place
 //   in the command buffer; shaders only read device memory. KV: per layer one buffer, K pages then V
-//   pages, f16 (`pageSize` positions × kvDim per page), indexed through the step's page tables, like
-//   the CPU backend.
+//   pages, f16 (`pageSize` positions × kvDim per page) or Q8_0 blocks (`--kv-type q8_0`: the CPU's
+//   rounding, slots padded to whole words; store_kv_q8 and attn_decode_q8, no rope fusion), indexed
+//   through the step's page tables, like the CPU backend. Sliding-window layers have a store of their
+//   own, indexed through the step's ring tables (`windowPageTables`, uploaded after the full tables);
+//   attn_decode starts a row's positions at max(0, p − window + 1), below which ring entries are evicted.
 // - Kernels. Decode: Q4_K / Q6_K mat-vecs on integer dot products where the device has
 //   VK_KHR_shader_integer_dot_product (matvec_q8.comp -DQX: x as packed int8 + Q8_K block scales, written
 //   by the rms_quant / swiglu_quant that round it anyway; 4 × int8 OpSDot instead of nibble-to-float
@@ -88,6 +95,20 @@ final class VulkanWeight: Weight {
     }
 }
 
+/// A token-embedding table left in the memory-mapped file (`loadEmbeddingTable`): `embed` dequantizes
+/// the step's rows on the host (as the CPU backend does) and uploads them with the step's data.
+final class VulkanHostWeight: Weight {
+    let file: GGUFFile
+    let data: UnsafeRawBufferPointer
+    let rowBytes: Int
+    init(_ t: GGUFTensorInfo, file: GGUFFile) {
+        self.file = file
+        data = file.data(for: t)
+        rowBytes = t.rowBytes
+        super.init(name: t.name, shape: t.shape, type: t.type)
+    }
+}
+
 final class VulkanActivations: Activations {
     let buffer: GPUBuffer
     init(rowCapacity: Int, columns: Int, buffer: GPUBuffer) {
@@ -97,15 +118,25 @@ final class VulkanActivations: Activations {
 }
 
 final class VulkanKVStorage: KVStorage {
-    /// Per layer: K pages, then V pages (f16).
+    /// Per layer: K pages, then V pages.
     let layers: [GPUBuffer]
     /// Where V starts in each layer's buffer, in 32-bit words.
     let vOffsetWords: Int
     init(shape: KVShape, layers: [GPUBuffer]) {
         self.layers = layers
-        vOffsetWords = shape.pages * shape.pageSize * shape.kvDim / 2
+        vOffsetWords = shape.pages * shape.pageSize * Self.slotWords(shape)
         super.init(shape: shape)
     }
+    /// 32-bit words of one position's K (or V): f16 pairs, or Q8_0 blocks of 17 halfwords padded to a
+    /// whole word (store_kv.comp writes each word from one invocation).
+    static func slotWords(_ shape: KVShape) -> Int {
+        switch shape.type {
+        case .f16: shape.kvDim / 2
+        case .q8_0: (17 * (shape.kvDim / 32) + 1) / 2
+        }
+    }
+    /// Bytes of one layer's buffer (K and V of every page).
+    static func layerBytes(_ shape: KVShape) -> Int { 2 * shape.pages * shape.pageSize * slotWords(shape) * 4 }
 }
 
 public final class VulkanBackend: ComputeBackend {
@@ -139,11 +170,13 @@ public final class VulkanBackend: ComputeBackend {
     private var batch = StepBatch(positions: [], tableIndex: [], pageTables: [])
 
     /// Per-step host-visible staging chunks and device-local arena chunks (bump allocators reset by beginStep).
-    private var staging = ChunkedAllocator(hostVisible: true)
-    private var arena = ChunkedAllocator(hostVisible: false)
+    private var staging = ChunkedAllocator(hostVisible: true, use: .staging)
+    private var arena = ChunkedAllocator(hostVisible: false, use: .arena)
     /// This step's positions / table indices / page tables in the arena (word offsets in `stepBuffer`).
     private var stepBuffer: GPUBuffer?
-    private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0
+    private var stepPositions = 0, stepTableIndex = 0, stepTableStart = 0, stepWindowTableStart = 0
+    /// Where a store's page tables start in the step buffer: sliding-window stores use the ring tables.
+    private func tableStart(_ s: VulkanKVStorage) -> Int { s.shape.window > 0 ? stepWindowTableStart : stepTableStart }
     private var ropeTables: [RopeKey: (buffer: GPUBuffer, offset: Int)] = [:]
     /// This step's attention partials (attn_decode → merge), reused by every layer.
     private var stepPart: (buffer: GPUBuffer, offset: Int, bytes: Int)?
@@ -286,6 +319,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
         if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         dotProducts = ctx.integerDot   // env SHARD_VK_NO_DP=1: the device is created without it
         if let v = env("SHARD_VK_DP_ROWS"), v > 0, v <= 16 { dotRows = v }
@@ -294,7 +328,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_DP_ROUNDX") == 1 { dotRoundsX = true }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
-        dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
+        dummy = try GPUBuffer(ctx, size: 16, hostVisible: false, use: .scratch)
         if let v = getenv("SHARD_VK_F32_ACT"), String(cString: v) == "1" { roundsActivations = false }
         cmd = try ctx.allocateCommandBuffer()
         oneShot = try ctx.allocateCommandBuffer()
@@ -315,17 +349,29 @@ public final class VulkanBackend: ComputeBackend {
             throw ComputeError("VulkanBackend: \(tensor.name) is \(tensor.type), which has no Vulkan kernel (supported: \(Self.supportedTypes.map { "\($0)" }.sorted()))")
         }
         let data = file.data(for: tensor)
-        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false, pooled: true)
+        let buffer = try GPUBuffer(ctx, size: data.count + 16, hostVisible: false, pooled: true, use: .weights)
         try uploadAsync(data, to: buffer)
         return VulkanWeight(tensor, buffer: buffer)
     }
+
+    /// Keeps the table on the host (a 7B's is ~70 MiB of device memory; a decode step uploads one 16 KiB row).
+    /// Env SHARD_VK_EMBED_ON_DEVICE=1: on the device, as any weight.
+    public func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
+        if embedOnDevice || tensor.shape.count != 2 { return try loadWeight(tensor, of: file) }
+        // It was announced with the weights (reserveMemory): take it out of the exact-size reservation.
+        if let left = ctx.reserved[.weights], left > 0 { ctx.reserved[.weights] = max(0, left - tensor.byteCount - 16 - 256) }
+        return VulkanHostWeight(tensor, file: file)
+    }
+    public var embedOnDevice = false
 
     // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
     // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
     // and its GPU copy submitted without waiting, so reading the next chunk overlaps the transfer.
     // Everything that later uses the queue's results (a step, an immediate command) first waits for
     // the uploads in flight (`finishUploads`).
-    private struct UploadSlot { let stage: GPUBuffer; let cmd: VkCommandBuffer?; let fence: VkFence?; var busy: Bool }
+    /// `target`: the buffer being copied into, kept alive until the copy is done (a shard that fails
+    /// after loading its weights drops them while their copies may be in flight).
+    private struct UploadSlot { let stage: GPUBuffer; let cmd: VkCommandBuffer?; let fence: VkFence?; var busy: Bool; var target: GPUBuffer? }
     private var uploadSlots: [UploadSlot] = []
     private var nextSlot = 0
     private static let uploadChunk = 64 << 20
@@ -333,8 +379,8 @@ public final class VulkanBackend: ComputeBackend {
     private func uploadAsync(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer) throws {
         if uploadSlots.isEmpty {
             for _ in 0..<2 {
-                uploadSlots.append(UploadSlot(stage: try GPUBuffer(ctx, size: Self.uploadChunk, hostVisible: true),
-                                              cmd: try ctx.allocateCommandBuffer(), fence: try ctx.makeFence(), busy: false))
+                uploadSlots.append(UploadSlot(stage: try GPUBuffer(ctx, size: Self.uploadChunk, hostVisible: true, use: .upload),
+                                              cmd: try ctx.allocateCommandBuffer(), fence: try ctx.makeFence(), busy: false, target: nil))
             }
         }
         var done = 0
@@ -342,7 +388,7 @@ public final class VulkanBackend: ComputeBackend {
             let n = min(Self.uploadChunk, data.count - done)
             let i = nextSlot
             nextSlot = (nextSlot + 1) % uploadSlots.count
-            if uploadSlots[i].busy { try ctx.wait(uploadSlots[i].fence); uploadSlots[i].busy = false }
+            if uploadSlots[i].busy { try ctx.wait(uploadSlots[i].fence); uploadSlots[i].busy = false; uploadSlots[i].target = nil }
             let dst = uploadSlots[i].stage.mapped!, src = data.baseAddress! + done
             let parts = n >= 8 << 20 ? 8 : 1, per = (n + parts - 1) / parts
             if parts == 1 {
@@ -360,6 +406,7 @@ public final class VulkanBackend: ComputeBackend {
             vkCmdCopyBuffer(cmd, uploadSlots[i].stage.buffer, buffer.buffer, 1, &region)
             try ctx.submit(cmd, fence: uploadSlots[i].fence)
             uploadSlots[i].busy = true
+            uploadSlots[i].target = buffer
             done += n
         }
     }
@@ -369,19 +416,85 @@ public final class VulkanBackend: ComputeBackend {
         for i in uploadSlots.indices where uploadSlots[i].busy {
             try ctx.wait(uploadSlots[i].fence)
             uploadSlots[i].busy = false
+            uploadSlots[i].target = nil
         }
     }
 
+    /// Frees the upload staging slots (2 × 64 MiB of host-visible memory) once a step runs: weights are
+    /// loaded before the first step; a later load makes new slots.
+    private func releaseUploadSlots() throws {
+        guard !uploadSlots.isEmpty else { return }
+        try finishUploads()
+        for slot in uploadSlots {
+            vkDestroyFence(ctx.device, slot.fence, nil)
+            var cmd = slot.cmd
+            vkFreeCommandBuffers(ctx.device, ctx.commandPool, 1, &cmd)
+        }
+        uploadSlots.removeAll()
+        nextSlot = 0
+    }
+
+    public func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory) {
+        // Each buffer is padded by 16 bytes and placed at a 256-byte boundary.
+        let u: MemoryUse = use == .weights ? .weights : .activations
+        ctx.reserved[u, default: 0] += bytes + buffers * (16 + 256)
+    }
+
+    /// Free device-local memory (VK_EXT_memory_budget: heap budget − heap usage), nil without the extension.
+    public var freeMemoryBytes: Int? { ctx.physical.freeLocalMemory() }
+
+    /// Free device-local memory of device `deviceIndex` (nil: the device `init` would pick), or nil where
+    /// the device does not offer VK_EXT_memory_budget (or does not exist).
+    public static func freeMemory(deviceIndex: Int?) -> Int? {
+        guard let instance = try? VulkanContext.createInstance() else { return nil }
+        defer { vkDestroyInstance(instance, nil) }
+        let all = (try? VulkanContext.physicalDevices(instance)) ?? []
+        if let i = deviceIndex { return all.indices.contains(i) ? all[i].freeLocalMemory() : nil }
+        return all.filter(\.info.usable).min { ($0.info.rank, $0.info.index) < ($1.info.rank, $1.info.index) }?.freeLocalMemory()
+    }
+
+    /// Device memory this backend holds, by purpose (see MemoryAccount).
+    public var memoryAccount: MemoryAccount { ctx.account }
+
+    /// The account as "purpose MiB" lines: buffers by purpose, block slack, allocated totals.
+    public func memoryReport() -> [(String, Double)] {
+        let a = ctx.account
+        let mib = { (b: Int) in Double(b) / 1_048_576 }
+        var rows: [(String, Double)] = []
+        for u in MemoryUse.allCases { if let b = a.buffers[u], b != 0 { rows.append((u.rawValue, mib(b))) } }
+        rows.append(("block_slack", mib(a.blockBytes - a.blockBound)))
+        rows.append(("device_allocated", mib(a.deviceAllocated)))
+        rows.append(("device_peak", mib(a.devicePeak)))
+        rows.append(("host_allocated", mib(a.hostAllocated)))
+        if let free = freeMemoryBytes { rows.append(("device_free", mib(free))) }
+        return rows
+    }
+
     public func makeActivations(rowCapacity: Int, columns: Int) throws -> Activations {
-        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false, pooled: true)
+        let buffer = try GPUBuffer(ctx, size: rowCapacity * columns * 4 + 16, hostVisible: false, pooled: true, use: .activations)
         try immediate { cmd in vkCmdFillBuffer(cmd, buffer.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         return VulkanActivations(rowCapacity: rowCapacity, columns: columns, buffer: buffer)
     }
 
+    public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16, .q8_0], slidingWindow: true) }
+
     public func makeKVStorage(_ shape: KVShape) throws -> KVStorage {
         guard shape.kvDim % 2 == 0 else { throw ComputeError("VulkanBackend: kvDim \(shape.kvDim) must be even") }
-        let bytes = 2 * shape.pages * shape.pageSize * shape.kvDim * 2
-        let layers = try (0..<shape.layers).map { _ in try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true) }
+        if shape.type == .q8_0 {
+            guard shape.kvDim % 32 == 0, shape.kvDim <= 8192 else {
+                throw ComputeError("q8_0 KV needs K/V rows that are a multiple of 32 values, at most 8192 on Vulkan (this model's: \(shape.kvDim))")
+            }
+        }
+        let bytes = VulkanKVStorage.layerBytes(shape)
+        // Blocks of exactly the store's size (a layer's buffer is half a 64 MiB block or more at long
+        // contexts: 64 MiB blocks would leave nearly as much slack as they hold), in whole layers where
+        // the store is larger than the device's largest allocation.
+        let perLayer = bytes + 16 + 256
+        let layersPerBlock = max(1, min(shape.layers, ctx.physical.maxAllocation / perLayer))
+        let layers = try (0..<shape.layers).map { l in
+            if l % layersPerBlock == 0 { ctx.reserved[.kv, default: 0] += min(layersPerBlock, shape.layers - l) * perLayer }
+            return try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, pooled: true, use: .kv)
+        }
         try immediate { cmd in
             for l in layers { vkCmdFillBuffer(cmd, l.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
         }
@@ -391,7 +504,7 @@ public final class VulkanBackend: ComputeBackend {
     /// Copies `data` into the device-local `buffer` through a staging buffer (≤ 64 MiB at a time).
     private func uploadNow(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer, offset: Int = 0) throws {
         let chunk = min(max(data.count, 1), 64 << 20)
-        let stage = try GPUBuffer(ctx, size: chunk, hostVisible: true)
+        let stage = try GPUBuffer(ctx, size: chunk, hostVisible: true, use: .upload)
         var done = 0
         while done < data.count {
             let n = min(chunk, data.count - done)
@@ -660,7 +773,7 @@ public final class VulkanBackend: ComputeBackend {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
-        case "attn_decode": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
+        case "attn_decode", "attn_decode_q8": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
         case "attn_decode_merge":
             spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions),
                     UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
@@ -719,7 +832,8 @@ public final class VulkanBackend: ComputeBackend {
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
-        "rope_store": (SPIRV.rope_store, 6), "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
+        "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
+        "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
@@ -872,7 +986,7 @@ public final class VulkanBackend: ComputeBackend {
     public func beginStep(_ batch: StepBatch) throws {
         stepStarted = ContinuousClock.now
         precondition(!recording, "beginStep inside a step")
-        try finishUploads()
+        try releaseUploadSlots()
         self.batch = batch
         staging.reset()
         arena.reset()
@@ -891,25 +1005,28 @@ public final class VulkanBackend: ComputeBackend {
             try startRecording([])
         }
         recording = true
-        // positions | tableIndex | tableStart | pages of every table (each padded to a power of two ≥ 16
-        // entries, so that the layout, and the recorded copies, change only when a table doubles)
-        let rows = batch.rows, tables = batch.pageTables.count
-        let padded = batch.pageTables.map { Self.paddedCount($0.count) }
-        let words = 2 * rows + tables + padded.reduce(0, +)
+        // positions | tableIndex | tableStart | windowTableStart | pages of every table, then of every
+        // sliding-window ring table (each padded to a power of two ≥ 16 entries, so that the layout, and
+        // the recorded copies, change only when a table doubles)
+        let rows = batch.rows, tables = batch.pageTables.count, windowTables = batch.windowPageTables.count
+        let all = batch.pageTables + batch.windowPageTables
+        let padded = all.map { Self.paddedCount($0.count) }
+        let words = 2 * rows + tables + windowTables + padded.reduce(0, +)
         let (buffer, offset) = try arena.allocate(ctx, bytes: words * 4)
         let base = offset / 4
         stepBuffer = buffer
         stepPositions = base
         stepTableIndex = base + rows
         stepTableStart = base + 2 * rows
+        stepWindowTableStart = base + 2 * rows + tables
         try record(bytes: words * 4, to: buffer, offset: offset) { raw in
             let w = raw.bindMemory(to: Int32.self, capacity: words)
             for r in 0..<rows {
                 w[r] = batch.positions[r]
                 w[rows + r] = batch.tableIndex[r]
             }
-            var next = base + 2 * rows + tables
-            for (t, table) in batch.pageTables.enumerated() {
+            var next = base + 2 * rows + tables + windowTables
+            for (t, table) in all.enumerated() {
                 w[2 * rows + t] = Int32(next)
                 for (i, page) in table.enumerated() { w[next - base + i] = page }
                 for i in table.count..<padded[t] { w[next - base + i] = 0 }
@@ -1057,7 +1174,7 @@ public final class VulkanBackend: ComputeBackend {
         let started = ContinuousClock.now
         defer { hostTimes.download += Self.since(started) }
         do {
-            if (readback?.size ?? 0) < bytes { readback = try GPUBuffer(ctx, size: max(bytes, 1 << 20), hostVisible: true) }
+            if (readback?.size ?? 0) < bytes { readback = try GPUBuffer(ctx, size: max(bytes, 1 << 20), hostVisible: true, use: .readback) }
             let rb = readback!
             try immediate { cmd in
                 var region = VkBufferCopy(srcOffset: VkDeviceSize(rows.lowerBound * a.columns * 4), dstOffset: 0, size: VkDeviceSize(bytes))
@@ -1103,12 +1220,12 @@ public final class VulkanBackend: ComputeBackend {
     private func emitAttentionMerge(_ j: AttentionJob, mode: Int, rounded: GPUBuffer?) {
         do {
             if mergeCounters == nil {
-                let c = try GPUBuffer(ctx, size: 65536 * 4, hostVisible: false)
+                let c = try GPUBuffer(ctx, size: 65536 * 4, hostVisible: false, use: .scratch)
                 try immediate { cmd in vkCmdFillBuffer(cmd, c.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
                 mergeCounters = c
             }
             dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!],
-                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode)], groups: (j.heads, batch.rows, j.splits))
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0], groups: (j.heads, batch.rows, j.splits))
         } catch { deferredError = error }
     }
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
@@ -1155,6 +1272,17 @@ public final class VulkanBackend: ComputeBackend {
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
         flushPending()
+        if let h = table as? VulkanHostWeight {
+            let o = out as! VulkanActivations, n = h.rowLength
+            guard o.columns == n, tokens.count <= o.rowCapacity else { return fail("embed \(h.name): rows of \(n) into \(o.columns) columns") }
+            do {
+                try record(bytes: tokens.count * n * 4, to: o.buffer, offset: 0) { raw in
+                    let f = raw.bindMemory(to: Float.self, capacity: tokens.count * n)
+                    for (i, t) in tokens.enumerated() { Dequant.row(h.type, h.data.baseAddress! + Int(t) * h.rowBytes, f + i * n, count: n) }
+                }
+            } catch { deferredError = error }
+            return
+        }
         let w = table as! VulkanWeight, o = out as! VulkanActivations
         guard w.rowLength % 4 == 0, o.columns == w.rowLength, Self.supportedTypes.contains(w.type) else {
             return fail("embed \(w.name): \(w.type) rows of \(w.rowLength) into \(o.columns) columns")
@@ -1186,7 +1314,7 @@ public final class VulkanBackend: ComputeBackend {
     /// A buffer for activations rounded to grid `mode`, at least `bytes` long.
     private func roundedBuffer(_ mode: Int, bytes: Int) throws -> GPUBuffer {
         if (rounded[mode]?.size ?? 0) < bytes + 16 {
-            rounded[mode] = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false)
+            rounded[mode] = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, use: .scratch)
         }
         return rounded[mode]!
     }
@@ -1597,8 +1725,18 @@ public final class VulkanBackend: ComputeBackend {
             flushPending()
             return fail("storeKV: k/v of \(k.columns)/\(v.columns) columns for kvDim \(s.shape.kvDim)")
         }
+        if s.shape.window > 0 && batch.windowPageTables.count != batch.pageTables.count {
+            flushPending()
+            return fail("storeKV into a sliding-window store needs the step's ring page tables")
+        }
         let kv = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart)]
+                  UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s))]
+        if s.shape.type == .q8_0 {
+            // Q8_0 blocks straddle words, so one workgroup writes a row's whole slot (no rope fusion).
+            flushPending()
+            dispatch("store_kv_q8", [s.layers[layer], k.buffer, v.buffer, step], kv, groups: (batch.rows, 1, 1))
+            return
+        }
         if case let .rope(jobs) = pending, jobs.count == 2, jobs[1].x === k, jobs[0].x !== v, jobs[1].x !== v,
            jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim == k.columns {
             pending = .none
@@ -1634,15 +1772,20 @@ public final class VulkanBackend: ComputeBackend {
               p.heads % p.kvHeads == 0, p.kvHeads * p.headDim <= s.shape.kvDim,
               q.columns >= p.heads * p.headDim, o.columns == q.columns
         else { return fail("attention: \(p) with q of \(q.columns) columns, kvDim \(s.shape.kvDim)") }
+        let q8 = s.shape.type == .q8_0, window = s.shape.window
+        if window > 0 && batch.windowPageTables.count != batch.pageTables.count {
+            return fail("attention over a sliding-window store needs the step's ring page tables")
+        }
+        if q8 && p.headDim % 32 != 0 { return fail("attention over q8_0 KV needs a head dim that is a multiple of 32 (\(p.headDim))") }
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
-                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(stepTableStart),
+                    UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s)),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
         // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
         // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
         let sg = device.subgroupSize
         let maxPairs = Self.decodeMaxPairs(sg)
         let subgroups = max(1, decodeAttentionWorkgroupSize / sg)
-        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition) {
+        if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition || q8 || window > 0) {
             let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
                 let floats = batch.rows * p.heads * splits * (p.headDim + 2)
@@ -1653,20 +1796,21 @@ public final class VulkanBackend: ComputeBackend {
                     stepPart = (b, o, floats * 4)
                 }
                 let (part, offset) = (stepPart!.buffer, stepPart!.offset)
-                if attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
+                if !q8 && window == 0 && attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
                     pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
                                                       out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))
                     if !fuses { flushPending() }
                     return
                 }
-                dispatch("attn_decode", [s.layers[layer], q.buffer, part, step], push + [UInt32(splits), UInt32(offset / 4)],
-                         groups: (p.heads, batch.rows, splits))
+                dispatch(q8 ? "attn_decode_q8" : "attn_decode", [s.layers[layer], q.buffer, part, step],
+                         push + [UInt32(splits), UInt32(offset / 4), 2, UInt32(window)], groups: (p.heads, batch.rows, splits))
                 // The merge waits for a following matmul of `out`, which may take its rounding along.
                 pending = .merge(MergeJob(part: part, offset: offset / 4, out: o, heads: p.heads, headDim: p.headDim, splits: splits))
                 if !fuses { flushPending() }
             } catch { deferredError = error }
             return
         }
+        if q8 || window > 0 { return fail("attention over q8_0 KV or a sliding window runs only on attn_decode (head dim \(p.headDim), subgroup \(sg))") }
         dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
     }
@@ -1734,12 +1878,13 @@ enum DispatchTimeShim {
 /// Chunks are kept and reused; a request that does not fit moves to the next chunk (or a new one).
 struct ChunkedAllocator {
     let hostVisible: Bool
+    let use: MemoryUse
     private var chunks: [GPUBuffer] = []
     private var index = 0, offset = 0
     static let chunkBytes = 4 << 20
     static let alignment = 256
 
-    init(hostVisible: Bool) { self.hostVisible = hostVisible }
+    init(hostVisible: Bool, use: MemoryUse) { self.hostVisible = hostVisible; self.use = use }
 
     mutating func reset() { index = 0; offset = 0 }
 
@@ -1754,7 +1899,7 @@ struct ChunkedAllocator {
             index += 1
             offset = 0
         }
-        let chunk = try GPUBuffer(ctx, size: max(Self.chunkBytes, bytes + 16), hostVisible: hostVisible)
+        let chunk = try GPUBuffer(ctx, size: max(Self.chunkBytes, bytes + 16), hostVisible: hostVisible, use: use)
         chunks.append(chunk)
         index = chunks.count - 1
         offset = (bytes + Self.alignment - 1) / Self.alignment * Self.alignment

@@ -57,18 +57,38 @@ struct PhysicalDevice {
     let info: VulkanDeviceInfo
     let limits: VkPhysicalDeviceLimits
     let memoryTypes: [VkMemoryType]
+    /// The largest device-local heap (the one `deviceLocalBytes` reports).
+    let localHeap: Int?
+    /// VK_EXT_memory_budget is offered (free device memory can be asked for).
+    let hasMemoryBudget: Bool
+    /// Largest single vkAllocateMemory (VkPhysicalDeviceMaintenance3Properties).
+    let maxAllocation: Int
 
     init(_ pd: VkPhysicalDevice?, index: Int) {
         handle = pd
         var subgroup = VkPhysicalDeviceSubgroupProperties()
         subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES
+        var maint3 = VkPhysicalDeviceMaintenance3Properties()
+        maint3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES
         var props2 = VkPhysicalDeviceProperties2()
         props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
-        withUnsafeMutablePointer(to: &subgroup) { sub in
-            props2.pNext = UnsafeMutableRawPointer(sub)
-            vkGetPhysicalDeviceProperties2(pd, &props2)
+        withUnsafeMutablePointer(to: &maint3) { m3 in
+            subgroup.pNext = UnsafeMutableRawPointer(m3)
+            withUnsafeMutablePointer(to: &subgroup) { sub in
+                props2.pNext = UnsafeMutableRawPointer(sub)
+                vkGetPhysicalDeviceProperties2(pd, &props2)
+            }
         }
         props2.pNext = nil
+        subgroup.pNext = nil
+        maxAllocation = maint3.maxMemoryAllocationSize > 0 ? Int(clamping: maint3.maxMemoryAllocationSize) : 1 << 30
+        var extCount: UInt32 = 0
+        var exts: [VkExtensionProperties] = []
+        if vkEnumerateDeviceExtensionProperties(pd, nil, &extCount, nil) == VK_SUCCESS, extCount > 0 {
+            exts = [VkExtensionProperties](repeating: .init(), count: Int(extCount))
+            if vkEnumerateDeviceExtensionProperties(pd, nil, &extCount, &exts) != VK_SUCCESS { exts = [] }
+        }
+        hasMemoryBudget = exts.prefix(Int(extCount)).contains { cString($0.extensionName) == "VK_EXT_memory_budget" }
         let p = props2.properties
         var mem = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(pd, &mem)
@@ -82,7 +102,9 @@ struct PhysicalDevice {
         case VK_PHYSICAL_DEVICE_TYPE_CPU: "cpu"
         default: "other"
         }
-        let local = heaps.filter { $0.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }.map { Int($0.size) }.max() ?? 0
+        localHeap = heaps.indices.filter { heaps[$0].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.rawValue != 0 }
+            .max { heaps[$0].size < heaps[$1].size }
+        let local = localHeap.map { Int(heaps[$0].size) } ?? 0
         let v = p.apiVersion
         let arithmetic = subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0
             && subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue != 0
@@ -92,6 +114,62 @@ struct PhysicalDevice {
             subgroupSize: Int(subgroup.subgroupSize), maxSharedMemory: Int(p.limits.maxComputeSharedMemorySize),
             deviceLocalBytes: local, usable: v >= SHARD_VK_API_VERSION_1_1 && arithmetic && subgroup.subgroupSize >= 4)
     }
+
+    /// Free bytes of the device-local heap, heapBudget − heapUsage (VK_EXT_memory_budget: the budget
+    /// accounts for other processes' use); nil where the extension is not offered.
+    func freeLocalMemory() -> Int? {
+        guard hasMemoryBudget, let heap = localHeap else { return nil }
+        var budget = VkPhysicalDeviceMemoryBudgetPropertiesEXT()
+        budget.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT
+        var props = VkPhysicalDeviceMemoryProperties2()
+        props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2
+        withUnsafeMutablePointer(to: &budget) { b in
+            props.pNext = UnsafeMutableRawPointer(b)
+            vkGetPhysicalDeviceMemoryProperties2(handle, &props)
+        }
+        let (total, used) = withUnsafeBytes(of: budget.heapBudget) { b in
+            withUnsafeBytes(of: budget.heapUsage) { u in
+                (Int(clamping: b.bindMemory(to: VkDeviceSize.self)[heap]), Int(clamping: u.bindMemory(to: VkDeviceSize.self)[heap]))
+            }
+        }
+        guard total > 0 else { return nil }
+        return max(0, total - used)
+    }
+}
+
+/// What a device allocation is for (`VulkanBackend.memoryReport`).
+public enum MemoryUse: String, CaseIterable, Sendable {
+    /// Weight tensors (device-local).
+    case weights
+    /// The KV cache.
+    case kv
+    /// Activation buffers (`makeActivations`).
+    case activations
+    /// Per-step device-local arena chunks (step data, rope tables, attention partials).
+    case arena
+    /// Rounded-activation buffers and other backend-owned scratch.
+    case scratch
+    /// Host-visible: per-step staging chunks.
+    case staging
+    /// Host-visible: weight-upload staging slots (freed once the weights are uploaded).
+    case upload
+    /// Host-visible: download readback.
+    case readback
+    case other
+}
+
+/// Device memory in use, by purpose: bytes of live buffers, and bytes of live vkAllocateMemory
+/// allocations (device-local memory blocks and dedicated allocations; host-visible separately).
+public struct MemoryAccount: Sendable, Equatable {
+    public var buffers: [MemoryUse: Int] = [:]
+    /// Device-local bytes allocated (blocks + dedicated), now and at most so far.
+    public var deviceAllocated = 0, devicePeak = 0
+    /// Host-visible bytes allocated.
+    public var hostAllocated = 0
+    /// Device-local bytes in memory blocks (weights, KV, activations are bound into them), and of
+    /// those, bytes bound to live buffers: the difference is block slack.
+    public var blockBytes = 0, blockBound = 0
+    public init() {}
 }
 
 /// Instance + logical device + one compute queue, command pool and fence. Owned by buffers and
@@ -107,6 +185,18 @@ final class VulkanContext {
     private(set) var timestampValidBits = 0
     /// Memory blocks of pooled buffers (GPUBuffer(pooled: true)).
     var blocks: [MemoryBlock] = []
+    /// Live allocations by purpose (see MemoryAccount).
+    var account = MemoryAccount()
+    /// Bytes announced for pooled buffers of a purpose and not placed yet: a new block for that purpose
+    /// is sized to hold all of them (exactly, up to the largest allocation the device allows) instead of
+    /// 64 MiB, so that a model's weights (or its KV cache) leave no block slack.
+    var reserved: [MemoryUse: Int] = [:]
+
+    func allocated(_ bytes: Int, host: Bool) {
+        if host { account.hostAllocated += bytes; return }
+        account.deviceAllocated += bytes
+        account.devicePeak = max(account.devicePeak, account.deviceAllocated)
+    }
     /// VK_NV_cooperative_matrix is enabled with a 16×16×16 f16·f16 + f32 subgroup shape (and shaderFloat16).
     private(set) var cooperativeMatrix16 = false
 
@@ -415,10 +505,12 @@ final class MemoryBlock {
     let size: Int
     let type: UInt32
     var used = 0
-    init(_ ctx: VulkanContext, size: Int, type: UInt32) throws {
+    let use: MemoryUse
+    init(_ ctx: VulkanContext, size: Int, type: UInt32, use: MemoryUse) throws {
         device = ctx.device
         self.size = size
         self.type = type
+        self.use = use
         var mai = VkMemoryAllocateInfo()
         mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO
         mai.allocationSize = VkDeviceSize(size)
@@ -426,6 +518,8 @@ final class MemoryBlock {
         var m: VkDeviceMemory?
         try check(vkAllocateMemory(ctx.device, &mai, nil, &m), "vkAllocateMemory(\(size) bytes)")
         memory = m
+        ctx.allocated(size, host: false)
+        ctx.account.blockBytes += size
     }
     deinit { vkFreeMemory(device, memory, nil) }
 }
@@ -437,6 +531,10 @@ final class GPUBuffer {
     /// The block this buffer is bound into (pooled buffers), kept alive with it.
     private var block: MemoryBlock?
     let size: Int
+    let use: MemoryUse
+    let hostVisible: Bool
+    /// Bytes of this buffer's own vkAllocateMemory (0 when bound into a block), or bound in its block.
+    private var allocationBytes = 0, boundBytes = 0
     private(set) var mapped: UnsafeMutableRawPointer?
     /// Unique for the backend's lifetime (descriptor-set cache key; handles may be reused).
     let id: UInt64
@@ -444,9 +542,11 @@ final class GPUBuffer {
     static let blockBytes = 64 << 20
 
     /// `pooled`: a device-local buffer bound into one of the context's memory blocks (see MemoryBlock).
-    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool, pooled: Bool = false) throws {
+    init(_ ctx: VulkanContext, size: Int, hostVisible: Bool, pooled: Bool = false, use: MemoryUse = .other) throws {
         self.ctx = ctx
         self.size = max(size, 16)
+        self.use = use
+        self.hostVisible = hostVisible
         Self.nextID += 1
         id = Self.nextID
         var bci = VkBufferCreateInfo()
@@ -459,21 +559,34 @@ final class GPUBuffer {
         vkGetBufferMemoryRequirements(ctx.device, buffer, &req)
         if pooled && !hostVisible, let type = ctx.memoryType(bits: req.memoryTypeBits, preferred: flags(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT), required: 0) {
             let align = max(Int(req.alignment), 256), need = Int(req.size)
+            // Blocks hold one purpose each (a reserved purpose's blocks are sized to what was announced).
             func fit(_ b: MemoryBlock) -> Int? {
                 let at = (b.used + align - 1) / align * align
-                return b.type == type && at + need <= b.size ? at : nil
+                return b.type == type && b.use == use && at + need <= b.size ? at : nil
             }
             var chosen: (MemoryBlock, Int)?
             for b in ctx.blocks { if let at = fit(b) { chosen = (b, at); break } }
             if chosen == nil {
-                let b = try MemoryBlock(ctx, size: max(Self.blockBytes, need), type: type)
+                let announced = ctx.reserved[use] ?? 0
+                var size = announced > 0 ? max(need, min(announced, ctx.physical.maxAllocation)) : max(Self.blockBytes, need)
+                size = (size + 4095) / 4096 * 4096
+                let b: MemoryBlock
+                do {
+                    b = try MemoryBlock(ctx, size: size, type: type, use: use)
+                } catch where size > max(Self.blockBytes, need) {
+                    b = try MemoryBlock(ctx, size: max(Self.blockBytes, need), type: type, use: use)   // no room for one large block
+                }
                 ctx.blocks.append(b)
                 chosen = (b, 0)
             }
             let (b, at) = chosen!
             try check(vkBindBufferMemory(ctx.device, buffer, b.memory, VkDeviceSize(at)), "vkBindBufferMemory")
             b.used = at + need
+            if let left = ctx.reserved[use] { ctx.reserved[use] = max(0, left - (need + align - 1) / align * align) }
             block = b
+            ctx.account.buffers[use, default: 0] += self.size
+            ctx.account.blockBound += need
+            boundBytes = need
             return
         }
         let host = flags(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, VK_MEMORY_PROPERTY_HOST_COHERENT_BIT)
@@ -487,6 +600,9 @@ final class GPUBuffer {
         mai.allocationSize = req.size
         mai.memoryTypeIndex = type
         try check(vkAllocateMemory(ctx.device, &mai, nil, &memory), "vkAllocateMemory(\(req.size) bytes)")
+        allocationBytes = Int(req.size)
+        ctx.allocated(allocationBytes, host: hostVisible)
+        ctx.account.buffers[use, default: 0] += self.size
         try check(vkBindBufferMemory(ctx.device, buffer, memory, 0), "vkBindBufferMemory")
         if hostVisible {
             try check(vkMapMemory(ctx.device, memory, 0, VkDeviceSize(VK_WHOLE_SIZE), 0, &mapped), "vkMapMemory")
@@ -497,6 +613,9 @@ final class GPUBuffer {
         if mapped != nil { vkUnmapMemory(ctx.device, memory) }
         if buffer != nil { vkDestroyBuffer(ctx.device, buffer, nil) }
         if memory != nil { vkFreeMemory(ctx.device, memory, nil) }
+        if memory != nil || block != nil { ctx.account.buffers[use, default: 0] -= size }
+        if allocationBytes > 0 { ctx.allocated(-allocationBytes, host: hostVisible) }
+        if block != nil { ctx.account.blockBound -= boundBytes }
         // Let go of the block while the context (and its device) surely lives: if this buffer holds
         // the context's last reference, the context goes right after, freeing its blocks first.
         block = nil
