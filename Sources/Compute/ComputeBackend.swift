@@ -205,9 +205,13 @@ public protocol ComputeBackend: AnyObject {
     func add(_ x: Activations, _ y: Activations)
     /// Copies `count` rows of `src` starting at `srcRow` to `dst` starting at `dstRow`.
     func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int)
+    /// A step is about to start (its frame has arrived): a backend may get ready meanwhile (the CPU
+    /// backend wakes its worker threads). Default: nothing.
+    func prepareForStep()
 }
 
 extension ComputeBackend {
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
     public var freeMemoryBytes: Int? { nil }
+    public func prepareForStep() {}
 }
