@@ -7,7 +7,8 @@
 # GPU=1): synthetic 7B Q4_K_M on 1 GPU vs 2 worker processes on 2 GPUs.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
-S=".gpu/run.sh shardctl"
+bundle=${BUNDLE:-.gpu}
+S="$bundle/run.sh shardctl"
 T=${THREADS:-8}; rounds=${ROUNDS:-3}
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
 echo "host: $(nproc) cores, $gpus GPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $T threads per CPU shard" | tee "$out/host.txt"
@@ -26,7 +27,7 @@ decode() { python3 -c "import json,sys; print('%.1f' % json.load(sys.stdin)['dec
 for r in $(seq 1 "$rounds"); do
   for i in "${!variants[@]}"; do
     IFS='|' read -r name flags envs <<< "${variants[$i]}"
-    d=$(env SHARD_THREADS=$T $envs $S bench --model $model --backend cpu $flags --prompt-tokens 32 --gen-tokens 64 --json 2>>"$out/err.txt" | decode)
+    d=$(env SHARD_THREADS=$T $envs timeout 30 $S bench --model $model --backend cpu $flags --prompt-tokens 32 --gen-tokens 64 --json 2>>"$out/err.txt" | decode)
     echo "$i $d" >> "$out/cpu-runs.txt"
   done
 done
@@ -47,7 +48,8 @@ print('| --- | --- | ---: | ---: |')
 for i, n in enumerate(names):
     print(f'| {n} | {" / ".join("%.1f" % x for x in runs[i])} | {max(runs[i]):.1f} | {max(runs[i]) / base:.3f} |')
 PY
-if [ "${GPU:-0}" = 1 ] && [ "$gpus" -ge 2 ]; then
+# The GPU part only if the CPU part left time (SECONDS: bash's clock since the start; GPU_BUDGET_S).
+if [ "${GPU:-0}" = 1 ] && [ "$gpus" -ge 2 ] && [ "$SECONDS" -lt "${GPU_BUDGET_S:-100}" ]; then
   for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
@@ -56,7 +58,7 @@ if [ "${GPU:-0}" = 1 ] && [ "$gpus" -ge 2 ]; then
            "2 GPUs, no idle spin, logits to the coordinator|--shards 2 --devices 0,1|SHARD_IDLE_SPIN_MS=0 SHARD_WORKER_SAMPLING=0"; do
     IFS='|' read -r name flags envs <<< "$v"; ds=""
     for r in 1 2; do
-      ds="$ds $(env $envs $S bench --model /tmp/7b.gguf --backend vulkan $flags --prompt-tokens 32 --gen-tokens 128 --ctx 1024 --json 2>>"$out/err.txt" | decode)"
+      ds="$ds $(env $envs timeout 40 $S bench --model /tmp/7b.gguf --backend vulkan $flags --prompt-tokens 32 --gen-tokens 128 --ctx 1024 --json 2>>"$out/err.txt" | decode)"
     done
     echo "| $name |$ds |" >> "$out/gpu.md"
   done

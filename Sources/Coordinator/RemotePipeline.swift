@@ -254,6 +254,7 @@ public final class RemotePipeline: ShardPipeline {
                 var ready = [Bool](repeating: false, count: controls.count + 1)
                 while idleSpin > .zero && clock.now - lastResult < idleSpin && !ready.contains(true) {
                     ready = try pollReadable([results] + controls, timeout: .zero)
+                    sched_yield()
                 }
                 if !ready.contains(true) { ready = try pollReadable([results] + controls, timeout: .milliseconds(200)) }
                 let tPoll = StepTrace.now()

@@ -103,6 +103,7 @@ public final class ShardServer {
             while clock.now - lastStep < options.idleSpin {
                 let ready = try pollReadable([control, data], timeout: .zero)
                 if ready.contains(true) { return ready }
+                sched_yield()  // on a busy core, let the others run
             }
         }
         return try pollReadable([control, data], timeout: .milliseconds(200))
