@@ -11,6 +11,9 @@ bundle=${BUNDLE:-.gpu}
 S="$bundle/run.sh shardctl"
 T=${THREADS:-8}; rounds=${ROUNDS:-3}
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+# The Vulkan loader (shardctl links it, CPU runs included) and the NVIDIA ICD.
+for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 echo "host: $(nproc) cores, $gpus GPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $T threads per CPU shard" | tee "$out/host.txt"
 model=${CPU_MODEL:-/tmp/1b.gguf}   # CPU_MODEL=…: another model (e.g. SmolLM2 for a dry run elsewhere)
 [ -n "${CPU_MODEL:-}" ] || $S synth --arch llama --preset 1b --quant q4_k_m --out /tmp/1b.gguf >/dev/null || exit 1
@@ -34,7 +37,7 @@ done
 for i in 2 5; do
   IFS='|' read -r name flags envs <<< "${variants[$i]}"
   env SHARD_THREADS=$T SHARD_TRACE=/tmp/trace$i $envs $S bench --model $model --backend cpu $flags --prompt-tokens 32 --gen-tokens 64 --json >/dev/null 2>>"$out/err.txt"
-  { echo "== trace: $name"; python3 scripts/step-trace.py /tmp/trace$i; } > "$out/trace$i.txt" 2>&1
+  { echo "== trace: $name"; python3 "$(dirname "$0")/step-trace.py" /tmp/trace$i; } > "$out/trace$i.txt" 2>&1
 done
 python3 - "$out" "${variants[@]}" <<'PY' > "$out/cpu.md"
 import sys, statistics, collections
@@ -50,8 +53,6 @@ for i, n in enumerate(names):
 PY
 # The GPU part only if the CPU part left time (SECONDS: bash's clock since the start; GPU_BUDGET_S).
 if [ "${GPU:-0}" = 1 ] && [ "$gpus" -ge 2 ] && [ "$SECONDS" -lt "${GPU_BUDGET_S:-100}" ]; then
-  for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
   echo "| GPU, 7B Q4_K_M | decode tok/s (each round) |" > "$out/gpu.md"; echo "| --- | --- |" >> "$out/gpu.md"
   for v in "1 GPU|--shards 1|" "2 GPUs, 2 processes (default)|--shards 2 --devices 0,1|" \

@@ -93,6 +93,7 @@ extension MultiProcessTests {
                                                   return true })
             reference.append(events)
         }
+        withExtendedLifetime(single) {}
         func same(_ a: [TokenEvent], _ b: [TokenEvent], top k: Int, _ what: String) {
             #expect(a.map(\.token) == b.map(\.token), "\(what): tokens")
             #expect(a.map(\.logprob) == b.map(\.logprob), "\(what): log-probabilities")
@@ -129,6 +130,24 @@ extension MultiProcessTests {
             same(log.tokens, reference[i], top: i + 2, "scheduler, prompt \(i)")
         }
         engine.shutdown()
+    }
+
+    /// Workers (and the coordinator) that stay awake between steps (`idleSpin`, on by default only on
+    /// hosts with cores to spare) give the same tokens.
+    @Test func idleSpinningWorkersGiveTheSameTokens() throws {
+        let prompt: [Int32] = [1, 504, 3458, 282, 4649, 314]
+        // (The model must outlive its generator: its deinit stops the CPU threads.)
+        let single = try LocalModel(path: smol, options: options(shards: 1))
+        let reference = try single.generator.generate(prompt: prompt, maxTokens: 8, sampling: .greedy, isEndOfGeneration: { _ in false },
+                                                      onToken: { _ in true }).generated
+        withExtendedLifetime(single) {}
+        var o = options(shards: 2)
+        o.idleSpin = .milliseconds(3)
+        #expect(o.workerArguments(shard: 0).contains("--idle-spin-ms"))
+        let model = try LocalModel(path: smol, options: o)
+        let r = try model.generator.generate(prompt: prompt, maxTokens: 8, sampling: .greedy, isEndOfGeneration: { _ in false },
+                                             onToken: { _ in true })
+        #expect(r.generated == reference)
     }
 
     /// A worker dies mid-generation: the running requests end with a `.failed` event naming the
