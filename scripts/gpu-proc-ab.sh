@@ -3,6 +3,9 @@
 # process (issue 4), with this session's per-token fixes switched on and off, alternating the variants
 # round by round, plus a step trace (scripts/step-trace.py) of the 2-process variants.
 #   run: OUT=$OUT bash scripts/gpu-proc-ab.sh            (THREADS=8 CPU threads per shard, ROUNDS=3)
+# From a helper's worktree the device gets the session's main checkout, not the worktree: copy the
+# bundle and scripts/{gpu-proc-ab.sh,step-trace.py} into an ignored folder of the main checkout (e.g.
+# .gpu-proc), carry it, and run  OUT=$OUT BUNDLE=.gpu-proc bash .gpu-proc/gpu-proc-ab.sh
 # CPU part: synthetic 1B Q4_K_M, 32 prompt + 64 generated tokens, greedy. GPU part (2+ GPUs only, if
 # GPU=1): synthetic 7B Q4_K_M on 1 GPU vs 2 worker processes on 2 GPUs.
 set -uo pipefail
