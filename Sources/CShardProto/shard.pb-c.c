@@ -1475,7 +1475,7 @@ const ProtobufCMessageDescriptor shard__control__descriptor =
   (ProtobufCMessageInit) shard__control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[13] =
+static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[18] =
 {
   {
     "step_id",
@@ -1633,6 +1633,66 @@ static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sample",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shard__ActivationFrame, sample),
+    &shard__sample_mode__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_logprobs",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__ActivationFrame, top_logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "logprobs",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Shard__ActivationFrame, n_logprobs),
+    offsetof(Shard__ActivationFrame, logprobs),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_tokens",
+    17,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Shard__ActivationFrame, n_top_tokens),
+    offsetof(Shard__ActivationFrame, top_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_values",
+    18,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Shard__ActivationFrame, n_top_values),
+    offsetof(Shard__ActivationFrame, top_values),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__activation_frame__field_indices_by_name[] = {
   6,   /* field[6] = cols */
@@ -1642,17 +1702,22 @@ static const unsigned shard__activation_frame__field_indices_by_name[] = {
   11,   /* field[11] = fork_source_ids */
   1,   /* field[1] = kind */
   4,   /* field[4] = logit_rows */
+  15,   /* field[15] = logprobs */
   8,   /* field[8] = payload */
   3,   /* field[3] = positions */
   9,   /* field[9] = release_ids */
   5,   /* field[5] = rows */
+  13,   /* field[13] = sample */
   2,   /* field[2] = sequence_ids */
   0,   /* field[0] = step_id */
+  14,   /* field[14] = top_logprobs */
+  16,   /* field[16] = top_tokens */
+  17,   /* field[17] = top_values */
 };
 static const ProtobufCIntRange shard__activation_frame__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
 {
@@ -1662,7 +1727,7 @@ const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
   "Shard__ActivationFrame",
   "shard",
   sizeof(Shard__ActivationFrame),
-  13,
+  18,
   shard__activation_frame__field_descriptors,
   shard__activation_frame__field_indices_by_name,
   1,  shard__activation_frame__number_ranges,
@@ -1837,5 +1902,35 @@ const ProtobufCEnumDescriptor shard__payload_kind__descriptor =
   shard__payload_kind__enum_values_by_name,
   1,
   shard__payload_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue shard__sample_mode__enum_values_by_number[3] =
+{
+  { "SAMPLE_LOGITS", "SHARD__SAMPLE_MODE__SAMPLE_LOGITS", 0 },
+  { "SAMPLE_GREEDY", "SHARD__SAMPLE_MODE__SAMPLE_GREEDY", 1 },
+  { "SAMPLE_GREEDY_LOGPROBS", "SHARD__SAMPLE_MODE__SAMPLE_GREEDY_LOGPROBS", 2 },
+};
+static const ProtobufCIntRange shard__sample_mode__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex shard__sample_mode__enum_values_by_name[3] =
+{
+  { "SAMPLE_GREEDY", 1 },
+  { "SAMPLE_GREEDY_LOGPROBS", 2 },
+  { "SAMPLE_LOGITS", 0 },
+};
+const ProtobufCEnumDescriptor shard__sample_mode__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shard.SampleMode",
+  "SampleMode",
+  "Shard__SampleMode",
+  "shard",
+  3,
+  shard__sample_mode__enum_values_by_number,
+  3,
+  shard__sample_mode__enum_values_by_name,
+  1,
+  shard__sample_mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

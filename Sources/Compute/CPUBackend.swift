@@ -113,6 +113,12 @@ public final class CPUBackend: ComputeBackend {
     public var freeMemoryBytes: Int? { HostMemory.available() }
 
     public func beginStep(_ batch: StepBatch) throws { self.batch = batch }
+    public func prepareForStep() { pool.prepare() }
+    /// How long the worker threads stay awake between steps (see `ThreadPool.idleSpin`).
+    public var idleSpin: Duration {
+        get { pool.idleSpin }
+        set { pool.idleSpin = newValue }
+    }
     public func endStep() throws {}
 
     public func upload(_ values: [Float], to a: Activations) {

@@ -211,6 +211,9 @@ public protocol ComputeBackend: AnyObject {
     func add(_ x: Activations, _ y: Activations)
     /// Copies `count` rows of `src` starting at `srcRow` to `dst` starting at `dstRow`.
     func copyRows(_ src: Activations, from srcRow: Int, to dst: Activations, at dstRow: Int, count: Int)
+    /// A step is about to start (its frame has arrived): a backend may get ready meanwhile (the CPU
+    /// backend wakes its worker threads). Default: nothing.
+    func prepareForStep()
 }
 
 /// What a `reserveMemory` hint announces.
@@ -226,4 +229,5 @@ extension ComputeBackend {
     public func loadEmbeddingTable(_ tensor: GGUFTensorInfo, of file: GGUFFile) throws -> Weight {
         try loadWeight(tensor, of: file)
     }
+    public func prepareForStep() {}
 }

@@ -16,6 +16,11 @@ public final class ThreadPool: @unchecked Sendable {
     private let nextChunk = Atomic<Int>(0)
     private let busyWorkers = Atomic<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
+    /// Bumped by `prepare()`: wakes sleeping workers without a job.
+    private let wakeups = Atomic<Int>(0)
+    /// Workers keep spinning (instead of sleeping) until this monotonic time in nanoseconds.
+    private let spinUntil = Atomic<Int>(0)
+    private let idleSpinNanoseconds = Atomic<Int>(0)
     private var chunkCount = 0
     private var body: ((Int) -> Void)?
     // Heap-allocated: pthread objects must not move.
@@ -26,6 +31,37 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Spin iterations before a worker sleeps (a few tens of microseconds).
     private static let spinLimit = 20_000
+
+    /// How long workers keep spinning after a job before they sleep (default: the few tens of
+    /// microseconds of `spinLimit`). A shard process whose next step comes within milliseconds, on a
+    /// host with cores to spare, sets it to stay awake between steps: waking sleeping threads (and their
+    /// idle cores) at every step costs more there than the spinning does.
+    public var idleSpin: Duration {
+        get { .nanoseconds(idleSpinNanoseconds.load(ordering: .relaxed)) }
+        set {
+            let c = newValue.components
+            idleSpinNanoseconds.store(max(0, Int(c.seconds) * 1_000_000_000 + Int(c.attoseconds / 1_000_000_000)), ordering: .relaxed)
+        }
+    }
+
+    /// A job is coming soon (e.g. a step's frame has arrived): wakes sleeping workers now, so that they
+    /// are spinning, not waking up, when it is posted. They spin at least a millisecond, or `idleSpin`.
+    public func prepare() {
+        guard threadCount > 1 else { return }
+        spinUntil.store(Self.monotonicNanoseconds() + max(1_000_000, idleSpinNanoseconds.load(ordering: .relaxed)), ordering: .relaxed)
+        pthread_mutex_lock(mutex)
+        if sleepers > 0 {
+            wakeups.add(1, ordering: .releasing)
+            pthread_cond_broadcast(condition)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    @inline(__always) static func monotonicNanoseconds() -> Int {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return t.tv_sec * 1_000_000_000 + t.tv_nsec
+    }
 
     public init(threads: Int) {
         threadCount = max(1, threads)
@@ -104,18 +140,27 @@ public final class ThreadPool: @unchecked Sendable {
         while true {
             var spins = 0
             var current = generation.load(ordering: .acquiring)
+            // Spin at least `spinLimit` iterations, and on while `idleSpin` after this job (or a
+            // `prepare()`'s deadline) has not passed; the clock is read only every 256 iterations.
+            var keepSpinningUntil = Self.monotonicNanoseconds() + idleSpinNanoseconds.load(ordering: .relaxed)
             while current == seen {
-                if spins < Self.spinLimit {
-                    spins += 1
-                    if spins % 256 == 0 { sched_yield() } else { spinPause() }
+                spins += 1
+                if spins % 256 != 0 {
+                    spinPause()
+                } else if spins < Self.spinLimit
+                            || Self.monotonicNanoseconds() < max(keepSpinningUntil, spinUntil.load(ordering: .relaxed)) {
+                    sched_yield()
                 } else {
                     pthread_mutex_lock(mutex)
                     sleepers += 1
-                    while generation.load(ordering: .acquiring) == seen {
+                    let wakeup = wakeups.load(ordering: .acquiring)
+                    while generation.load(ordering: .acquiring) == seen && wakeups.load(ordering: .acquiring) == wakeup {
                         pthread_cond_wait(condition, mutex)
                     }
                     sleepers -= 1
                     pthread_mutex_unlock(mutex)
+                    spins = 0
+                    keepSpinningUntil = 0
                 }
                 current = generation.load(ordering: .acquiring)
             }

@@ -29,17 +29,38 @@ public final class Generator {
 
     /// Generates up to `maxTokens` tokens after `prompt`. `isEndOfGeneration` ends on an EOS-like token;
     /// `onToken` sees each token as it is sampled and returns false to stop early (reason `.stop`).
+    /// Greedy sampling without penalties is done by the last shard (no logits cross the wire).
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams,
                          isEndOfGeneration: (Int32) -> Bool,
                          onToken: (Int32) -> Bool) throws -> GenerationResult {
-        try generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
-                     onToken: { token, _ in onToken(token) })
+        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+                want: .greedy(logprobs: false, top: 0), onToken: { token, _, _ in onToken(token) })
     }
 
     /// As above; `onToken` also sees the logits the token was sampled from.
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams,
                          isEndOfGeneration: (Int32) -> Bool,
                          onToken: (Int32, [Float]) -> Bool) throws -> GenerationResult {
+        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+                want: .logits, onToken: { token, logits, _ in onToken(token, logits) })
+    }
+
+    /// As above; `onEvent` sees each token with its log-probability and `topLogprobs` alternatives.
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams, topLogprobs: Int,
+                         isEndOfGeneration: (Int32) -> Bool,
+                         onEvent: (TokenEvent) -> Bool) throws -> GenerationResult {
+        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+                want: .greedy(logprobs: true, top: topLogprobs), onToken: { token, logits, pick in
+                    if let pick { return onEvent(TokenEvent(pick)) }
+                    return onEvent(logits.withUnsafeBufferPointer { logprobs($0, token: token, top: topLogprobs) })
+                })
+    }
+
+    /// The generation loop. `want` says what `onToken` needs besides the token: `.logits`, or (a
+    /// `.greedy` value) the pick, which greedy requests get from the last shard; other requests sample
+    /// from logits here and `onToken` gets no pick.
+    private func run(prompt: [Int32], maxTokens: Int, sampling: SamplingParams, isEndOfGeneration: (Int32) -> Bool,
+                     want: LogitSampling, onToken: (Int32, [Float], GreedyPick?) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
         guard prompt.count + max(maxTokens, 0) <= pipeline.contextLength || prompt.count < pipeline.contextLength else {
             throw GenerationError("the prompt has \(prompt.count) tokens; the context holds \(pipeline.contextLength)")
@@ -49,10 +70,11 @@ public final class Generator {
         defer { try? pipeline.release(seq) }
         var sampler = Sampler(sampling)
         for t in prompt { sampler.accept(t) }
+        let stepSampling: LogitSampling = sampler.isPlainGreedy ? want : .logits
 
         let clock = ContinuousClock()
         let t0 = clock.now
-        var logits = try prefill(prompt, sequence: seq)
+        var result = try prefill(prompt, sequence: seq, sampling: stepSampling)
         let prefillTime = clock.now - t0
 
         var generated: [Int32] = []
@@ -60,19 +82,37 @@ public final class Generator {
         let t1 = clock.now
         var position = prompt.count
         while generated.count < maxTokens {
-            let token = logits.withUnsafeBufferPointer { sampler.sample($0) }
+            let pick = result.picks?.first
+            let token = pick?.token ?? result.logits.withUnsafeBufferPointer { sampler.sample($0) }
             sampler.accept(token)
             if isEndOfGeneration(token) { reason = .eos; break }
             generated.append(token)
-            if !onToken(token, logits) { reason = .stop; break }
+            if !onToken(token, result.logits, pick) { reason = .stop; break }
             if generated.count == maxTokens { break }
             if position >= pipeline.contextLength { reason = .length; break }
-            logits = try pipeline.step(tokens: [token], rows: [StepRow(sequence: seq, position: position)], logitRows: [0])
+            result = try pipeline.run(PipelineStep(tokens: [token], rows: [StepRow(sequence: seq, position: position)], logitRows: [0],
+                                                   sampling: stepSampling))
             position += 1
         }
         let decodeTime = clock.now - t1
         return GenerationResult(promptTokens: prompt.count, generated: generated,
                                 prefillSeconds: prefillTime.seconds, decodeSeconds: decodeTime.seconds, stopReason: reason)
+    }
+
+    /// Feeds `tokens` in chunks of the pipeline's batch size; the last chunk's result carries the last
+    /// token's logits (or pick).
+    func prefill(_ tokens: [Int32], sequence: SequenceID, startPosition: Int = 0, sampling: LogitSampling) throws -> StepResult {
+        var result = StepResult(step: 0, logits: [])
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + pipeline.maxBatchRows)
+            let rows = (start..<end).map { StepRow(sequence: sequence, position: startPosition + $0) }
+            let isLast = end == tokens.count
+            result = try pipeline.run(PipelineStep(tokens: Array(tokens[start..<end]), rows: rows,
+                                                   logitRows: isLast ? [end - start - 1] : [], sampling: sampling))
+            start = end
+        }
+        return result
     }
 
     /// Feeds `tokens` in chunks of the pipeline's batch size; returns the last token's logits.

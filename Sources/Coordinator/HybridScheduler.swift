@@ -228,7 +228,7 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
                 publishStats()
                 if !inFlight.isEmpty {
                     let result = try pipeline.collect()
-                    finishStep(result.step, logits: result.logits)
+                    finishStep(result)
                     stepsDone.add(1, ordering: .relaxed)
                 } else if running.isEmpty && waiting.isEmpty {
                     wake.wait()
@@ -478,41 +478,56 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
             s.lastServed = stepCounter
             entries.append(InFlightEntry(sequence: s, rows: n, logitIndex: logitIndex))
         }
-        let step = PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows, release: pendingRelease, forks: pendingForks)
+        // Every sampled row greedy without penalties: the last shard picks the tokens (with the most
+        // alternatives any of them asks for), and no logits cross the wire.
+        let sampled = entries.filter { $0.logitIndex != nil }.map(\.sequence)
+        let sampling: LogitSampling = !sampled.isEmpty && sampled.allSatisfy({ $0.sampler.isPlainGreedy })
+            ? .greedy(logprobs: true, top: sampled.map(\.pending.request.topLogprobs).max()!) : .logits
+        let step = PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows, release: pendingRelease, forks: pendingForks,
+                                sampling: sampling)
         pendingRelease.removeAll()
         pendingForks.removeAll()
         return (step, entries)
     }
 
-    /// A step's logits are back: sample each sequence that finished its pending tokens.
-    private func finishStep(_ id: UInt64, logits: [Float]) {
-        guard let at = inFlight.firstIndex(where: { $0.step == id }) else { return }
+    /// A step's result is back: sample each sequence that finished its pending tokens (or take the
+    /// last shard's picks).
+    private func finishStep(_ result: StepResult) {
+        guard let at = inFlight.firstIndex(where: { $0.step == result.step }) else { return }
         let entries = inFlight.remove(at: at).entries
         let vocab = pipeline.vocabSize
+        let logits = result.logits
         for e in entries {
             let s = e.sequence
             s.inFlight = false
             guard running.contains(where: { $0 === s }) else { continue }
             if s.pending.handle.isCancelled { finish(s, .cancelled); continue }
             guard let li = e.logitIndex else { continue }
-            guard logits.count >= (li + 1) * vocab else {
+            let event: TokenEvent
+            if let picks = result.picks, li < picks.count {
+                var pick = picks[li]
+                pick.top = Array(pick.top.prefix(s.pending.request.topLogprobs))
+                event = TokenEvent(pick)
+            } else if logits.count >= (li + 1) * vocab {
+                event = logits.withUnsafeBufferPointer { all in
+                    let row = UnsafeBufferPointer(rebasing: all[li * vocab..<(li + 1) * vocab])
+                    return logprobs(row, token: s.sampler.sample(row), top: s.pending.request.topLogprobs)
+                }
+            } else {
                 s.pending.events(.failed("the pipeline returned \(logits.count) logits for \(li + 1) rows"))
                 releasePages(s)
                 running.removeAll { $0 === s }
                 continue
             }
-            logits.withUnsafeBufferPointer { all in
-                let row = UnsafeBufferPointer(rebasing: all[li * vocab..<(li + 1) * vocab])
-                let token = s.sampler.sample(row)
-                s.sampler.accept(token)
-                if s.pending.request.stopTokens.contains(token) { finish(s, .eos); return }
-                s.tokens.append(token)
-                s.generated += 1
-                if s.firstToken == nil { s.firstToken = seconds(since: s.pending.submitted) }
-                s.pending.events(.token(logprobs(row, token: token, top: s.pending.request.topLogprobs)))
-                if s.generated >= s.pending.request.maxTokens { finish(s, .length); return }
-                if s.tokens.count - 1 >= contextLength { finish(s, .length); return }
-            }
+            let token = event.token
+            s.sampler.accept(token)
+            if s.pending.request.stopTokens.contains(token) { finish(s, .eos); continue }
+            s.tokens.append(token)
+            s.generated += 1
+            if s.firstToken == nil { s.firstToken = seconds(since: s.pending.submitted) }
+            s.pending.events(.token(event))
+            if s.generated >= s.pending.request.maxTokens { finish(s, .length); continue }
+            if s.tokens.count - 1 >= contextLength { finish(s, .length); continue }
         }
     }
 }

@@ -99,70 +99,19 @@ extension InferenceEngine {
     }
 }
 
-/// log Σ exp(logits), eight lanes at a time with a polynomial exp (relative error ≈ 2e-7, far below
-/// what a reported log-probability needs): a vocabulary of 50k–150k entries per token is the
-/// coordinator's largest per-token cost, and `expf` one value at a time made it ~0.3 ms.
-public func logSumExp(_ logits: UnsafeBufferPointer<Float>) -> Float {
-    let n = logits.count
-    guard n > 0, let base = logits.baseAddress else { return -.infinity }
-    var m8 = SIMD8<Float>(repeating: -.infinity)
-    var i = 0
-    while i + 8 <= n {
-        m8 = pointwiseMax(m8, UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self))
-        i += 8
-    }
-    var maxLogit = m8.max()
-    while i < n { maxLogit = max(maxLogit, base[i]); i += 1 }
-    guard maxLogit.isFinite else { return maxLogit }
-    let mv = SIMD8<Float>(repeating: maxLogit)
-    var acc = SIMD8<Float>(repeating: 0)
-    var total: Double = 0
-    i = 0
-    var blocks = 0
-    while i + 8 <= n {
-        acc += expNonPositive(UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self) - mv)
-        i += 8
-        blocks += 1
-        if blocks == 512 { total += Double(acc.sum()); acc = .zero; blocks = 0 }
-    }
-    total += Double(acc.sum())
-    while i < n { total += Double(expf(base[i] - maxLogit)); i += 1 }
-    return maxLogit + Float(log(total))
-}
+/// log Σ exp(logits) (see `GreedyPick.logSumExp`).
+public func logSumExp(_ logits: UnsafeBufferPointer<Float>) -> Float { GreedyPick.logSumExp(logits) }
 
-/// exp(x) for x ≤ 0 (Cephes' expf: 2^n · p(r) with r = x − n·ln 2 in two parts, degree-5 polynomial).
-@inline(__always)
-func expNonPositive(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let x = pointwiseMax(x, SIMD8(repeating: -87.3))
-    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
-    var r = x - n * 0.693_359_375
-    r = r + n * 2.121_944_4e-4
-    var p = SIMD8<Float>(repeating: 1.987_569_2e-4)
-    p = p * r + 1.398_199_9e-3
-    p = p * r + 8.333_452e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_5e-1
-    p = p * r + 5.000_000_1e-1
-    p = p * r * r + r + 1
-    let bits = SIMD8<Int32>(truncatingIfNeeded: SIMD8<Int32>(n) &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
-}
-
-/// log-softmax at `token` and the `k` most likely tokens, from raw logits.
+/// log-softmax at `token` and the `k` most likely tokens, from raw logits (the same arithmetic as a
+/// last shard that samples greedily itself: `GreedyPick`).
 public func logprobs(_ logits: UnsafeBufferPointer<Float>, token: Int32, top k: Int) -> TokenEvent {
-    let logZ = logSumExp(logits)
-    var top: [(token: Int32, logprob: Float)] = []
-    if k > 0 {
-        // Partial selection: keep the k best in a small sorted array.
-        for (i, x) in logits.enumerated() where top.count < k || x > top[top.count - 1].logprob {
-            let entry = (token: Int32(i), logprob: x)
-            let at = top.firstIndex { $0.logprob < x } ?? top.count
-            top.insert(entry, at: at)
-            if top.count > k { top.removeLast() }
-        }
-        top = top.map { ($0.token, $0.logprob - logZ) }
+    TokenEvent(GreedyPick.logprobs(logits, token: token, top: k))
+}
+
+extension TokenEvent {
+    public init(_ pick: GreedyPick) {
+        self.init(token: pick.token, logprob: pick.logprob, top: pick.top.map { ($0.token, $0.logprob) })
     }
-    return TokenEvent(token: token, logprob: logits[Int(token)] - logZ, top: top)
 }
 
 /// Requests one at a time, in arrival order, on one thread: the engine before the HybridScheduler,
@@ -248,11 +197,11 @@ public final class SerialEngine: InferenceEngine, @unchecked Sendable {
         do {
             let result = try generator.generate(
                 prompt: p.request.prompt, maxTokens: p.request.maxTokens, sampling: p.request.sampling,
-                isEndOfGeneration: { p.request.stopTokens.contains($0) },
-                onToken: { token, logits in
+                topLogprobs: p.request.topLogprobs, isEndOfGeneration: { p.request.stopTokens.contains($0) },
+                onEvent: { event in
                     if first == nil { first = (ContinuousClock.now - p.submitted).seconds }
                     count += 1
-                    p.events(.token(logits.withUnsafeBufferPointer { logprobs($0, token: token, top: p.request.topLogprobs) }))
+                    p.events(.token(event))
                     return !p.handle.isCancelled
                 })
             let total = (ContinuousClock.now - p.submitted).seconds

@@ -43,6 +43,9 @@ public struct LoadOptions {
     public var workers: [String]?
     /// KV pool of each shard.
     public var kv = KVLoadOptions()
+    /// How long the local shard-worker processes (and this coordinator's result receive) stay awake
+    /// between steps instead of sleeping; nil: `defaultIdleSpin` (SHARD_IDLE_SPIN_MS overrides).
+    public var idleSpin: Duration?
     /// Prompt tokens per scheduler step (`--prefill-chunk`).
     public var prefillChunk: Int = 256
     public static let defaultContextCap = 4096
@@ -54,9 +57,22 @@ public struct LoadOptions {
     /// The backend shard `i` computes on.
     public func backend(forShard i: Int) -> BackendKind { shardBackends.map { $0[i % $0.count] } ?? backend }
 
+    /// Staying awake between steps: 20 ms when the local workers' threads (and this process) fit the
+    /// host's cores with one to spare, else none (on an oversubscribed host, spinning steals the cores
+    /// the other shards compute on). At batch 1 each shard idles while the others compute; waking its
+    /// threads (and their idle cores) at every step cost more than the spinning on a 32-core host.
+    public var defaultIdleSpin: Duration {
+        if let s = getenv("SHARD_IDLE_SPIN_MS"), let ms = Int(String(cString: s)), ms >= 0 { return .milliseconds(ms) }
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let workerThreads = (0..<shardCount).map { backend(forShard: $0) == .cpu ? threads : 1 }.reduce(0, +)
+        return workerThreads + 2 <= cores ? .milliseconds(20) : .zero
+    }
+
     /// The flags a local `shard-worker` for shard `i` is started with.
     public func workerArguments(shard i: Int) -> [String] {
-        var args = ["--backend", backend(forShard: i).rawValue, "--threads", "\(threads)"]
+        let spin = idleSpin ?? defaultIdleSpin
+        var args = ["--backend", backend(forShard: i).rawValue, "--threads", "\(threads)",
+                    "--idle-spin-ms", "\(spin.components.seconds * 1000 + spin.components.attoseconds / 1_000_000_000_000_000)"]
         if let d = devices { args += ["--device", "\(d[i % d.count])"] }
         return args
     }
@@ -122,7 +138,10 @@ public final class LocalModel {
                 vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backends: options.backend(forShard:),
                 devices: options.devices, resultEndpoint: started?.socketPath("results") ?? LocalModel.resultEndpoint(for: endpoints),
                 ownsWorkers: started != nil, kv: options.kv)
-            if let started { remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" } }
+            if let started {
+                remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" }
+                remote.idleSpin = options.idleSpin ?? options.defaultIdleSpin
+            }
             progress?(1, 1)
             plan = remote.plan
             workers = started

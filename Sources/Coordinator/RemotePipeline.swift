@@ -28,9 +28,16 @@ public final class RemotePipeline: ShardPipeline {
     public private(set) var kvPool = KVPoolInfo(pageSize: 32, pages: 1)
     /// One micro-batch per shard, plus one on the wire, keeps every worker busy.
     public var maxInFlight: Int { workers.count + 1 }
-    /// Steps sent and not yet collected, oldest first.
-    private var inFlight: [UInt64] = []
+    /// Steps sent and not yet collected, oldest first, with what they asked the last shard for.
+    private var inFlight: [(id: UInt64, sampling: LogitSampling, logitRows: Int)] = []
     public var stepTimeout: Duration = .seconds(120)
+    /// Greedy steps are picked on the last worker (false: the logits come back and are picked here, as
+    /// before; SHARD_WORKER_SAMPLING=0 sets it, for A/B measurements).
+    public var workerSampling = getenv("SHARD_WORKER_SAMPLING").map { String(cString: $0) } != "0"
+    /// `collect` polls for results without sleeping for this long after the last result (see
+    /// `ShardServer.Options.idleSpin`); zero: it blocks.
+    public var idleSpin: Duration = .zero
+    private var lastResult = ContinuousClock.now
     /// Called while waiting for a step; a non-nil message fails the step at once (e.g. a worker process died).
     public var healthCheck: (() -> String?)?
 
@@ -210,11 +217,7 @@ public final class RemotePipeline: ShardPipeline {
     }
 
     public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
-        let id = try submit(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
-        while true {
-            let r = try collect()
-            if r.step == id { return r.logits }
-        }
+        try run(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows)).logits
     }
 
     /// Pushes the step's frame to worker 0; workers process frames in order, so several steps can be
@@ -226,21 +229,35 @@ public final class RemotePipeline: ShardPipeline {
         var frame = ActivationFrame.tokens(step: id, rows: wireRows, logitRows: step.logitRows.map(UInt32.init), tokens: step.tokens)
         frame.releaseIDs = step.release
         frame.forks = step.forks.map { ActivationFrame.Fork(sequence: $0.sequence, source: $0.source, length: UInt32($0.length)) }
+        // A greedy step: the last worker picks the tokens. (More alternatives than a frame may ask for:
+        // the logits come back, and `collect` picks from them.)
+        if workerSampling, case .greedy(let logprobs, let top) = step.sampling, !logprobs || top <= limits.maxTopLogprobs {
+            frame.sample = logprobs ? .greedyLogprobs : .greedy
+            frame.topLogprobs = logprobs ? top : 0
+        }
+        StepTrace.shared.mark(id, "submit")
         try input.send(frame)
-        inFlight.append(id)
+        StepTrace.shared.mark(id, "sent")
+        inFlight.append((id, step.sampling, step.logitRows.count))
         return id
     }
 
     /// Waits for the oldest step in flight. A worker's Error, a dead worker or no answer within
     /// `stepTimeout` fails it (and forgets every step in flight: the pipeline's state is unknown).
-    public func collect() throws -> (step: UInt64, logits: [Float]) {
-        guard let id = inFlight.first else { throw GenerationError("collect without a submitted step") }
+    public func collect() throws -> StepResult {
+        guard let (id, sampling, logitRows) = inFlight.first else { throw GenerationError("collect without a submitted step") }
         let clock = ContinuousClock()
         let deadline = clock.now + stepTimeout
         do {
             while clock.now < deadline {
                 if let problem = healthCheck?() { throw GenerationError("step \(id) failed: \(problem)") }
-                let ready = try pollReadable([results] + controls, timeout: .milliseconds(200))
+                var ready = [Bool](repeating: false, count: controls.count + 1)
+                while idleSpin > .zero && clock.now - lastResult < idleSpin && !ready.contains(true) {
+                    ready = try pollReadable([results] + controls, timeout: .zero)
+                    sched_yield()
+                }
+                if !ready.contains(true) { ready = try pollReadable([results] + controls, timeout: .milliseconds(200)) }
+                let tPoll = StepTrace.now()
                 for (i, r) in ready.enumerated().dropFirst() where r {
                     if let c = try controls[i - 1].receive(Control.self, limits: limits), case .error(let e) = c.body {
                         throw GenerationError("worker \(workers[i - 1].registration.workerID) (layers \(workers[i - 1].layers)): \(e.message)")
@@ -249,13 +266,43 @@ public final class RemotePipeline: ShardPipeline {
                 guard ready[0], let frame = try results.receive(ActivationFrame.self, limits: limits) else { continue }
                 guard frame.stepID == id else { continue }  // a late answer to a step that already failed
                 inFlight.removeFirst()
-                guard frame.kind == .logits else { return (id, []) }
-                return (id, try frame.floats())
+                lastResult = clock.now
+                StepTrace.shared.mark(id, "poll", at: tPoll)
+                let result = try Self.result(of: frame, step: id, sampling: sampling, logitRows: logitRows, vocab: vocabSize)
+                StepTrace.shared.mark(id, "decoded")
+                return result
             }
             throw GenerationError("no answer from the shard pipeline for step \(id) within \(stepTimeout)")
         } catch {
             inFlight.removeAll()
             throw error
+        }
+    }
+
+    /// A step's result from the last worker's frame: logits, or the picks of a `.greedy` step (from a
+    /// `.sampled` frame, or from logits if the worker sent those).
+    static func result(of frame: ActivationFrame, step id: UInt64, sampling: LogitSampling, logitRows: Int, vocab: Int) throws -> StepResult {
+        switch (frame.kind, sampling) {
+        case (.logits, .logits):
+            return StepResult(step: id, logits: try frame.floats())
+        case (.logits, .greedy(let logprobs, let top)):
+            let logits = try frame.floats()
+            return StepResult(step: id, logits: logits, picks: try StepResult.picks(fromLogits: logits, rows: logitRows, vocab: vocab,
+                                                                                    logprobs: logprobs, top: top))
+        case (.sampled, .greedy(let logprobs, let top)):
+            let tokens = try frame.int32s()
+            guard tokens.count == logitRows, !logprobs || (frame.sample == .greedyLogprobs && frame.topLogprobs == top) else {
+                throw GenerationError("step \(id): the last shard sampled \(tokens.count) rows (mode \(frame.sample), "
+                                      + "\(frame.topLogprobs) alternatives) for \(logitRows) rows (logprobs \(logprobs), \(top) alternatives)")
+            }
+            let picks = tokens.indices.map { r in
+                GreedyPick(token: tokens[r], logprob: logprobs ? frame.logprobs[r] : 0,
+                           top: logprobs ? (r * top..<(r + 1) * top).map {
+                               GreedyPick.Alternative(token: frame.topTokens[$0], logprob: frame.topValues[$0]) } : [])
+            }
+            return StepResult(step: id, logits: [], picks: picks)
+        default:
+            throw GenerationError("step \(id): the last shard returned a \(frame.kind) frame for a \(sampling) step")
         }
     }
 
@@ -266,6 +313,7 @@ public final class RemotePipeline: ShardPipeline {
     /// Tells the workers this coordinator started to exit (waiting briefly for their acknowledgements),
     /// and closes the sockets.
     public func shutdown() {
+        StepTrace.shared.flush(role: "coordinator")
         guard !closed else { return }
         if ownsWorkers {
             for i in controls.indices {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ShardRuntime
 import GGUF  // SplitMix64: the same seed gives the same samples on every machine
 
 public struct SamplingParams: Sendable, Equatable {
@@ -89,15 +90,11 @@ public struct Sampler: Sendable {
     }
 
     /// The first index of the largest value.
-    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
-        var best = 0
-        var bestValue = logits[0]
-        for i in 1..<logits.count where logits[i] > bestValue {
-            best = i
-            bestValue = logits[i]
-        }
-        return Int32(best)
-    }
+    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 { GreedyPick.argmax(logits) }
+
+    /// True when this sampler always takes the argmax of the logits as they are (greedy, no penalty):
+    /// then the last shard can pick the token itself (`LogitSampling.greedy`).
+    public var isPlainGreedy: Bool { params.temperature <= 0 && params.repeatPenalty == 1 }
 
     static func softmax(_ x: [Float]) -> [Float] {
         guard let m = x.max() else { return [] }

@@ -1,5 +1,15 @@
 import ShardRuntime
 
+/// What comes back for a step's logit rows.
+public enum LogitSampling: Sendable, Equatable {
+    /// `logitRows.count` × vocabSize logits.
+    case logits
+    /// The argmax token of each logit row (what a greedy sampler without penalties picks) and, with
+    /// `logprobs`, its log-probability and `top` alternatives. Shard processes compute it on the last
+    /// shard, so no logits cross the wire.
+    case greedy(logprobs: Bool, top: Int)
+}
+
 /// One step as the scheduler submits it: rows of tokens, the rows whose logits come back, and the KV
 /// page operations every shard applies first (releases, then prefix forks).
 public struct PipelineStep: Sendable {
@@ -8,12 +18,38 @@ public struct PipelineStep: Sendable {
     public var logitRows: [Int]
     public var release: [SequenceID]
     public var forks: [PrefixFork]
-    public init(tokens: [Int32], rows: [StepRow], logitRows: [Int], release: [SequenceID] = [], forks: [PrefixFork] = []) {
+    public var sampling: LogitSampling
+    public init(tokens: [Int32], rows: [StepRow], logitRows: [Int], release: [SequenceID] = [], forks: [PrefixFork] = [],
+                sampling: LogitSampling = .logits) {
         self.tokens = tokens
         self.rows = rows
         self.logitRows = logitRows
         self.release = release
         self.forks = forks
+        self.sampling = sampling
+    }
+}
+
+/// A step's result: logits (`.logits` steps; a pipeline may also return them for `.greedy` steps), and
+/// for `.greedy` steps one pick per logit row.
+public struct StepResult: Sendable {
+    public var step: UInt64
+    public var logits: [Float]
+    public var picks: [GreedyPick]?
+    public init(step: UInt64, logits: [Float], picks: [GreedyPick]? = nil) {
+        self.step = step
+        self.logits = logits
+        self.picks = picks
+    }
+
+    /// The picks a `.greedy` step asked for, computed from the logits if the pipeline returned those.
+    static func picks(fromLogits logits: [Float], rows: Int, vocab: Int, logprobs: Bool, top: Int) throws -> [GreedyPick] {
+        guard logits.count == rows * vocab else {
+            throw GenerationError("the pipeline returned \(logits.count) logits for \(rows) rows of \(vocab)")
+        }
+        return logits.withUnsafeBufferPointer { all in
+            (0..<rows).map { r in GreedyPick.pick(UnsafeBufferPointer(rebasing: all[r * vocab..<(r + 1) * vocab]), logprobs: logprobs, top: top) }
+        }
     }
 }
 
@@ -39,8 +75,19 @@ public protocol ShardPipeline: AnyObject {
     var maxInFlight: Int { get }
     /// Sends a step on its way; returns its id.
     func submit(_ step: PipelineStep) throws -> UInt64
-    /// Waits for the oldest submitted step's result: `logitRows.count` × vocabSize logits.
-    func collect() throws -> (step: UInt64, logits: [Float])
+    /// Waits for the oldest submitted step's result.
+    func collect() throws -> StepResult
+}
+
+extension ShardPipeline {
+    /// Submits one step and waits for its result (nothing else may be in flight).
+    public func run(_ step: PipelineStep) throws -> StepResult {
+        let id = try submit(step)
+        while true {
+            let r = try collect()
+            if r.step == id { return r }
+        }
+    }
 }
 
 /// Shards in this process, called one after the other.
@@ -50,7 +97,7 @@ public protocol ShardPipeline: AnyObject {
 /// `collect` hands the results back in order.
 public final class LocalPipeline: ShardPipeline {
     public let shards: [ModelShard]
-    private var results: [(UInt64, [Float])] = []
+    private var results: [StepResult] = []
     private var nextStep: UInt64 = 1
 
     public init(shards: [ModelShard]) {
@@ -65,10 +112,10 @@ public final class LocalPipeline: ShardPipeline {
     public var maxInFlight: Int { 1 }
 
     public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
-        try run(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
+        try compute(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
     }
 
-    private func run(_ step: PipelineStep) throws -> [Float] {
+    private func compute(_ step: PipelineStep) throws -> [Float] {
         var input = ShardInput.tokens(step.tokens)
         for (i, shard) in shards.enumerated() {
             let isLast = i == shards.count - 1
@@ -84,14 +131,19 @@ public final class LocalPipeline: ShardPipeline {
     public func submit(_ step: PipelineStep) throws -> UInt64 {
         let id = nextStep
         nextStep += 1
-        results.append((id, try run(step)))
+        let logits = try compute(step)
+        var result = StepResult(step: id, logits: logits)
+        if case .greedy(let logprobs, let top) = step.sampling {
+            result.picks = try StepResult.picks(fromLogits: logits, rows: step.logitRows.count, vocab: vocabSize,
+                                                logprobs: logprobs, top: top)
+        }
+        results.append(result)
         return id
     }
 
-    public func collect() throws -> (step: UInt64, logits: [Float]) {
+    public func collect() throws -> StepResult {
         guard !results.isEmpty else { throw GenerationError("collect without a submitted step") }
-        let r = results.removeFirst()
-        return (r.0, r.1)
+        return results.removeFirst()
     }
 
     public func release(_ sequence: SequenceID) throws {

@@ -24,6 +24,8 @@ public struct ShardWorker: ParsableCommand {
     var memory: ByteSize?
     @Option(name: .customLong("model-dir"), help: "A folder whose models this worker may open (repeatable; default: any path). Models elsewhere, missing here, or different from the coordinator's are streamed from the coordinator.")
     var modelDirs: [String] = []
+    @Option(name: .customLong("idle-spin-ms"), help: "Stay awake this long between steps (CPU worker threads, and the frame receive loop) instead of sleeping: for hosts with cores to spare; shardctl sets it for the workers it starts when they fit the cores (default 0).")
+    var idleSpinMs: Int = 0
     @Flag(name: .customLong("exit-with-parent"), help: .hidden)
     var exitWithParent = false
     public init() {}
@@ -33,6 +35,7 @@ public struct ShardWorker: ParsableCommand {
             throw ValidationError("--listen must be tcp://HOST:PORT or ipc://PATH")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+        guard idleSpinMs >= 0, idleSpinMs <= 10_000 else { throw ValidationError("--idle-spin-ms must be in 0...10000") }
     }
 
     public func run() throws {
@@ -42,6 +45,7 @@ public struct ShardWorker: ParsableCommand {
                                           backend: backend.resolved, device: device)
         if let threads { options.threads = threads }
         options.exitWithParent = exitWithParent
+        options.idleSpin = .milliseconds(idleSpinMs)
         options.memoryLimit = memory?.bytes
         options.modelDirectories = modelDirs.isEmpty ? nil : modelDirs
         try ShardServer(options).run()

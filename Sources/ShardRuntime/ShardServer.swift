@@ -24,6 +24,10 @@ public final class ShardServer {
         public var backend: BackendKind
         public var device: Int?
         public var threads: Int = Parallel.defaultThreads
+        /// Between steps, CPU worker threads keep spinning and the serving loop polls without sleeping
+        /// for this long (`--idle-spin-ms`): on a host with cores to spare, waking up at every step costs
+        /// more than the spinning. Zero: sleep (the default).
+        public var idleSpin: Duration = .zero
         /// Exit when the process that started this worker exits (workers that `shardctl` starts itself).
         public var exitWithParent = false
         /// Memory this worker offers (`--memory`): reported as its free memory instead of what the
@@ -78,13 +82,35 @@ public final class ShardServer {
         defer { close() }
         while !stopRequested.load(ordering: .relaxed) {
             if options.exitWithParent && getppid() != parent { return }
-            let ready = try pollReadable([control, data], timeout: .milliseconds(200))
+            let ready = try waitReadable()
             if ready[0], try !serveControl() { return }
-            if ready[1] { try serveData() }
+            if ready[1] {
+                let polled = StepTrace.now()
+                shard?.backend.prepareForStep()  // the pool's threads wake while the frame is decoded
+                try serveData(polledAt: polled)
+                lastStep = ContinuousClock.now
+            }
         }
     }
 
+    private var lastStep = ContinuousClock.now
+
+    /// Which of [control, data] have a message. Within `idleSpin` of the last step it polls without
+    /// sleeping (the next frame is then seen without a thread wake-up); otherwise it blocks up to 200 ms.
+    private func waitReadable() throws -> [Bool] {
+        if options.idleSpin > .zero {
+            let clock = ContinuousClock()
+            while clock.now - lastStep < options.idleSpin {
+                let ready = try pollReadable([control, data], timeout: .zero)
+                if ready.contains(true) { return ready }
+                sched_yield()  // on a busy core, let the others run
+            }
+        }
+        return try pollReadable([control, data], timeout: .milliseconds(200))
+    }
+
     private func close() {
+        StepTrace.shared.flush(role: "w-\(options.workerID)")
         next?.close()
         data.close()
         control.close()
@@ -193,6 +219,7 @@ public final class ShardServer {
         case .q8_0: shardOptions.kvType = .q8_0
         case .f32: throw ComputeError("f32 KV is not supported (use f16 or q8_0)")
         }
+        (backend as? CPUBackend)?.idleSpin = options.idleSpin
         self.shard = nil
         let shard = try ModelShard(file: file, config: config, layers: layers, backend: backend, options: shardOptions)
         try connectNext(request.nextEndpoint)
@@ -246,7 +273,7 @@ public final class ShardServer {
         next = push
     }
 
-    private func serveData() throws {
+    private func serveData(polledAt tPoll: UInt64) throws {
         let received: ActivationFrame?
         do {
             received = try data.receive(ActivationFrame.self, limits: limits)
@@ -261,6 +288,8 @@ public final class ShardServer {
             }
         }
         guard let frame = received else { return }
+        StepTrace.shared.mark(frame.stepID, "poll", at: tPoll)
+        StepTrace.shared.mark(frame.stepID, "decoded")
         guard let shard, let next else {
             report(.badRequest, "frame \(frame.stepID) arrived before LoadShard")
             return
@@ -286,19 +315,50 @@ public final class ShardServer {
             case .hidden(let h):
                 output = .hidden(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: h,
                                  cols: shard.config.embeddingLength, dtype: .f32)
+            case .logits(let l) where frame.sample != .logits:
+                output = Self.sampled(frame, logits: l, vocab: shard.config.vocabSize)
             case .logits(let l):
                 output = .logits(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: l,
                                  vocabSize: shard.config.vocabSize, dtype: .f32)
             }
+            StepTrace.shared.mark(frame.stepID, "forward")
             output.releaseIDs = frame.releaseIDs
             output.forks = frame.forks
-            try next.send(output)
+            if output.kind != .sampled {
+                output.sample = frame.sample
+                output.topLogprobs = frame.topLogprobs
+            }
+            let encoded = output.encodeMessage()
+            StepTrace.shared.mark(frame.stepID, "encoded")
+            try next.send(encoded)
+            StepTrace.shared.mark(frame.stepID, "sent")
             stats.tokens += UInt64(rows.count)
             stats.steps += 1
             stats.busy += (clock.now - start).seconds
         } catch {
             report(.internalError, "step \(frame.stepID): \(error)")
         }
+    }
+
+    /// The last shard's answer to a greedy frame: each logit row's argmax token (and, if asked, its
+    /// log-probability and alternatives) instead of the logits.
+    static func sampled(_ frame: ActivationFrame, logits: [Float], vocab: Int) -> ActivationFrame {
+        let withLogprobs = frame.sample == .greedyLogprobs
+        let k = withLogprobs ? frame.topLogprobs : 0
+        let picks = logits.withUnsafeBufferPointer { all in
+            frame.logitRows.indices.map { r in
+                GreedyPick.pick(UnsafeBufferPointer(rebasing: all[r * vocab..<(r + 1) * vocab]), logprobs: withLogprobs, top: k)
+            }
+        }
+        var out = ActivationFrame.sampled(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, tokens: picks.map(\.token))
+        out.sample = frame.sample
+        out.topLogprobs = k
+        if withLogprobs {
+            out.logprobs = picks.map(\.logprob)
+            out.topTokens = picks.flatMap { $0.top.map(\.token) }
+            out.topValues = picks.flatMap { $0.top.map(\.logprob) }
+        }
+        return out
     }
 
     private func report(_ code: ErrorCode, _ message: String) {

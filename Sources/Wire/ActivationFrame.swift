@@ -41,6 +41,15 @@ public struct ActivationFrame: ProtoBacked {
     /// KV page operations every shard applies before the step: release these sequences, then the forks.
     public var releaseIDs: [UInt64] = []
     public var forks: [Fork] = []
+    /// How the last shard returns the logit rows; every shard forwards it.
+    public var sample: SampleMode = .logits
+    /// Alternatives per row with `.greedyLogprobs` (≤ `WireLimits.maxTopLogprobs`).
+    public var topLogprobs: Int = 0
+    /// A `.sampled` frame with `.greedyLogprobs`: per logit row, the log-probability of its token; and
+    /// `topLogprobs` alternatives per row, row after row, most likely first. Empty otherwise.
+    public var logprobs: [Float] = []
+    public var topTokens: [Int32] = []
+    public var topValues: [Float] = []
 
     /// `sequence` starts on the first `length` positions (whole pages) of `source`'s KV, shared.
     public struct Fork: Sendable, Equatable {
@@ -146,6 +155,28 @@ public struct ActivationFrame: ProtoBacked {
             }
         }
         try r.get()
+        try Self.checkSampling(kind: kind, sample: sample, topLogprobs: topLogprobs, logitRowCount: logitRows.count,
+                               logprobs: logprobs.count, topTokens: topTokens.count, topValues: topValues.count, limits: limits)
+    }
+
+    /// A `.sampled` frame carries its log-probabilities exactly when asked (`.greedyLogprobs`): one per
+    /// logit row and `topLogprobs` alternatives per row; every other frame carries none.
+    static func checkSampling(kind: PayloadKind, sample: SampleMode, topLogprobs: Int, logitRowCount: Int, logprobs: Int,
+                              topTokens: Int, topValues: Int, limits: WireLimits) throws(WireError) {
+        guard topLogprobs >= 0, topLogprobs <= limits.maxTopLogprobs else {
+            throw .limitExceeded("\(topLogprobs) top log-probabilities per row, limit \(limits.maxTopLogprobs)")
+        }
+        guard topTokens == topValues else { throw .malformed("\(topTokens) top tokens for \(topValues) top values") }
+        if kind == .sampled && sample == .greedyLogprobs {
+            guard logprobs == logitRowCount, topTokens == logitRowCount * topLogprobs else {
+                throw .malformed("a sampled frame of \(logitRowCount) rows with \(logprobs) log-probabilities and \(topTokens) "
+                                 + "alternatives (expected \(logitRowCount) and \(logitRowCount) × \(topLogprobs))")
+            }
+        } else {
+            guard logprobs == 0, topTokens == 0 else {
+                throw .malformed("log-probabilities in a \(kind) frame (sample mode \(sample))")
+            }
+        }
     }
 
     // MARK: checks shared by decode and validate
@@ -217,6 +248,14 @@ public struct ActivationFrame: ProtoBacked {
         c.fork_source_ids = arena.array(forks.map(\.source))
         c.n_fork_lengths = forks.count
         c.fork_lengths = arena.array(forks.map(\.length))
+        c.sample = Shard__SampleMode(rawValue: sample.rawValue)
+        c.top_logprobs = UInt32(clamping: topLogprobs)
+        c.n_logprobs = logprobs.count
+        c.logprobs = arena.array(logprobs)
+        c.n_top_tokens = topTokens.count
+        c.top_tokens = arena.array(topTokens)
+        c.n_top_values = topValues.count
+        c.top_values = arena.array(topValues)
         // The payload is borrowed, not copied: pack reads it straight from the array.
         return payload.withUnsafeBytes { p in
             c.payload = ProtobufCBinaryData(len: p.count, data: UnsafeMutablePointer(
@@ -232,7 +271,8 @@ public struct ActivationFrame: ProtoBacked {
         guard b.count <= limits.maxFrameBytes else {
             throw .limitExceeded("frame of \(b.count) bytes, limit \(limits.maxFrameBytes)")
         }
-        let scan = try ProtoScan(b, maxField: 13, packedVarints: 1 << 3 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13)
+        let scan = try ProtoScan(b, maxField: 18,
+                                 packedVarints: 1 << 3 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 17)
         for (field, name) in [(3, "sequence ids"), (4, "positions"), (5, "logit rows"), (11, "fork sequence ids"),
                               (12, "fork source ids"), (13, "fork lengths")] {
             guard scan[field].elements <= limits.maxRows else {
@@ -246,7 +286,13 @@ public struct ActivationFrame: ProtoBacked {
             throw .limitExceeded("payload of \(scan[9].maxLength) bytes, limit \(limits.maxPayloadBytes)")
         }
         guard scan[9].occurrences <= 1 else { throw .malformed("payload occurs \(scan[9].occurrences) times") }
+        // Log-probabilities: packed floats (4 bytes each on the wire and in memory: the frame's size bounds
+        // them) and varint alternatives (counted here).
+        guard scan[17].elements <= limits.maxRows * limits.maxTopLogprobs else {
+            throw .limitExceeded("\(scan[17].elements) top tokens, limit \(limits.maxRows) rows × \(limits.maxTopLogprobs)")
+        }
         let elements = (3...5).map { scan[$0].elements }.reduce(0, +) + (10...13).map { scan[$0].elements }.reduce(0, +)
+            + scan[17].elements
         return 2 * b.count + 8 * elements + 64 * scan.unknown + 4096
     }
 
@@ -273,6 +319,17 @@ public struct ActivationFrame: ProtoBacked {
         else { throw .malformed("release/fork fields: \(c.n_release_ids) releases, \(c.n_fork_sequence_ids)/\(c.n_fork_source_ids)/\(c.n_fork_lengths) fork fields") }
         self.init(stepID: c.step_id, kind: kind, rows: rows, logitRows: Array(logitRows),
                   shape: Shape(rows: Int(c.rows), cols: Int(c.cols)), dtype: dtype, payload: payload)
+        let sample = try decodeEnum(c.sample.rawValue, SampleMode.self, "ActivationFrame.sample")
+        guard c.n_logprobs == 0 || c.logprobs != nil, c.n_top_tokens == 0 || c.top_tokens != nil,
+              c.n_top_values == 0 || c.top_values != nil
+        else { throw .malformed("repeated field count without data") }
+        try Self.checkSampling(kind: kind, sample: sample, topLogprobs: Int(c.top_logprobs), logitRowCount: logitRows.count,
+                               logprobs: c.n_logprobs, topTokens: c.n_top_tokens, topValues: c.n_top_values, limits: limits)
+        self.sample = sample
+        topLogprobs = Int(c.top_logprobs)
+        logprobs = Array(UnsafeBufferPointer(start: c.logprobs, count: c.n_logprobs))
+        topTokens = Array(UnsafeBufferPointer(start: c.top_tokens, count: c.n_top_tokens))
+        topValues = Array(UnsafeBufferPointer(start: c.top_values, count: c.n_top_values))
         releaseIDs = Array(UnsafeBufferPointer(start: c.release_ids, count: c.n_release_ids))
         forks = (0..<c.n_fork_sequence_ids).map { Fork(sequence: c.fork_sequence_ids[$0], source: c.fork_source_ids[$0], length: c.fork_lengths[$0]) }
     }

@@ -58,6 +58,16 @@ public enum PayloadKind: UInt32, Sendable, CaseIterable {
     case sampled = 4
 }
 
+/// What the last shard returns for a step's logit rows (`ActivationFrame.sample`).
+public enum SampleMode: UInt32, Sendable, CaseIterable {
+    /// The logits (a `.logits` frame); the coordinator samples.
+    case logits = 0
+    /// The argmax token of each row (a `.sampled` frame): a greedy sampler without penalties.
+    case greedy = 1
+    /// As `greedy`, plus each row's log-probability of that token and its `topLogprobs` alternatives.
+    case greedyLogprobs = 2
+}
+
 /// An Error message's code. Open (any value decodes) so that newer workers' codes reach older coordinators.
 public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt32

@@ -19,6 +19,8 @@ public struct WireLimits: Sendable, Equatable {
     /// Data bytes of one WeightChunk (the coordinator sends `WeightChunk.standardSize`); with its
     /// framing it must stay under `maxControlBytes`.
     public var maxWeightChunkBytes: Int = 768 << 10
+    /// Alternatives per row a frame may ask the last shard for (`ActivationFrame.topLogprobs`).
+    public var maxTopLogprobs: Int = 64
 
     public init(maxRows: Int = 4096, maxColumns: Int = 1 << 18, maxPayloadBytes: Int = 256 << 20,
                 maxStringLength: Int = 4096, maxReleaseIDs: Int = 65536, maxControlBytes: Int = 1 << 20) {

@@ -76,6 +76,80 @@ extension MultiProcessTests {
         engine.shutdown()
     }
 
+    /// Greedy requests through worker processes: the last worker picks each token and computes its
+    /// log-probability and alternatives itself (no logits cross the wire); they equal, bit for bit, what
+    /// the coordinator computes from the logits of one in-process shard — through the Generator (one
+    /// request) and through the HybridScheduler (a batch).
+    @Test func workerSideGreedyEqualsCoordinatorSide() throws {
+        let prompts: [[Int32]] = [[1, 504, 3458, 282, 4649, 314], [1] + (0..<40).map { Int32(700 + $0 * 311 % 30000) }]
+        let top = 5
+        let single = try LocalModel(path: smol, options: options(shards: 1))
+        var reference: [[TokenEvent]] = []
+        for p in prompts {
+            var events: [TokenEvent] = []
+            _ = try single.generator.generate(prompt: p, maxTokens: 8, sampling: .greedy, isEndOfGeneration: { _ in false },
+                                              onToken: { (t: Int32, l: [Float]) in
+                                                  events.append(l.withUnsafeBufferPointer { logprobs($0, token: t, top: top) })
+                                                  return true })
+            reference.append(events)
+        }
+        withExtendedLifetime(single) {}
+        func same(_ a: [TokenEvent], _ b: [TokenEvent], top k: Int, _ what: String) {
+            #expect(a.map(\.token) == b.map(\.token), "\(what): tokens")
+            #expect(a.map(\.logprob) == b.map(\.logprob), "\(what): log-probabilities")
+            #expect(a.map { $0.top.map(\.token) } == b.map { $0.top.prefix(k).map(\.token) }, "\(what): alternatives")
+            #expect(a.map { $0.top.map(\.logprob) } == b.map { $0.top.prefix(k).map(\.logprob) }, "\(what): their log-probabilities")
+        }
+
+        let model = try LocalModel(path: smol, options: options(shards: 2))
+        #expect(model.pipeline is RemotePipeline)
+        // The last worker answers a greedy step with picks, not logits.
+        let p0 = prompts[0]
+        let r = try model.pipeline.run(PipelineStep(tokens: p0, rows: p0.indices.map { StepRow(sequence: 900, position: $0) },
+                                                    logitRows: [p0.count - 1], sampling: .greedy(logprobs: true, top: top)))
+        try model.pipeline.release(900)
+        #expect(r.logits.isEmpty)
+        #expect(r.picks.map { $0.map(\.token) } == [reference[0][0].token])
+        #expect(r.picks?.first?.logprob == reference[0][0].logprob)
+
+        for (i, p) in prompts.enumerated() {
+            var events: [TokenEvent] = []
+            _ = try model.generator.generate(prompt: p, maxTokens: 8, sampling: .greedy, topLogprobs: top,
+                                             isEndOfGeneration: { _ in false }, onEvent: { events.append($0); return true })
+            same(events, reference[i], top: top, "generator, prompt \(i)")
+        }
+
+        let engine = model.makeEngine()
+        let logs = prompts.map { _ in Log() }
+        for (i, (p, log)) in zip(prompts, logs).enumerated() {
+            _ = try engine.submit(GenerationRequest(prompt: p, maxTokens: 8, topLogprobs: i + 2), events: log.sink)
+        }
+        for (i, log) in logs.enumerated() {
+            log.wait()
+            #expect(log.failure == nil, "\(log.failure ?? "")")
+            same(log.tokens, reference[i], top: i + 2, "scheduler, prompt \(i)")
+        }
+        engine.shutdown()
+    }
+
+    /// Workers (and the coordinator) that stay awake between steps (`idleSpin`, on by default only on
+    /// hosts with cores to spare) give the same tokens.
+    @Test func idleSpinningWorkersGiveTheSameTokens() throws {
+        let prompt: [Int32] = [1, 504, 3458, 282, 4649, 314]
+        // (The model must outlive its generator: its deinit stops the CPU threads.)
+        let single = try LocalModel(path: smol, options: options(shards: 1))
+        let reference = try single.generator.generate(prompt: prompt, maxTokens: 8, sampling: .greedy, isEndOfGeneration: { _ in false },
+                                                      onToken: { _ in true }).generated
+        withExtendedLifetime(single) {}
+        var o = options(shards: 2)
+        o.idleSpin = .milliseconds(3)
+        #expect(o.workerArguments(shard: 0).contains("--idle-spin-ms"))
+        let model = try LocalModel(path: smol, options: o)
+        let r = try model.generator.generate(prompt: prompt, maxTokens: 8, sampling: .greedy, isEndOfGeneration: { _ in false },
+                                             onToken: { _ in true })
+        #expect(r.generated == reference)
+    }
+
     /// A worker dies mid-generation: the running requests end with a `.failed` event naming the
     /// shard-worker (not a hang), and the engine shuts down cleanly.
     @Test func deadWorkerFailsRunningRequestsCleanly() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Coordinator
+import Compute
 import Testing
 
 @Suite struct SamplerTests {
@@ -73,5 +74,28 @@ import Testing
         #expect(abs(flat.withUnsafeBufferPointer { logSumExp($0) } - (2 + log(1000))) < 1e-5)
         let extreme: [Float] = [0, -200, -1e30, 5]
         #expect(abs(extreme.withUnsafeBufferPointer { logSumExp($0) } - (5 + log(1 + exp(-5)))) < 1e-5)
+    }
+}
+
+@Suite struct ThreadPoolIdleTests {
+    /// Workers woken by `prepare()` (no job) or kept spinning by `idleSpin` still run every chunk of the
+    /// next jobs exactly once, and the pool shuts down while they spin.
+    @Test func prepareAndIdleSpinKeepJobsCorrect() {
+        for idle in [Duration.zero, .milliseconds(5)] {
+            let pool = ThreadPool(threads: 3)
+            pool.idleSpin = idle
+            #expect(pool.idleSpin == idle)
+            for round in 0..<20 {
+                if round % 3 == 0 { usleep(2000) }  // long enough for the default spin to end in sleep
+                if round % 2 == 0 { pool.prepare() }
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+                hits.initialize(repeating: 0, count: 64)
+                pool.run(chunks: 64) { hits[$0] += 1 }
+                #expect((0..<64).allSatisfy { hits[$0] == 1 }, "round \(round), idle spin \(idle)")
+                hits.deallocate()
+            }
+            pool.prepare()
+            pool.shutdown()
+        }
     }
 }

@@ -68,6 +68,58 @@ import Testing
         #expect(throws: WireError.self) { try s2.floats() }
     }
 
+    /// A greedy step: the request mode travels on every frame, and the last shard's sampled frame carries
+    /// one log-probability per logit row and `topLogprobs` alternatives per row.
+    @Test func greedySamplingFields() throws {
+        var t = ActivationFrame.tokens(step: 8, rows: rows(3), logitRows: [0, 2], tokens: [4, 5, 6])
+        t.sample = .greedyLogprobs
+        t.topLogprobs = 2
+        try t.validate()
+        #expect(try ActivationFrame.decode(t.encode()) == t)
+
+        var s = ActivationFrame.sampled(step: 8, rows: rows(3), logitRows: [0, 2], tokens: [17, 99])
+        s.sample = .greedyLogprobs
+        s.topLogprobs = 2
+        s.logprobs = [-0.25, -1.5]
+        s.topTokens = [17, 3, 99, 98]
+        s.topValues = [-0.25, -2, -1.5, -1.75]
+        try s.validate()
+        let d = try ActivationFrame.decode(s.encode())
+        #expect(d == s)
+        #expect(d.logprobs == [-0.25, -1.5] && d.topTokens == [17, 3, 99, 98] && d.topValues == [-0.25, -2, -1.5, -1.75])
+
+        var plain = ActivationFrame.sampled(step: 9, rows: rows(1), logitRows: [0], tokens: [7])
+        plain.sample = .greedy
+        #expect(try ActivationFrame.decode(plain.encode()) == plain)
+    }
+
+    /// Log-probabilities that do not match the rows, the mode, or the limit are refused on both ends.
+    @Test func inconsistentGreedySamplingIsRejected() {
+        func sampled(_ edit: (inout ActivationFrame) -> Void) -> ActivationFrame {
+            var s = ActivationFrame.sampled(step: 1, rows: rows(2), logitRows: [0, 1], tokens: [1, 2])
+            s.sample = .greedyLogprobs
+            s.topLogprobs = 1
+            s.logprobs = [-1, -2]
+            s.topTokens = [1, 2]
+            s.topValues = [-1, -2]
+            edit(&s)
+            return s
+        }
+        let bad: [ActivationFrame] = [
+            sampled { $0.logprobs = [-1] },                                   // one per logit row
+            sampled { $0.topTokens = [1] ; $0.topValues = [-1] },             // k per row
+            sampled { $0.topValues = [-1] },                                  // tokens ≠ values
+            sampled { $0.sample = .greedy },                                  // log-probabilities not asked for
+            sampled { $0.topLogprobs = 65; $0.topTokens = Array(repeating: 1, count: 130); $0.topValues = Array(repeating: -1, count: 130) },
+            { var h = ActivationFrame.hidden(step: 1, rows: rows(1), logitRows: [0], values: [1, 2], cols: 2)
+              h.logprobs = [-1]; return h }(),                                 // only sampled frames carry them
+        ]
+        for (i, f) in bad.enumerated() {
+            #expect(throws: WireError.self, "case \(i)") { try f.validate() }
+            #expect(throws: WireError.self, "case \(i)") { try ActivationFrame.decode(f.encode()) }
+        }
+    }
+
     @Test(arguments: [DType.f32, .f16]) func hiddenStates(_ dtype: DType) throws {
         let cols = 2048
         let r = rows(8)

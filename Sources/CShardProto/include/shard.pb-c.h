@@ -130,6 +130,27 @@ typedef enum _Shard__PayloadKind {
   SHARD__PAYLOAD_KIND__PAYLOAD_SAMPLED = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHARD__PAYLOAD_KIND)
 } Shard__PayloadKind;
+/*
+ * What the last shard returns for the logit rows.
+ */
+typedef enum _Shard__SampleMode {
+  /*
+   * the logits (PAYLOAD_LOGITS); the coordinator samples
+   */
+  SHARD__SAMPLE_MODE__SAMPLE_LOGITS = 0,
+  /*
+   * the argmax token of each row (PAYLOAD_SAMPLED): what a greedy sampler without
+   */
+  SHARD__SAMPLE_MODE__SAMPLE_GREEDY = 1,
+  /*
+   * penalties picks, with no vocab x 4 bytes of logits on the wire
+   */
+  /*
+   * as GREEDY, plus each row's log-softmax at that token and its top_logprobs
+   */
+  SHARD__SAMPLE_MODE__SAMPLE_GREEDY_LOGPROBS = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHARD__SAMPLE_MODE)
+} Shard__SampleMode;
 
 /* --- messages --- */
 
@@ -418,10 +439,29 @@ struct  Shard__ActivationFrame
   uint64_t *fork_source_ids;
   size_t n_fork_lengths;
   uint32_t *fork_lengths;
+  /*
+   * coordinator -> shards (each forwards them): how the last shard returns the logit rows.
+   */
+  Shard__SampleMode sample;
+  /*
+   * alternatives per row with SAMPLE_GREEDY_LOGPROBS
+   */
+  uint32_t top_logprobs;
+  /*
+   * last shard -> coordinator, PAYLOAD_SAMPLED with SAMPLE_GREEDY_LOGPROBS: per logit row, the log-softmax
+   * of the logits at the sampled token; then top_logprobs (token, log-prob) pairs per row, most likely
+   * first (ties: lower id first), row after row.
+   */
+  size_t n_logprobs;
+  float *logprobs;
+  size_t n_top_tokens;
+  int32_t *top_tokens;
+  size_t n_top_values;
+  float *top_values;
 };
 #define SHARD__ACTIVATION_FRAME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__activation_frame__descriptor) \
-    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL}, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL}, 0,NULL, 0,NULL, 0,NULL, 0,NULL, SHARD__SAMPLE_MODE__SAMPLE_LOGITS, 0, 0,NULL, 0,NULL, 0,NULL }
 
 
 /* Shard__Register methods */
@@ -679,6 +719,7 @@ extern const ProtobufCEnumDescriptor    shard__kvtype__descriptor;
 extern const ProtobufCEnumDescriptor    shard__dtype__descriptor;
 extern const ProtobufCEnumDescriptor    shard__error_code__descriptor;
 extern const ProtobufCEnumDescriptor    shard__payload_kind__descriptor;
+extern const ProtobufCEnumDescriptor    shard__sample_mode__descriptor;
 extern const ProtobufCMessageDescriptor shard__register__descriptor;
 extern const ProtobufCMessageDescriptor shard__load_shard__descriptor;
 extern const ProtobufCMessageDescriptor shard__weight_chunk__descriptor;
