@@ -19,12 +19,20 @@ runs=("1 shard|--shards 1")
 [ "${SAME_GPU:-0}" != 0 ] && runs+=("2 shards, 1 GPU|--shards 2")
 echo "| run | streams | aggregate decode tok/s | end-to-end tok/s | per-stream tok/s | TTFT p50 ms | ITL p50 / p99 ms |" > "$out/conc-table.md"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/conc-table.md"
+# Where a step's wall time goes (in-process shards only): ms per step.
+echo "| run | streams | steps | wall ms/step | forward | Vulkan record | GPU wait | read-back |" > "$out/host-table.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/host-table.md"
+perstep() { python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
+print('| %s | %s | %d | ' % (sys.argv[2], sys.argv[3], n) + ' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in
+  ('wall_seconds','shard_forward_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds','vulkan_download_seconds')) + ' |')" "$@" 2>/dev/null; }
 for r in "${runs[@]}"; do
   name=${r%%|*}; args=${r#*|}
   for c in ${LIST:-1 4 16 64}; do
     f="$out/conc-${name// /_}-$c.json"; f=${f//,/}
     timeout 300 $S bench --model /tmp/7b.gguf --backend vulkan $args --concurrency $c --prompt-tokens 128 --gen-tokens 128 \
       --ctx 2048 --json > "$f" 2> "$f.err"
+    perstep "$f" "$name" "$c" >> "$out/host-table.md"
     echo "| $name | $c | $(field $f aggregate_decode_tokens_per_s) | $(field $f aggregate_tokens_per_s) | $(field $f per_stream_decode_tokens_per_s_mean) | $(field $f ttft_ms_p50) | $(field $f itl_ms_p50) / $(field $f itl_ms_p99) |" >> "$out/conc-table.md"
   done
 done
@@ -45,7 +53,12 @@ t3=$(date +%s.%N)
 SHARD_STATE_DIR=$dir $S generate --prompt "the quick brown fox" --temperature 0 --max-tokens 8 --json > "$out/local-gen.txt" 2>&1
 SHARD_STATE_DIR=$dir $S stop >/dev/null 2>&1; pkill -f "shard-worker --listen ipc://$dir"
 same=$(diff <(grep -o '"token":[0-9]*' "$out/stream-gen.txt") <(grep -o '"token":[0-9]*' "$out/local-gen.txt") >/dev/null && echo same || echo DIFF)
+# Per-op GPU profile of a 16-stream run (in-process shard; steps of several rows count as prefill).
+[ "${PROFILE:-1}" != 0 ] && timeout 120 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 128 \
+  --gen-tokens 128 --ctx 2048 --profile > "$out/conc-profile.txt" 2>&1
 echo
 cat "$out/conc-table.md"
+echo
+cat "$out/host-table.md"
 python3 -c "print('launch with streamed weights: %.1f s; reading the file locally: %.1f s; tokens %s' % ($t1 - $t0, $t3 - $t2, '$same'))"
 cat "$out"/conc-*.err | grep -v "^$" | tail -5

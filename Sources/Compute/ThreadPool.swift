@@ -100,7 +100,9 @@ public final class ThreadPool: @unchecked Sendable {
     /// Calls `body(i)` for every i in 0..<chunks, spread over the pool; returns when all are done.
     public func run(chunks: Int, _ body: (Int) -> Void) {
         guard chunks > 0 else { return }
-        if threadCount == 1 || chunks == 1 {
+        // After `shutdown` (e.g. a LocalModel gone while a generator it made is still in use) the workers
+        // are gone: the caller does the work itself rather than waiting for them forever.
+        if threadCount == 1 || chunks == 1 || shuttingDown.load(ordering: .acquiring) {
             for i in 0..<chunks { body(i) }
             return
         }

@@ -32,8 +32,28 @@ public struct GreedyPick: Sendable, Equatable {
         return logprobs ? self.logprobs(logits, token: token, top: k) : GreedyPick(token: token, logprob: 0, top: [])
     }
 
-    /// The first index of the largest value.
+    /// The first index of the largest value: the maximum eight lanes at a time, then the first entry equal
+    /// to it (the scalar loop below, for NaNs and short rows, defines the result).
     public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        let n = logits.count
+        if n >= 64, let base = logits.baseAddress {
+            var m8 = UnsafeRawPointer(base).loadUnaligned(as: SIMD8<Float>.self)
+            var nan = m8 .!= m8
+            var i = 8
+            while i + 8 <= n {
+                let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+                m8 = pointwiseMax(m8, v)
+                nan .|= v .!= v
+                i += 8
+            }
+            var m = m8.max()
+            while i < n { m = max(m, base[i]); nan[0] = nan[0] || base[i].isNaN; i += 1 }
+            if !any(nan), let at = logits.firstIndex(of: m) { return Int32(at) }
+        }
+        return scalarArgmax(logits)
+    }
+
+    public static func scalarArgmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
         var best = 0
         var bestValue = logits[0]
         for i in 1..<logits.count where logits[i] > bestValue {
@@ -92,10 +112,15 @@ public struct GreedyPick: Sendable, Equatable {
     }
 
     /// exp(x) for x ≤ 0 (Cephes' expf: 2^n · p(r) with r = x − n·ln 2 in two parts, degree-5 polynomial).
+    /// n is rounded with the 1.5 · 2^23 trick and its integer read from the sum's low bits: the SIMD
+    /// `rounded(_:)` and `SIMD8<Int32>(_: SIMD8<Float>)` conversions go lane by lane through generic
+    /// code (~1 ms per 50k-entry row, more than everything else a step costs the scheduler).
     @inline(__always)
-    static func expNonPositive(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    public static func expNonPositive(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let x = pointwiseMax(x, SIMD8(repeating: -87.3))
-        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+        let magic = SIMD8<Float>(repeating: 12_582_912)   // 1.5 · 2^23: adding it rounds to an integer (ties to even)
+        let shifted = x * 1.442_695_04 + magic
+        let n = shifted - magic
         var r = x - n * 0.693_359_375
         r = r + n * 2.121_944_4e-4
         var p = SIMD8<Float>(repeating: 1.987_569_2e-4)
@@ -105,7 +130,9 @@ public struct GreedyPick: Sendable, Equatable {
         p = p * r + 1.666_666_5e-1
         p = p * r + 5.000_000_1e-1
         p = p * r * r + r + 1
-        let bits = SIMD8<Int32>(truncatingIfNeeded: SIMD8<Int32>(n) &+ 127) &<< 23
+        // shifted's bits minus magic's bits = n (|n| ≤ 126 sits in the low mantissa bits).
+        let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+        let bits = (ni &+ 127) &<< 23
         return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
     }
 }

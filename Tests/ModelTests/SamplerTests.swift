@@ -1,6 +1,7 @@
 import Foundation
 import Coordinator
 import Compute
+import ShardRuntime
 import Testing
 
 @Suite struct SamplerTests {
@@ -75,6 +76,44 @@ import Testing
         let extreme: [Float] = [0, -200, -1e30, 5]
         #expect(abs(extreme.withUnsafeBufferPointer { logSumExp($0) } - (5 + log(1 + exp(-5)))) < 1e-5)
     }
+
+    /// The vectorized argmax is the first index of the largest value, as the scalar loop defines it:
+    /// random rows of vocabulary size and ragged lengths, ties (the first wins), a maximum in the
+    /// unvectorized tail, -inf everywhere, and NaNs (ignored by the scalar loop).
+    @Test func argmaxMatchesTheScalarDefinition() {
+        var rng = SystemRandomNumberGenerator()
+        var rows: [[Float]] = [1, 7, 63, 64, 65, 200, 49152, 32003].map { n in (0..<n).map { _ in Float.random(in: -20...20, using: &rng) } }
+        var tie = [Float](repeating: 1, count: 300); tie[77] = 5; tie[201] = 5; rows.append(tie)
+        var tail = [Float](repeating: 0, count: 203); tail[202] = 3; rows.append(tail)
+        rows.append([Float](repeating: -.infinity, count: 100))
+        var nan = (0..<500).map { Float($0 % 37) }; nan[10] = .nan; nan[480] = .nan; rows.append(nan)
+        var nanFirst = (0..<100).map { Float($0) }; nanFirst[0] = .nan; rows.append(nanFirst)
+        for row in rows {
+            let fast = row.withUnsafeBufferPointer { GreedyPick.argmax($0) }
+            let scalar = row.withUnsafeBufferPointer { GreedyPick.scalarArgmax($0) }
+            #expect(fast == scalar, "\(row.count) entries")
+        }
+        #expect(tie.withUnsafeBufferPointer { GreedyPick.argmax($0) } == 77)
+    }
+
+    /// The vector exp at every scale the clamp allows, including x where x·log2(e) is half an integer
+    /// (the rounding's ties), against exp in double precision.
+    @Test func vectorExpIsAccurateOverItsRange() {
+        var xs = stride(from: -87.0, through: 0.0, by: 0.0437).map { Float($0) }
+        xs += (-125...0).map { Float((Double($0) + 0.5) * log(2.0)) }.filter { $0 >= -87 && $0 <= 0 }
+        xs += [0, -0.0, -1e-30, -87.3]
+        var worst = 0.0
+        for start in stride(from: 0, to: xs.count, by: 8) {
+            var v = SIMD8<Float>(repeating: 0)
+            for i in 0..<8 { v[i] = xs[min(start + i, xs.count - 1)] }
+            let e = GreedyPick.expNonPositive(v)
+            for i in 0..<8 {
+                let reference = exp(Double(v[i]))
+                worst = max(worst, abs(Double(e[i]) - reference) / reference)
+            }
+        }
+        #expect(worst < 5e-7, "worst relative error \(worst)")
+    }
 }
 
 @Suite struct ThreadPoolIdleTests {
@@ -97,5 +136,17 @@ import Testing
             pool.prepare()
             pool.shutdown()
         }
+    }
+
+    /// A pool shut down while something still calls it (a generator outliving its LocalModel) runs the
+    /// job on the caller's thread instead of waiting forever for workers that are gone.
+    @Test func runAfterShutdownStillRunsEveryChunk() {
+        let pool = ThreadPool(threads: 3)
+        pool.shutdown()
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: 17)
+        defer { hits.deallocate() }
+        hits.initialize(repeating: 0, count: 17)
+        pool.run(chunks: 17) { hits[$0] += 1 }
+        #expect((0..<17).allSatisfy { hits[$0] == 1 })
     }
 }
