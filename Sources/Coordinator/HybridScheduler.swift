@@ -482,7 +482,8 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
         // alternatives any of them asks for), and no logits cross the wire.
         let sampled = entries.filter { $0.logitIndex != nil }.map(\.sequence)
         let sampling: LogitSampling = !sampled.isEmpty && sampled.allSatisfy({ $0.sampler.isPlainGreedy })
-            ? .greedy(logprobs: true, top: sampled.map(\.pending.request.topLogprobs).max()!) : .logits
+            ? .greedy(logprobs: sampled.contains { $0.pending.request.logprobs }, top: sampled.map(\.pending.request.topLogprobs).max()!)
+            : .logits
         let step = PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows, release: pendingRelease, forks: pendingForks,
                                 sampling: sampling)
         pendingRelease.removeAll()
@@ -507,11 +508,14 @@ public final class HybridScheduler: InferenceEngine, @unchecked Sendable {
             if let picks = result.picks, li < picks.count {
                 var pick = picks[li]
                 pick.top = Array(pick.top.prefix(s.pending.request.topLogprobs))
+                if !s.pending.request.logprobs { pick.logprob = 0 }   // computed for another row of the step
                 event = TokenEvent(pick)
             } else if logits.count >= (li + 1) * vocab {
                 event = logits.withUnsafeBufferPointer { all in
                     let row = UnsafeBufferPointer(rebasing: all[li * vocab..<(li + 1) * vocab])
-                    return logprobs(row, token: s.sampler.sample(row), top: s.pending.request.topLogprobs)
+                    let token = s.sampler.sample(row)
+                    return s.pending.request.logprobs ? logprobs(row, token: token, top: s.pending.request.topLogprobs)
+                        : TokenEvent(token: token, logprob: 0, top: [])
                 }
             } else {
                 s.pending.events(.failed("the pipeline returned \(logits.count) logits for \(li + 1) rows"))

@@ -12,15 +12,19 @@ public struct GenerationRequest: Sendable {
     /// Token ids that end the generation (EOS and friends); they are not emitted.
     public var stopTokens: Set<Int32>
     /// How many top alternatives (with log-probabilities) each token event carries; 0 = none.
-    /// The sampled token's own log-probability is always given.
     public var topLogprobs: Int
+    /// Whether token events carry the sampled token's log-probability (and the alternatives). False
+    /// saves a log-sum-exp over the vocabulary per token (the scheduler's largest per-row cost): the
+    /// events then have logprob 0 and no alternatives.
+    public var logprobs: Bool
     public init(prompt: [Int32], maxTokens: Int, sampling: SamplingParams = .greedy,
-                stopTokens: Set<Int32> = [], topLogprobs: Int = 0) {
+                stopTokens: Set<Int32> = [], topLogprobs: Int = 0, logprobs: Bool = true) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopTokens = stopTokens
         self.topLogprobs = topLogprobs
+        self.logprobs = logprobs || topLogprobs > 0
     }
 }
 

@@ -40,7 +40,8 @@ final class Generation: Sendable {
         sampling.repeatPenalty = Float(r.repeatPenalty)
         sampling.seed = r.seed ?? UInt64.random(in: 0...UInt64.max)
         let request = GenerationRequest(prompt: p.prompt, maxTokens: p.maxTokens, sampling: sampling,
-                                        stopTokens: p.model.tokenizer.endOfGenerationIDs, topLogprobs: r.logprobs ? r.topLogprobs : 0)
+                                        stopTokens: p.model.tokenizer.endOfGenerationIDs, topLogprobs: r.logprobs ? r.topLogprobs : 0,
+                                        logprobs: r.logprobs)
         do {
             handle = try p.model.engine.submit(request) { event in
                 continuation.yield(event)

@@ -115,7 +115,7 @@ extension Shardctl.Bench {
             let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + Int64(i) * 104_729 + 1000) % (vocab - 1000)) + 500 }
             var sampling = SamplingParams.greedy
             sampling.seed = UInt64(i + 1)
-            _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: genTokens, sampling: sampling), events: { event in
+            _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: genTokens, sampling: sampling, logprobs: false), events: { event in
                 log.record(stream: i, event, at: clock.now)
             })
         }

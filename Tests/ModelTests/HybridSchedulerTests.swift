@@ -106,6 +106,32 @@ func referenceRuns(_ pipeline: LocalPipeline, _ prompts: [[Int32]], maxTokens: I
         #expect(pipeline.shards[0].kv.usedPageCount == engine.stats().kvPagesUsed)
     }
 
+    /// Requests that do not ask for log-probabilities (mixed with one that does, in the same batches)
+    /// get the same greedy tokens; their events carry no log-probability, the other's do.
+    @Test func requestsWithoutLogprobsGetTheSameTokens() throws {
+        let m = try SmolModel()
+        let options = ShardOptions(contextLength: 256, maxBatchRows: 64, pageSize: 16, maxSequences: 4)
+        let prompts = mixedPrompts(4, seed: 3)
+        let reference = try referenceRuns(try m.pipeline(options), prompts, maxTokens: 8)
+        var s = SchedulerOptions()
+        s.maxSequences = 4
+        let engine = HybridScheduler(pipeline: try m.pipeline(options), options: s)
+        defer { engine.shutdown() }
+        let logs = prompts.map { _ in EventLog() }
+        for (i, (p, log)) in zip(prompts, logs).enumerated() {
+            _ = try engine.submit(GenerationRequest(prompt: p, maxTokens: 8, logprobs: i == 0), events: log.sink)
+        }
+        for (i, log) in logs.enumerated() {
+            _ = log.wait()
+            #expect(log.tokens == reference[i].tokens, "request \(i)")
+            if i == 0 {
+                #expect(log.tokenEvents.allSatisfy { $0.logprob < 0 }, "asked for: real log-probabilities")
+            } else {
+                #expect(log.tokenEvents.allSatisfy { $0.logprob == 0 && $0.top.isEmpty }, "request \(i)")
+            }
+        }
+    }
+
     /// More and longer sequences than the pool holds: sequences are preempted and recomputed, the
     /// tokens are the same as alone, and the pool (as the scheduler and every shard see it) never
     /// exceeds its pages.
