@@ -17,6 +17,8 @@ field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.
 runs=("1 shard|--shards 1")
 [ "$gpus" -ge 2 ] && runs+=("2 shards, 2 GPUs|--shards 2 --devices 0,1")
 [ "${SAME_GPU:-0}" != 0 ] && runs+=("2 shards, 1 GPU|--shards 2")
+# IN_FLIGHT=N: also 2 GPUs with N steps in flight instead of shards + 1 (SHARD_MAX_IN_FLIGHT).
+[ "$gpus" -ge 2 ] && [ -n "${IN_FLIGHT:-}" ] && runs+=("2 shards, 2 GPUs, $IN_FLIGHT in flight|--shards 2 --devices 0,1|SHARD_MAX_IN_FLIGHT=$IN_FLIGHT")
 echo "| run | streams | aggregate decode tok/s | end-to-end tok/s | per-stream tok/s | TTFT p50 ms | ITL p50 / p99 ms |" > "$out/conc-table.md"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/conc-table.md"
 # Where a step's wall time goes (in-process shards only): ms per step.
@@ -27,10 +29,10 @@ import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
 print('| %s | %s | %d | ' % (sys.argv[2], sys.argv[3], n) + ' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in
   ('wall_seconds','shard_forward_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds','vulkan_download_seconds')) + ' |')" "$@" 2>/dev/null; }
 for r in "${runs[@]}"; do
-  name=${r%%|*}; args=${r#*|}
+  IFS='|' read -r name args envs <<< "$r"
   for c in ${LIST:-1 4 16 64}; do
     f="$out/conc-${name// /_}-$c.json"; f=${f//,/}
-    timeout 300 $S bench --model /tmp/7b.gguf --backend vulkan $args --concurrency $c --prompt-tokens 128 --gen-tokens 128 \
+    env $envs timeout 300 $S bench --model /tmp/7b.gguf --backend vulkan $args --concurrency $c --prompt-tokens 128 --gen-tokens 128 \
       --ctx 2048 --json > "$f" 2> "$f.err"
     perstep "$f" "$name" "$c" >> "$out/host-table.md"
     echo "| $name | $c | $(field $f aggregate_decode_tokens_per_s) | $(field $f aggregate_tokens_per_s) | $(field $f per_stream_decode_tokens_per_s_mean) | $(field $f ttft_ms_p50) | $(field $f itl_ms_p50) / $(field $f itl_ms_p99) |" >> "$out/conc-table.md"

@@ -201,6 +201,8 @@ public final class LocalModel {
         var s = SchedulerOptions()
         s.maxSequences = options.kv.maxSequences
         s.prefillChunk = options.prefillChunk
+        // Measurement knob: steps in flight through worker processes (default: shards + 1).
+        if let v = getenv("SHARD_MAX_IN_FLIGHT").flatMap({ Int(String(cString: $0)) }), v >= 1 { s.maxInFlight = v }
         return s
     }
 
