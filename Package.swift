@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["GGUF", "Tokenizer"]),
         .testTarget(name: "ModelTests", dependencies: ["GGUF", "Quant", "Model", "Compute", "ShardRuntime", "Coordinator", "Tokenizer"]),
         .testTarget(name: "VulkanBackendTests", dependencies: ["VulkanBackend", "Compute", "GGUF", "Quant", "Model", "ShardRuntime", "Coordinator"]),
-        .testTarget(name: "CLITests", dependencies: ["ShardCLI", "Wire", "Coordinator", "ShardRuntime"]),
+        .testTarget(name: "CLITests", dependencies: ["ShardCLI", "Wire", "Coordinator", "ShardRuntime", "Compute"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Coordinator", "Tokenizer"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CShardProto", "CZmq"]),
     ],

@@ -1,3 +1,4 @@
+import Compute
 import Coordinator
 import Foundation
 import ShardRuntime
@@ -39,6 +40,18 @@ extension MultiProcessTests {
         return o
     }
 
+    /// GPU workers keep one step per shard in flight (their step time hardly grows with its rows, so a
+    /// third micro-batch would only add a pass over the weights); mixed CPU + Vulkan shards count as GPU.
+    @Test func vulkanWorkersKeepOneStepPerShardInFlight() throws {
+        for backends in [[BackendKind.vulkan, .vulkan], [.cpu, .vulkan]] {
+            var o = options(shards: 2)
+            o.shardBackends = backends
+            let model = try LocalModel(path: smol, options: o)
+            #expect(model.pipeline is RemotePipeline)
+            #expect(model.pipeline.maxInFlight == 2, "\(backends)")
+        }
+    }
+
     @Test func batchThroughTwoWorkerProcessesEqualsEachAloneInOneProcess() throws {
         let prompts: [[Int32]] = (0..<8).map { i in
             let length = [3, 75, 17, 40, 9, 33, 61, 5][i]
@@ -56,7 +69,7 @@ extension MultiProcessTests {
 
         let model = try LocalModel(path: smol, options: options(shards: 2))
         #expect(model.pipeline is RemotePipeline)
-        #expect(model.pipeline.maxInFlight >= 2)
+        #expect(model.pipeline.maxInFlight == 3, "CPU workers: one step per shard and one more")
         let engine = model.makeEngine()
         #expect(engine is HybridScheduler)
         let logs = prompts.map { _ in Log() }
