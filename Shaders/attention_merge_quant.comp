@@ -10,7 +10,10 @@
 layout(std430, binding = 0) readonly buffer PBuf { float Part[]; };
 layout(std430, binding = 1) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 2) writeonly buffer RBuf { float Rnd[]; };
-layout(push_constant) uniform Params { uint heads, headDim, splits, qCols, partBase, mode; } p;
+layout(push_constant) uniform Params { uint heads, headDim, splits, qCols, partBase, mode, qx; } p;
+// qx != 0 (mode 1, one row): also the rounded row as packed int8 + per-block scales (matvec_q8.comp -DQX),
+// so that the o projection runs on integer dot products like the other decode mat-vecs.
+layout(std430, binding = 3) writeonly buffer QBuf { uint XQ[]; };
 
 shared float wsh[8][128];     // split weights per head of the block (≤ 8 heads, ≤ 128 splits: host checks)
 shared float invsh[8];
@@ -19,6 +22,10 @@ shared float vals[256];
 uint g_out;
 float qval(uint i) { return vals[i]; }
 void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
+#define QSTORE_INT8
+bool qint8() { return p.qx != 0u; }
+void qstore8(uint i, uint w) { XQ[(g_out + i) >> 2] = w; }                                  // one row: g_out = e0
+void qstored(uint base, float d) { XQ[p.qCols / 4u + (g_out + base) / 256u] = floatBitsToUint(d); }
 #include "quant.glsl"
 
 void main() {

@@ -33,8 +33,8 @@
 //   attn_decode starts a row's positions at max(0, p − window + 1), below which ring entries are evicted.
 // - Kernels. Decode: Q4_K / Q6_K mat-vecs on integer dot products where the device has
 //   VK_KHR_shader_integer_dot_product (matvec_q8.comp -DQX: x as packed int8 + Q8_K block scales, written
-//   by the rms_quant / swiglu_quant that round it anyway; 4 × int8 OpSDot instead of nibble-to-float
-//   conversions), other mat-vecs (and inputs without such a producer, e.g. the o projection's) on
+//   by the rms_quant / swiglu_quant / attention_merge_quant that round it anyway; 4 × int8 OpSDot instead
+//   of nibble-to-float conversions), other mat-vecs (and inputs without such a producer) on
 //   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
@@ -75,7 +75,7 @@
 //   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
-//   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE) (see the properties they set).
+//   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -325,6 +325,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_DP_ROWS"), v > 0, v <= 16 { dotRows = v }
         if env("SHARD_VK_NO_NORM_FUSE") == 1 { normFusion = false }
         if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
+        if env("SHARD_VK_NO_O_DP") == 1 { mergePacksInt8 = false }
         if env("SHARD_VK_DP_ROUNDX") == 1 { dotRoundsX = true }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
@@ -835,7 +836,7 @@ public final class VulkanBackend: ComputeBackend {
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
         "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
-        "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 3), "copy": (SPIRV.copy, 2),
+        "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 4), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
         "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
         "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
@@ -1396,10 +1397,13 @@ public final class VulkanBackend: ComputeBackend {
                     pending = .none
                     do {
                         let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
-                        dispatch("attention_merge_quant", [m.part, m.out.buffer, r],
-                                 [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset), UInt32(mode)],
+                        let q = mergePacksInt8 ? try int8Input(mode: mode, n: n, k: x.columns, items: items) : nil
+                        dispatch("attention_merge_quant", [m.part, m.out.buffer, r, q ?? dummy],
+                                 [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset), UInt32(mode),
+                                  q == nil ? 0 : 1],
                                  groups: (x.columns / blockSize, batch.rows, 1))
                         inputs[mode] = r
+                        qx = q
                     } catch { deferredError = error; return }
                 case let .swiglu(g, u, o) where o === x && x.columns % blockSize == 0:
                     pending = .none
@@ -1565,6 +1569,9 @@ public final class VulkanBackend: ComputeBackend {
         return int8Buffer
     }
     private var int8Buffer: GPUBuffer?
+    /// attention_merge_quant also packs the o projection's input as int8 for matvec_q8x (env SHARD_VK_NO_O_DP=1: off,
+    /// the o projection on the float mat-vec as before).
+    public var mergePacksInt8 = true
 
     /// Subgroups per matvec_q8 workgroup (its partial sums per row and subgroup go through red_sh[64]).
     var dotSubgroups: Int { max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize) }

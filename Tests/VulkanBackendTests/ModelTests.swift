@@ -5,7 +5,7 @@ import GGUF
 import Model
 import ShardRuntime
 import Testing
-import VulkanBackend
+@testable import VulkanBackend
 
 /// Whole models through ModelShard: VulkanBackend against CPUBackend.
 extension VulkanBackendTests {
@@ -62,6 +62,17 @@ extension VulkanBackendTests {
                                               logitTolerance: quant == "f16" ? 1e-4 : 3e-2, nearTie: 0.1)
         #expect(r.mismatches.isEmpty, "\(arch) \(quant): greedy token differs at steps \(r.mismatches) (max logit error \(r.maxError))")
         print("synthetic \(arch) \(quant): max relative logit error \(r.maxError)")
+        if quant == "q4_k_m" && vk.dotProducts {
+            // Decode: every Q4_K mat-vec (the o projection's too, its input packed by attention_merge_quant)
+            // runs on integer dot products; none on the float mat-vec.
+            vk.dispatchLog = []
+            _ = try vulkan.step(tokens: [5], rows: [StepRow(sequence: 9, position: 0)], logitRows: [0])
+            let log = vk.dispatchLog ?? []
+            vk.dispatchLog = nil
+            try vulkan.release(9)
+            #expect(log.contains { $0.hasPrefix("matvec q8x q4_K") }, "\(log)")
+            #expect(!log.contains { $0.hasPrefix("matvec q4_K") }, "float Q4_K mat-vecs in a decode step: \(log.filter { $0.hasPrefix("matvec") })")
+        }
     }
 
     /// SmolLM2-135M (Q4_1, tied embeddings): greedy tokens equal the CPU's for 32 tokens on two prompts.
