@@ -59,8 +59,10 @@ struct PhysicalDevice {
     let memoryTypes: [VkMemoryType]
     /// The largest device-local heap (the one `deviceLocalBytes` reports).
     let localHeap: Int?
+    /// The device extensions offered.
+    let extensions: Set<String>
     /// VK_EXT_memory_budget is offered (free device memory can be asked for).
-    let hasMemoryBudget: Bool
+    var hasMemoryBudget: Bool { extensions.contains("VK_EXT_memory_budget") }
     /// Largest single vkAllocateMemory (VkPhysicalDeviceMaintenance3Properties).
     let maxAllocation: Int
 
@@ -88,7 +90,7 @@ struct PhysicalDevice {
             exts = [VkExtensionProperties](repeating: .init(), count: Int(extCount))
             if vkEnumerateDeviceExtensionProperties(pd, nil, &extCount, &exts) != VK_SUCCESS { exts = [] }
         }
-        hasMemoryBudget = exts.prefix(Int(extCount)).contains { cString($0.extensionName) == "VK_EXT_memory_budget" }
+        extensions = Set(exts.prefix(Int(extCount)).map { cString($0.extensionName) })
         let p = props2.properties
         var mem = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(pd, &mem)
@@ -249,11 +251,7 @@ final class VulkanContext {
     /// SHARD_VK_NO_DP=1: treated as absent).
     static func integerDotSupport(_ pd: PhysicalDevice) -> Bool {
         if let v = getenv("SHARD_VK_NO_DP"), String(cString: v) == "1" { return false }
-        var count: UInt32 = 0
-        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, nil) == VK_SUCCESS, count > 0 else { return false }
-        var exts = [VkExtensionProperties](repeating: .init(), count: Int(count))
-        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, &exts) == VK_SUCCESS else { return false }
-        guard exts.contains(where: { cString($0.extensionName) == "VK_KHR_shader_integer_dot_product" }) else { return false }
+        guard pd.extensions.contains("VK_KHR_shader_integer_dot_product") else { return false }
         var dotFeatures = VkPhysicalDeviceShaderIntegerDotProductFeatures()
         dotFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES
         var features = VkPhysicalDeviceFeatures2()
@@ -273,11 +271,7 @@ final class VulkanContext {
     static func cooperativeMatrixSupport(_ instance: VkInstance?, _ pd: PhysicalDevice) -> Bool {
         if let v = getenv("SHARD_VK_NO_COOPMAT"), String(cString: v) == "1" { return false }
         guard pd.info.subgroupSize == 32 else { return false }
-        var count: UInt32 = 0
-        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, nil) == VK_SUCCESS, count > 0 else { return false }
-        var exts = [VkExtensionProperties](repeating: .init(), count: Int(count))
-        guard vkEnumerateDeviceExtensionProperties(pd.handle, nil, &count, &exts) == VK_SUCCESS else { return false }
-        guard exts.contains(where: { cString($0.extensionName) == "VK_NV_cooperative_matrix" }) else { return false }
+        guard pd.extensions.contains("VK_NV_cooperative_matrix") else { return false }
         var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
         coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
         var f16 = VkPhysicalDeviceShaderFloat16Int8Features()
