@@ -7,7 +7,7 @@ import ShardRuntime
 import Synchronization
 import Testing
 
-/// Collects one request's events; `wait` blocks until its last event.
+/// Collects one request's events (SerialEngine and HybridScheduler tests); `wait` blocks until its last event.
 final class EventLog: Sendable {
     let events = Mutex<[GenerationEvent]>([])
     let done = Atomic<Bool>(false)

@@ -18,28 +18,11 @@ import Testing
         return (SerialEngine(generator: gen), gen)
     }
 
-    /// Collects one request's events; `wait` blocks until its last event.
-    final class Collector: Sendable {
-        let events = Mutex<[GenerationEvent]>([])
-        let done = Atomic<Bool>(false)
-        var sink: @Sendable (GenerationEvent) -> Void {
-            { e in
-                self.events.withLock { $0.append(e) }
-                switch e { case .finished, .failed: self.done.store(true, ordering: .releasing); default: break }
-            }
-        }
-        func wait() -> [GenerationEvent] {
-            while !done.load(ordering: .acquiring) { usleep(1000) }
-            return events.withLock { $0 }
-        }
-        var tokens: [Int32] { events.withLock { $0.compactMap { if case .token(let t) = $0 { t.token } else { nil } } } }
-    }
-
     @Test func requestsRunInOrderWithTheGeneratorsTokens() throws {
         let (e, _) = try engine()
         defer { e.shutdown() }
         let prompts: [[Int32]] = [[1, 504, 3458, 282], [1, 33, 44, 55, 66, 77]]
-        let collectors = prompts.map { _ in Collector() }
+        let collectors = prompts.map { _ in EventLog() }
         for (p, c) in zip(prompts, collectors) {
             _ = try e.submit(GenerationRequest(prompt: p, maxTokens: 6, topLogprobs: 3), events: c.sink)
         }
@@ -62,7 +45,7 @@ import Testing
     @Test func cancelStopsARequestAndTooLongPromptsAreRefused() throws {
         let (e, _) = try engine()
         defer { e.shutdown() }
-        let c = Collector()
+        let c = EventLog()
         let handle = try e.submit(GenerationRequest(prompt: [1, 2, 3], maxTokens: 200), events: c.sink)
         while c.tokens.count < 2 { usleep(1000) }
         handle.cancel()

@@ -28,20 +28,7 @@ extension VulkanBackendTests {
         ]
         func run(_ b: any ComputeBackend, _ type: KVElementType) throws -> [Float] {
             let kv = try b.makeKVStorage(KVShape(layers: 2, pages: pages, pageSize: pageSize, kvDim: kvDim, type: type))
-            let q = try b.makeActivations(rowCapacity: 301, columns: qDim), out = try b.makeActivations(rowCapacity: 301, columns: qDim)
-            let k = try b.makeActivations(rowCapacity: 301, columns: kvDim), v = try b.makeActivations(rowCapacity: 301, columns: kvDim)
-            var all: [Float] = []
-            for (i, batch) in steps.enumerated() {
-                let n = batch.rows
-                all += try step(b, batch, {
-                    b.upload(randomFloats(n * qDim, seed: UInt64(10 + i), scale: 2), to: q)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(20 + i), scale: 2), to: k)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(30 + i)), to: v)
-                    b.storeKV(k: k, v: v, storage: kv, layer: 1)
-                    b.attention(q: q, storage: kv, layer: 1, params: params, into: out)
-                }, then: { b.download(out, rows: 0..<n) })
-            }
-            return all
+            return try storeAndAttend(b, kv, layer: 1, steps: steps, params: params)
         }
         let gpu = try run(vk, .q8_0), ref = try run(cpu, .q8_0), f16 = try run(vk, .f16)
         // A row at position 0 attends only its own V: its output is V's Q8_0 values, d·q, which must be
@@ -76,22 +63,13 @@ extension VulkanBackendTests {
         ]
         func run(_ b: any ComputeBackend, window: Int) throws -> [Float] {
             let kv = try b.makeKVStorage(KVShape(layers: 1, pages: 12, pageSize: pageSize, kvDim: kvDim, type: type, window: window))
-            let q = try b.makeActivations(rowCapacity: 40, columns: qDim), out = try b.makeActivations(rowCapacity: 40, columns: qDim)
-            let k = try b.makeActivations(rowCapacity: 40, columns: kvDim), v = try b.makeActivations(rowCapacity: 40, columns: kvDim)
-            var all: [Float] = []
-            for (i, batch) in steps.enumerated() {
+            // Without a window (the comparison run) the ring tables serve as the full tables.
+            let batches = window != 0 ? steps : steps.map { batch in
                 var batch = batch
-                if window == 0 { batch.pageTables = batch.windowPageTables.map { $0.map { max($0, 0) } } }
-                let n = batch.rows
-                all += try step(b, batch, {
-                    b.upload(randomFloats(n * qDim, seed: UInt64(40 + i), scale: 2), to: q)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(50 + i), scale: 2), to: k)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(60 + i)), to: v)
-                    b.storeKV(k: k, v: v, storage: kv, layer: 0)
-                    b.attention(q: q, storage: kv, layer: 0, params: params, into: out)
-                }, then: { b.download(out, rows: 0..<n) })
+                batch.pageTables = batch.windowPageTables.map { $0.map { max($0, 0) } }
+                return batch
             }
-            return all
+            return try storeAndAttend(b, kv, layer: 0, steps: batches, params: params, seed: 40)
         }
         let gpu = try run(vk, window: window), ref = try run(cpu, window: window)
         let e = relativeError(gpu, ref)

@@ -142,7 +142,7 @@ import Testing
     func storeKVAndAttentionMatchCPU(geometry g: (heads: Int, kvHeads: Int, headDim: Int)) throws {
         let vk = try Shared.vulkan(), cpu = Shared.cpu
         let pageSize = 8, pages = 64
-        let kvDim = g.kvHeads * g.headDim, qDim = g.heads * g.headDim
+        let kvDim = g.kvHeads * g.headDim
         let shape = KVShape(layers: 2, pages: pages, pageSize: pageSize, kvDim: kvDim)
         let params = AttentionParams(heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim, scale: 1 / Float(g.headDim).squareRoot())
         let tableA: [Int32] = [5, 2, 9, 1], tableB: [Int32] = [3, 0, 7, 4]
@@ -153,23 +153,8 @@ import Testing
             StepBatch(positions: [11, 6], tableIndex: [0, 1], pageTables: [tableA, tableB]),
             StepBatch(positions: (0..<300).map { Int32($0) }, tableIndex: Array(repeating: 0, count: 300), pageTables: [longTable]),
         ]
-        var results: [[Float]] = []
-        for b in [vk as any ComputeBackend, cpu] {
-            let kv = try b.makeKVStorage(shape)
-            let q = try b.makeActivations(rowCapacity: 300, columns: qDim), out = try b.makeActivations(rowCapacity: 300, columns: qDim)
-            let k = try b.makeActivations(rowCapacity: 300, columns: kvDim), v = try b.makeActivations(rowCapacity: 300, columns: kvDim)
-            var all: [Float] = []
-            for (i, batch) in steps.enumerated() {
-                let n = batch.rows
-                all += try step(b, batch, {
-                    b.upload(randomFloats(n * qDim, seed: UInt64(10 + i), scale: 2), to: q)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(20 + i), scale: 2), to: k)
-                    b.upload(randomFloats(n * kvDim, seed: UInt64(30 + i)), to: v)
-                    b.storeKV(k: k, v: v, storage: kv, layer: 1)
-                    b.attention(q: q, storage: kv, layer: 1, params: params, into: out)
-                }, then: { b.download(out, rows: 0..<n) })
-            }
-            results.append(all)
+        let results = try [vk as any ComputeBackend, cpu].map { b in
+            try storeAndAttend(b, try b.makeKVStorage(shape), layer: 1, steps: steps, params: params)
         }
         let e = relativeError(results[0], results[1])
         #expect(e < 1e-5, "attention \(g): relative error \(e)")

@@ -97,6 +97,29 @@ func step<T>(_ b: any ComputeBackend, _ batch: StepBatch, _ body: () throws -> V
     return read()
 }
 
+/// Attention through a KV store, step after step: each step stores random K/V rows into `layer` and
+/// attends random queries (seeds `seed + i`, `seed + 10 + i`, `seed + 20 + i` for q, k, v of step i);
+/// every step's outputs, concatenated.
+func storeAndAttend(_ b: any ComputeBackend, _ kv: KVStorage, layer: Int, steps: [StepBatch], params: AttentionParams,
+                    seed: UInt64 = 10) throws -> [Float] {
+    let qDim = params.heads * params.headDim, kvDim = params.kvHeads * params.headDim
+    let capacity = steps.map(\.rows).max() ?? 1
+    let q = try b.makeActivations(rowCapacity: capacity, columns: qDim), out = try b.makeActivations(rowCapacity: capacity, columns: qDim)
+    let k = try b.makeActivations(rowCapacity: capacity, columns: kvDim), v = try b.makeActivations(rowCapacity: capacity, columns: kvDim)
+    var all: [Float] = []
+    for (i, batch) in steps.enumerated() {
+        let n = batch.rows
+        all += try step(b, batch, {
+            b.upload(randomFloats(n * qDim, seed: seed + UInt64(i), scale: 2), to: q)
+            b.upload(randomFloats(n * kvDim, seed: seed + 10 + UInt64(i), scale: 2), to: k)
+            b.upload(randomFloats(n * kvDim, seed: seed + 20 + UInt64(i)), to: v)
+            b.storeKV(k: k, v: v, storage: kv, layer: layer)
+            b.attention(q: q, storage: kv, layer: layer, params: params, into: out)
+        }, then: { b.download(out, rows: 0..<n) })
+    }
+    return all
+}
+
 /// A batch of `rows` rows of one sequence at positions start..<start+rows, pages 0, 1, 2, … reversed
 /// (so that page lookups matter).
 func sequenceBatch(rows: Int, start: Int = 0, pageSize: Int, pages: Int) -> StepBatch {
