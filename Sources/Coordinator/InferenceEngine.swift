@@ -13,9 +13,10 @@ public struct GenerationRequest: Sendable {
     public var stopTokens: Set<Int32>
     /// How many top alternatives (with log-probabilities) each token event carries; 0 = none.
     public var topLogprobs: Int
-    /// Whether token events carry the sampled token's log-probability (and the alternatives). False
-    /// saves a log-sum-exp over the vocabulary per token (the scheduler's largest per-row cost): the
-    /// events then have logprob 0 and no alternatives.
+    /// Whether token events must carry the sampled token's log-probability (and the alternatives). False
+    /// lets the HybridScheduler skip a log-sum-exp over the vocabulary per token (its largest per-row
+    /// cost): its events then have logprob 0 and no alternatives. (The SerialEngine, the reference,
+    /// always computes them.)
     public var logprobs: Bool
     public init(prompt: [Int32], maxTokens: Int, sampling: SamplingParams = .greedy,
                 stopTokens: Set<Int32> = [], topLogprobs: Int = 0, logprobs: Bool = true) {

@@ -104,7 +104,8 @@ extension Shardctl.Bench {
         let loadSeconds = (clock.now - t0).seconds
         // GPU timestamps of in-process shards (one shard, or --in-process): steps of more than one row
         // (batched decode and prefill chunks) are the profile's "prefill" phase.
-        let vulkan = ((m.pipeline as? LocalPipeline)?.shards ?? []).compactMap { $0.backend as? VulkanBackend }
+        let local = (m.pipeline as? LocalPipeline)?.shards ?? []
+        let vulkan = local.compactMap { $0.backend as? VulkanBackend }
         if profile { for b in vulkan { b.profile = true } }
         let engine = m.makeEngine()
         defer { engine.shutdown() }
@@ -130,7 +131,6 @@ extension Shardctl.Bench {
         // Where the wall time went (in-process shards): the shards' forward passes — for Vulkan shards,
         // recording a step, waiting for the GPU and reading results back — and the rest (the scheduler:
         // building steps, sampling, delivering tokens).
-        let local = (m.pipeline as? LocalPipeline)?.shards ?? []
         let steps = local.first?.counters.snapshot.steps ?? 0
         let forward = local.map(\.counters.snapshot.busySeconds).reduce(0, +)
         let host = vulkan.map(\.hostTimes)
