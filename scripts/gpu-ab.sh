@@ -3,11 +3,7 @@
 # decode (issue 5), and CPU shards as processes vs in one process on a 1B synthetic model (issue 4).
 #   run: OUT=$OUT KNOB=SHARD_VK_MULTICOL_MAX=0 bash scripts/gpu-ab.sh
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 gpus=$(nvidia-smi -L | wc -l)
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
 $S synth --arch llama --preset 1b --quant q4_k_m --out /tmp/1b.gguf >/dev/null || exit 1

@@ -5,11 +5,7 @@
 #   SHARDS=0 skips the 2-shard and CPU runs; VARIANTS=1 also benchmarks under VulkanBackend's env knobs:
 #   VARIANT_LIST="name=ENV=V[,ENV=V] ..." (default: no replay, no fusion, no cooperative matrices).
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 nproc | sed 's/^/cpu cores: /' | tee -a "$out/gpu.txt"
 $S kernel-bench --vulkan 2>&1 | tee "$out/copy.txt"

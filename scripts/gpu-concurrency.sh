@@ -5,11 +5,7 @@
 # loading takes when the workers must get their weights streamed (issue 4).
 #   run: OUT=$OUT bash scripts/gpu-concurrency.sh     env: BUNDLE (default .gpu), LIST (default "1 4 16 64")
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu-concurrency.txt"
 [ -f /tmp/7b.gguf ] || $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1

@@ -3,15 +3,11 @@
 # under VulkanBackend's decode knobs (issue 3), all in one call, one table last; logs under $OUT.
 #   run: OUT=$OUT bash scripts/gpu-decode.sh     (BUNDLE=.gpu by default)
 #   The device tool sends the checkout the session started in, not a helper's worktree: from a worktree,
-#   copy the bundle and this script into an ignored folder there (e.g. .build-NAME/) and carry that.
+#   copy the bundle, this script and gpu-env.sh into an ignored folder there (e.g. .build-NAME/) and carry that.
 #   KNOBS="name=ENV=V[,ENV=V] ..." (default below: the integer-dot mat-vecs off, other rows per workgroup);
 #   DP_ROWS_LIST="4 8": matvec_q8 rows per workgroup, each timed alone (kernel-bench --matvec); REPS=2 runs each.
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 # Mat-vecs alone (random weights of the 7B's shapes).
 for r in ${DP_ROWS_LIST:-4 8}; do

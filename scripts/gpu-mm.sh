@@ -11,11 +11,7 @@
 #   run: OUT=$OUT bash scripts/gpu-mm.sh   env: BUNDLE (.gpu), LIST ("16 64"), VARIANTS ("name=ENV=V;ENV=V …"), KB=0 skips 1.
 #   e.g. VARIANTS="dkc64=SHARD_VK_CM_DEC=1,0,1,4,64 pkc64=SHARD_VK_CM_PRE=2,4,2,1,64"
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 $S --help >/dev/null 2>&1   # unpacks the bundled binary once (before the parallel jobs below)
 ( $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null

@@ -4,19 +4,14 @@
 # round by round, plus a step trace (scripts/step-trace.py) of the 2-process variants.
 #   run: OUT=$OUT bash scripts/gpu-proc-ab.sh            (THREADS=8 CPU threads per shard, ROUNDS=3)
 # From a helper's worktree the device gets the session's main checkout, not the worktree: copy the
-# bundle and scripts/{gpu-proc-ab.sh,step-trace.py} into an ignored folder of the main checkout (e.g.
+# bundle and scripts/{gpu-proc-ab.sh,gpu-env.sh,step-trace.py} into an ignored folder of the main checkout (e.g.
 # .gpu-proc), carry it, and run  OUT=$OUT BUNDLE=.gpu-proc bash .gpu-proc/gpu-proc-ab.sh
 # CPU part: synthetic 1B Q4_K_M, 32 prompt + 64 generated tokens, greedy. GPU part (2+ GPUs only, if
 # GPU=1): synthetic 7B Q4_K_M on 1 GPU vs 2 worker processes on 2 GPUs.
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-bundle=${BUNDLE:-.gpu}
-S="$bundle/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 T=${THREADS:-8}; rounds=${ROUNDS:-3}
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
-# The Vulkan loader (shardctl links it, CPU runs included) and the NVIDIA ICD.
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 echo "host: $(nproc) cores, $gpus GPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $T threads per CPU shard" | tee "$out/host.txt"
 model=${CPU_MODEL:-/tmp/1b.gguf}   # CPU_MODEL=…: another model (e.g. SmolLM2 for a dry run elsewhere)
 [ -n "${CPU_MODEL:-}" ] || $S synth --arch llama --preset 1b --quant q4_k_m --out /tmp/1b.gguf >/dev/null || exit 1

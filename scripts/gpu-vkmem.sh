@@ -5,14 +5,11 @@
 # and --kv-memory as a fraction of the free memory VK_EXT_memory_budget reports. One table last.
 #   BUNDLE=.gpu BASE=.gpu-base bash scripts/gpu-vkmem.sh   (or BASE_XZ=path/to/shardctl.xz)
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-S="${BUNDLE:-.gpu}/run.sh shardctl"
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 # BASE_XZ: a baseline build's shardctl, xz-compressed (two gzipped bundles exceed the 64 MiB carry),
 # run with the bundle's libraries.
 if [ -n "${BASE_XZ:-}" ]; then
-  mkdir -p /tmp/base && cp -r "${BUNDLE:-.gpu}"/*.so* "${BUNDLE:-.gpu}"/fallback "${BUNDLE:-.gpu}"/run.sh /tmp/base/
+  mkdir -p /tmp/base && cp -r "$bundle"/*.so* "$bundle"/fallback "$bundle"/run.sh /tmp/base/
   python3 -c "import lzma,sys; open('/tmp/base/shardctl','wb').write(lzma.open(sys.argv[1]).read())" "$BASE_XZ" && chmod +x /tmp/base/shardctl
   BASE=/tmp/base
 fi
