@@ -10,15 +10,21 @@ import Wire
     /// shard-worker processes on this machine started by any coordinator, or (`coordinator`) by that one:
     /// its workers' sockets are in /tmp/shard-PID-…, so other sessions' tests on a shared machine don't count.
     func workerCount(of coordinator: Int32? = nil) -> Int {
+        let pids = (try? Self.pgrep(["-f", "shard-worker --listen ipc:///tmp/shard-" + (coordinator.map { "\($0)-" } ?? "")])) ?? []
+        return pids.filter { !Self.isOthersWorker($0) }.count
+    }
+
+    /// The process ids `pgrep ARGS` lists.
+    static func pgrep(_ arguments: [String]) throws -> [String] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        p.arguments = ["-f", "shard-worker --listen ipc:///tmp/shard-" + (coordinator.map { "\($0)-" } ?? "")]
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
-        try? p.run()
+        try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !Self.isOthersWorker(String($0)) }.count
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
     /// A worker that is not ours to count: its parent is neither init (an orphan: always counted) nor a
@@ -66,14 +72,7 @@ import Wire
         var victims: [String] = []
         for _ in 0..<100 where victims.isEmpty {
             Thread.sleep(forTimeInterval: 0.1)
-            let pg = Process()
-            pg.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-            pg.arguments = ["-P", "\(p.processIdentifier)", "shard-worker"]
-            let out = Pipe()
-            pg.standardOutput = out
-            try pg.run()
-            victims = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init)
-            pg.waitUntilExit()
+            victims = try Self.pgrep(["-P", "\(p.processIdentifier)", "shard-worker"])
         }
         try #require(victims.count == 2, "workers did not start")
         Thread.sleep(forTimeInterval: 1.5)
@@ -323,13 +322,6 @@ extension MultiProcessTests {
         #expect(try CLI.run(["status"]).status != 0)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: state).filter { !$0.hasSuffix(".log") }
         #expect(leftovers.isEmpty, "left in the state folder: \(leftovers)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        p.arguments = ["-f", "shard-worker --listen ipc://\(state)"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        p.waitUntilExit()
-        #expect(out.fileHandleForReading.readDataToEndOfFile().isEmpty, "workers left behind")
+        #expect(try Self.pgrep(["-f", "shard-worker --listen ipc://\(state)"]).isEmpty, "workers left behind")
     }
 }

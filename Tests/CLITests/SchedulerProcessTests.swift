@@ -173,14 +173,7 @@ extension MultiProcessTests {
             _ = try engine.submit(GenerationRequest(prompt: [1, Int32(400 + i), 500], maxTokens: 200), events: log.sink)
         }
         while logs.contains(where: { $0.tokens.count < 2 }) { usleep(1000) }
-        let pg = Process()
-        pg.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        pg.arguments = ["-P", "\(getpid())", "shard-worker"]
-        let out = Pipe()
-        pg.standardOutput = out
-        try pg.run()
-        let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        pg.waitUntilExit()
+        let pids = try Self.pgrep(["-P", "\(getpid())", "shard-worker"])
         try #require(pids.count == 2, "workers: \(pids)")
         kill(pid_t(pids[1])!, SIGKILL)
         for log in logs {
