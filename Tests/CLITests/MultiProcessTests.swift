@@ -68,9 +68,11 @@ import Wire
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        // Wait for the workers, then kill one mid-generation.
+        // A failed expectation below must not leave the coordinator and its workers to the next test.
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
+        // Wait for both workers (they start one after the other), then kill one mid-generation.
         var victims: [String] = []
-        for _ in 0..<100 where victims.isEmpty {
+        for _ in 0..<100 where victims.count < 2 {
             Thread.sleep(forTimeInterval: 0.1)
             victims = try Self.pgrep(["-P", "\(p.processIdentifier)", "shard-worker"])
         }
