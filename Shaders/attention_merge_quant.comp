@@ -15,6 +15,7 @@ layout(push_constant) uniform Params { uint heads, headDim, splits, qCols, partB
 // so that the o projection runs on integer dot products like the other decode mat-vecs.
 layout(std430, binding = 3) writeonly buffer QBuf { uint XQ[]; };
 
+layout(constant_id = 2) const uint MB = 8u;   // splits loaded together (env SHARD_VK_MERGE_BATCH; 1: one at a time)
 shared float wsh[8][128];     // split weights per head of the block (≤ 8 heads, ≤ 128 splits: host checks)
 shared float invsh[8];
 shared float vals[256];
@@ -56,7 +57,15 @@ void main() {
         const uint hs = e / p.headDim, d = (e0 + e) - (h0 + hs) * p.headDim;
         const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
         float a = 0.0;
-        for (uint s = 0u; s < p.splits; s++) {
+        uint s = 0u;
+        // The splits' values loaded MB at a time before they are summed (in split order, as before):
+        // one load latency per MB splits instead of one per split.
+        for (; s + MB <= p.splits; s += MB) {
+            float v[MB];
+            [[unroll]] for (uint i = 0u; i < MB; i++) v[i] = Part[base + (s + i) * stride + 2u + d];
+            [[unroll]] for (uint i = 0u; i < MB; i++) { const float w = wsh[hs][s + i]; if (w != 0.0) a += w * v[i]; }
+        }
+        for (; s < p.splits; s++) {
             const float w = wsh[hs][s];
             if (w != 0.0) a += w * Part[base + s * stride + 2u + d];
         }

@@ -26,6 +26,7 @@ layout(push_constant) uniform Params {
     uint heads, group, headDim, qCols; float scale; uint splits, partBase;
     uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
     uint window; // > 0: sliding-window layer, a row at position p attends max(0, p − window + 1)...p
+    uint qx;     // FUSED_MERGE, mode 1, one row: also the rounded output as packed int8 + block scales into XQ
 } p;
 
 #ifdef FUSED_MERGE
@@ -44,6 +45,12 @@ shared float vals[256];
 uint g_out;
 float qval(uint i) { return vals[i]; }
 void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
+// As attention_merge_quant.comp: the o projection's input for matvec_q8 -DQX (one row: g_out = e0).
+layout(std430, binding = 7) writeonly buffer XQBuf { uint XQ[]; };
+#define QSTORE_INT8
+bool qint8() { return p.qx != 0u; }
+void qstore8(uint i, uint w) { XQ[(g_out + i) >> 2] = w; }
+void qstored(uint base, float d) { XQ[p.qCols / 4u + (g_out + base) / 256u] = floatBitsToUint(d); }
 #define QV_ID 3
 #include "quant.glsl"
 #endif
@@ -198,7 +205,13 @@ void main() {
         const uint hs = e / p.headDim, d = e - hs * p.headDim;
         const uint base = p.partBase + (r * p.heads + h0 + hs) * p.splits * stride;
         float a = 0.0;
-        for (uint s = 0u; s < p.splits; s++) {
+        uint s = 0u;
+        for (; s + 8u <= p.splits; s += 8u) {   // 8 loads in flight, summed in split order
+            float v[8];
+            [[unroll]] for (uint i = 0u; i < 8u; i++) v[i] = Part[base + (s + i) * stride + 2u + d];
+            [[unroll]] for (uint i = 0u; i < 8u; i++) { const float w = wsh[hs][s + i]; if (w != 0.0) a += w * v[i]; }
+        }
+        for (; s < p.splits; s++) {
             const float w = wsh[hs][s];
             if (w != 0.0) a += w * Part[base + s * stride + 2u + d];
         }

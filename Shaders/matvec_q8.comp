@@ -17,6 +17,11 @@
 // dispatch, each workgroup computing the same R rows of W (gate) and W2 (up) from one rounding of X,
 // then Y[row] = silu(gate) * up (swiglu.comp's expression) and Res[row] = up (the up output): the
 // SwiGLU fused into the mat-vecs' epilogue (the down projection rounds its input itself).
+// ROPE (matvec_q8x_rope_*, with QX; one row): the q, k or v projection of a decode step with the rope
+// and the KV store in its epilogue (rope_store.comp's work; no rope_store dispatch): mode 0 (q) rotates
+// each row pair (2i, 2i+1) of a head (non-neox rope: a pair is two adjacent rows, which one workgroup
+// holds: R even) with the step's cos/sin table; mode 1 (k) rotates and also writes the pair as one f16
+// word into the row's K slot of the KV cache; mode 2 (v) writes V unrotated. rope.comp's arithmetic.
 // Every row length K is a multiple of 256 and at most MAXK (the host checks).
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_spirv_intrinsics : require
@@ -39,8 +44,18 @@ layout(std430, binding = 6) writeonly buffer OBuf { float O[]; };
 #ifdef PAIR
 layout(std430, binding = 7) readonly buffer W2Buf4 { uvec4 W24[]; };
 #endif
+#ifdef ROPE
+layout(std430, binding = 7) buffer KVBuf { uint KV[]; };
+layout(std430, binding = 8) readonly buffer SBuf { int Step[]; };
+layout(std430, binding = 9) readonly buffer TBuf { float Table[]; };
+#endif
 // flags: bit 0 adds Bias[row]; bit 1 also adds the result into Res[row]; bit 2 NORM; bit 3 writes O.
-layout(push_constant) uniform Params { uint M, K, rowBytes, flags; float eps; } p;
+layout(push_constant) uniform Params {
+    uint M, K, rowBytes, flags; float eps;
+#ifdef ROPE
+    uint mode, headDim, half_, tableOffset, pageSize, vOffset, positions, tableIndex, tableStart;
+#endif
+} p;
 
 layout(constant_id = 1) const uint R = 4u;   // rows per workgroup
 #ifdef PAIR
@@ -140,6 +155,20 @@ void main() {
     const uint row0 = flat_group() * R;
     if (row0 >= p.M) return;  // uniform per workgroup
     const uint lane = gl_LocalInvocationID.x, S = WG;
+#ifdef ROPE
+    // The epilogue's table entries and KV slot, loaded now (their latency hides behind the dot products).
+    vec2 cs[(R + 1u) / 2u];
+    for (uint j = 0u; j < R / 2u; j++) {
+        const uint e = (row0 + 2u * j) % p.headDim, i = e >> 1;
+        cs[j] = p.mode != 2u && e < 2u * p.half_ ? vec2(Table[p.tableOffset + i], Table[p.tableOffset + p.half_ + i]) : vec2(1.0, 0.0);
+    }
+    uint slot = 0u;
+    if (p.mode != 0u) {
+        const uint pos = uint(Step[p.positions]);
+        const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex])]);
+        slot = (uint(Step[table + pos / p.pageSize]) * p.pageSize + pos % p.pageSize) * (p.M / 2u) + (p.mode == 2u ? p.vOffset : 0u);
+    }
+#endif
     float acc[RR];
     uint rowOff[RR];
     for (uint r = 0u; r < RR; r++) { acc[r] = 0.0; rowOff[r] = min(row0 + r % R, p.M - 1u) * p.rowBytes; }
@@ -276,6 +305,22 @@ void main() {
             acc[r] = t;
         }
     }
+#ifdef ROPE
+    if (gl_SubgroupID == 0u && subgroupElect()) {
+        for (uint j = 0u; j < R / 2u; j++) {
+            const uint row = row0 + 2u * j;
+            if (row >= p.M) break;   // M is even (the host checks)
+            const float x0 = acc[2u * j] + ((p.flags & 1u) != 0u ? Bias[row] : 0.0);
+            const float x1 = acc[2u * j + 1u] + ((p.flags & 1u) != 0u ? Bias[row + 1u] : 0.0);
+            const float c = cs[j].x, s = cs[j].y;
+            const float y0 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * c - x1 * s : x0;
+            const float y1 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * s + x1 * c : x1;
+            Y[row] = y0; Y[row + 1u] = y1;
+            if (p.mode != 0u) KV[slot + row / 2u] = f32_to_f16(y0) | (f32_to_f16(y1) << 16);
+        }
+    }
+    return;
+#endif
     if (gl_SubgroupID == 0u && subgroupElect()) {
         for (uint r = 0u; r < R; r++) {
             const uint row = row0 + r;

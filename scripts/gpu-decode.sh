@@ -5,12 +5,14 @@
 #   The device tool sends the checkout the session started in, not a helper's worktree: from a worktree,
 #   copy the bundle, this script and gpu-env.sh into an ignored folder there (e.g. .build-NAME/) and carry that.
 #   KNOBS="name=ENV=V[,ENV=V] ..." (default below: the integer-dot mat-vecs off, other rows per workgroup);
-#   DP_ROWS_LIST="4 8": matvec_q8 rows per workgroup, each timed alone (kernel-bench --matvec); REPS=2 runs each.
+#   DP_ROWS_LIST="4 8": matvec_q8 rows per workgroup, each timed alone (kernel-bench --matvec; "": none); REPS=2 runs each.
+#   PARITY_KNOBS="ENV=V[,ENV=V] ...": knob settings whose greedy tokens are also checked (default SHARD_VK_NO_DP=1);
+#   PROFILE_KNOBS: the settings of the second profiled run (default SHARD_VK_NO_DP=1).
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 # Mat-vecs alone (random weights of the 7B's shapes).
-for r in ${DP_ROWS_LIST:-4 8}; do
+for r in ${DP_ROWS_LIST-4 8}; do
   echo "== SHARD_VK_DP_ROWS=$r" >> "$out/matvec.txt"
   SHARD_VK_DP_ROWS=$r timeout 120 $S kernel-bench --vulkan --matvec >> "$out/matvec.txt" 2>&1
 done
@@ -20,8 +22,8 @@ for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /
 parity=""
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
   c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 24 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
-  for knob in default SHARD_VK_NO_DP=1; do
-    v=$(env $([ $knob != default ] && echo $knob) $S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 24 --json --backend vulkan 2>>"$out/vk-err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  for knob in default ${PARITY_KNOBS:-SHARD_VK_NO_DP=1}; do
+    v=$(env $([ $knob != default ] && echo ${knob//,/ }) $S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 24 --json --backend vulkan 2>>"$out/vk-err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
     echo "$m cpu: $c / vk ($knob): $v" >> "$out/parity.txt"
     [[ -n $c && $c == "$v" ]] && parity+="$(basename $m .gguf)[$knob]:same " || parity+="$(basename $m .gguf)[$knob]:DIFF "
   done
@@ -29,7 +31,8 @@ done
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu > "$out/logits-cpu.json" 2>&1
 $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan > "$out/logits-vk.json" 2>&1
 $S generate --model /tmp/7b.gguf --prompt "the quick brown fox" --temperature 0 --max-tokens 12 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ' > "$out/7b-greedy-default.txt"
-SHARD_VK_NO_DP=1 $S generate --model /tmp/7b.gguf --prompt "the quick brown fox" --temperature 0 --max-tokens 12 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ' > "$out/7b-greedy-nodp.txt"
+pk=${PROFILE_KNOBS:-SHARD_VK_NO_DP=1}
+env ${pk//,/ } $S generate --model /tmp/7b.gguf --prompt "the quick brown fox" --temperature 0 --max-tokens 12 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ' > "$out/7b-greedy-nodp.txt"
 
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
 knobs=${KNOBS:-"default nodp=SHARD_VK_NO_DP=1 rows8=SHARD_VK_DP_ROWS=8 rows2=SHARD_VK_DP_ROWS=2"}
@@ -52,11 +55,11 @@ for k in $knobs; do
   echo "| $envs | $(f "$out/bench-$name-1.json" prefill_tokens_per_s) | ${ds% / } | $(python3 -c "print('%.0f' % ($wbytes * $best / 1e9))") |" >> "$out/table.md"
 done
 $S bench $B --profile > /dev/null 2> "$out/profile-default.txt"
-SHARD_VK_NO_DP=1 $S bench $B --profile > /dev/null 2> "$out/profile-nodp.txt"
+env ${pk//,/ } $S bench $B --profile > /dev/null 2> "$out/profile-nodp.txt"
 
 echo; cat "$out/matvec.txt"
 echo "--- decode profile, default:"; grep -A16 "^decode:" "$out/profile-default.txt"
-echo "--- decode profile, SHARD_VK_NO_DP=1:"; grep -A16 "^decode:" "$out/profile-nodp.txt"
+echo "--- decode profile, $pk:"; grep -A16 "^decode:" "$out/profile-nodp.txt"
 echo "parity (greedy, vulkan vs cpu, tiny models, 24 tokens): $parity"
 echo "7B greedy default: $(cat $out/7b-greedy-default.txt)"; echo "7B greedy no-dp:  $(cat $out/7b-greedy-nodp.txt)"
 echo "7B logits cpu: $(head -c 300 $out/logits-cpu.json)"; echo "7B logits vk:  $(head -c 300 $out/logits-vk.json)"

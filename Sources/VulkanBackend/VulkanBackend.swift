@@ -15,7 +15,9 @@
 //   `download` (after `endStep`) is a second, tiny submit into a host-visible readback buffer.
 //   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
 // - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
-//   below): a decode layer is 12 dispatches (10 barriers) instead of 20.
+//   below): a decode layer is 12 dispatches (9 barriers) instead of 20: rms_quant | q, k, v mat-vecs
+//   (rope and KV store in their epilogues) | attn_decode | attention_merge_quant | o mat-vec + residual |
+//   rms_quant | gate, up | swiglu_quant | down + residual.
 // - Memory. Weights, activations and the KV cache are device-local buffers bound into memory blocks
 //   (padded by 16 bytes so shaders may read a word past the end), one kind of buffer per block. A
 //   shard announces its weights' and activations' total size first (`reserveMemory`), and a KV store
@@ -75,7 +77,10 @@
 //   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
-//   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP (see the properties they set).
+//   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
+//   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
+//   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (see the
+//   properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -311,6 +316,8 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MULTICOL_ROWS"), v > 0, v <= 4 { multiColumnRows = v }
         if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
+        if let v = env("SHARD_VK_MERGE_BATCH"), v >= 1, v <= 32 { mergeBatch = v }
+        if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_CM") == 0 { cmEnabled = false }
         if let v = env("SHARD_VK_CM_MIN"), v >= 2 { cmMinColumns = v }
@@ -781,7 +788,8 @@ public final class VulkanBackend: ComputeBackend {
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
-        case "attention_merge_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case "attention_merge_quant":
+            spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize), UInt32(mergeBatch)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case _ where name.hasPrefix("matvec_q8x_") || name.hasPrefix("matvec_q8_q") || name.hasPrefix("matvec_q8_pair_"):
             // matvec_q8.comp's variants (not matvec_q8_0, the float mat-vec of Q8_0 weights)
@@ -834,7 +842,7 @@ public final class VulkanBackend: ComputeBackend {
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
-        "attn_decode_merge": (SPIRV.attn_decode_merge, 7),
+        "attn_decode_merge": (SPIRV.attn_decode_merge, 8),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 4), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
@@ -842,6 +850,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
         "matvec_q8_pair_q4_K": (SPIRV.matvec_q8_pair_q4_K, 8),
         "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
+        "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
@@ -1209,6 +1218,9 @@ public final class VulkanBackend: ComputeBackend {
         case rope([RopeJob])
         case merge(MergeJob)
         case attention(AttentionJob)
+        /// The q, k, v decode mat-vecs on int8 input (matvec_q8x), waiting for the ropes of q and k and the
+        /// KV store, which their epilogues then do (matvec_q8x_rope; `ropeStoreFusion`).
+        case qkv([MatJob], [RopeJob])
     }
     struct AttentionJob {
         let kv: GPUBuffer, q: GPUBuffer, step: GPUBuffer, part: GPUBuffer, offset: Int, out: VulkanActivations
@@ -1218,15 +1230,15 @@ public final class VulkanBackend: ComputeBackend {
     private var mergeCounters: GPUBuffer?
 
     /// attn_decode_merge: decode attention whose last workgroup per group merges (and rounds, mode 0/1; 2: none).
-    private func emitAttentionMerge(_ j: AttentionJob, mode: Int, rounded: GPUBuffer?) {
+    private func emitAttentionMerge(_ j: AttentionJob, mode: Int, rounded: GPUBuffer?, int8: GPUBuffer? = nil) {
         do {
             if mergeCounters == nil {
                 let c = try GPUBuffer(ctx, size: 65536 * 4, hostVisible: false, use: .scratch)
                 try immediate { cmd in vkCmdFillBuffer(cmd, c.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
                 mergeCounters = c
             }
-            dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!],
-                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0], groups: (j.heads, batch.rows, j.splits))
+            dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!, int8 ?? dummy],
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0, int8 == nil ? 0 : 1], groups: (j.heads, batch.rows, j.splits))
         } catch { deferredError = error }
     }
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
@@ -1262,6 +1274,9 @@ public final class VulkanBackend: ComputeBackend {
             for j in jobs { emitRope(j) }
         case let .attention(j):
             emitAttentionMerge(j, mode: 2, rounded: nil)
+        case let .qkv(jobs, ropes):
+            for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
+            for r in ropes { emitRope(r) }
         case let .merge(m):
             dispatch("attention_merge", [m.part, m.out.buffer],
                      [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset)],
@@ -1389,8 +1404,10 @@ public final class VulkanBackend: ComputeBackend {
                     pending = .none
                     do {
                         let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
-                        emitAttentionMerge(j, mode: mode, rounded: r)
+                        let q = mergePacksInt8 ? try int8Input(mode: mode, n: n, k: x.columns, items: items) : nil
+                        emitAttentionMerge(j, mode: mode, rounded: r, int8: q)
                         inputs[mode] = r
+                        qx = q
                     } catch { deferredError = error; return }
                 case let .merge(m) where m.out === x && x.columns % blockSize == 0 && m.heads * m.headDim == x.columns
                     && (blockSize % m.headDim == 0 || m.headDim % blockSize == 0) && blockSize / m.headDim <= 8 && m.splits <= 128:
@@ -1447,6 +1464,12 @@ public final class VulkanBackend: ComputeBackend {
         // A single matmul waits for a possible add of its output into the residual.
         if fuses && jobs.count == 1 {
             pending = .matmul(jobs[0])
+            return
+        }
+        // q, k, v of a decode step on int8 input wait for their ropes and the KV store (see rope, storeKV).
+        if fuses && ropeStoreFusion && jobs.count == 3 && n == 1 && batch.rows == 1 && dotRows % 2 == 0
+            && jobs.allSatisfy({ $0.qx != nil && $0.w.rowCount % 2 == 0 }) {
+            pending = .qkv(jobs, [])
             return
         }
         for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
@@ -1705,6 +1728,13 @@ public final class VulkanBackend: ComputeBackend {
             return fail("rope: dims \(params.dims), \(heads) heads of \(headDim) in \(x.columns) columns")
         }
         let job = RopeJob(x: x, heads: heads, headDim: headDim, params: params)
+        // The rope of q, then of k, after the q, k, v mat-vecs: kept for their epilogues (non-neox only:
+        // a rotated pair is then two adjacent rows, both in one workgroup).
+        if case let .qkv(jobs, ropes) = pending, ropes.count < 2, x === jobs[ropes.count].out, !params.neox,
+           headDim % 2 == 0, heads * headDim == jobs[ropes.count].w.rowCount, ropes.allSatisfy({ $0.params == params && $0.headDim == headDim }) {
+            pending = .qkv(jobs, ropes + [job])
+            return
+        }
         if fuses, case let .rope(jobs) = pending, jobs.count == 1, jobs[0].params == params, jobs[0].headDim == headDim, jobs[0].x !== x {
             pending = .rope(jobs + [job])
             return
@@ -1744,6 +1774,26 @@ public final class VulkanBackend: ComputeBackend {
             dispatch("store_kv_q8", [s.layers[layer], k.buffer, v.buffer, step], kv, groups: (batch.rows, 1, 1))
             return
         }
+        if case let .qkv(jobs, ropes) = pending, ropes.count == 2, jobs[1].out === k, jobs[2].out === v,
+           jobs[2].w.rowCount == v.columns, jobs[1].w.rowCount == k.columns {
+            // matvec_q8x_rope: q rotated, k rotated and stored, v stored, by the mat-vecs' epilogues.
+            pending = .none
+            do {
+                let (table, offset) = try ropeTable(ropes[0].params)
+                let rope = [UInt32(ropes[0].headDim), UInt32(ropes[0].params.dims / 2), UInt32(offset), UInt32(s.shape.pageSize),
+                            UInt32(s.vOffsetWords), UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s))]
+                for (mode, job) in jobs.enumerated() {
+                    let w = job.w
+                    let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
+                    dispatch("matvec_q8x_rope_" + Self.shaderSuffix(w.type),
+                             [w.buffer, job.qx!, job.out.buffer, job.bias?.buffer ?? dummy, dummy, dummy, dummy, s.layers[layer], step, table],
+                             [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), job.bias == nil ? 0 : 1, 0, UInt32(mode)] + rope,
+                             groups: (gx, gy, 1), barrierAfter: mode == 2,
+                             label: "matvec q8x \(["rope", "rope+store k", "store v"][mode]) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                }
+            } catch { deferredError = error }
+            return
+        }
         if case let .rope(jobs) = pending, jobs.count == 2, jobs[1].x === k, jobs[0].x !== v, jobs[1].x !== v,
            jobs[0].headDim % 2 == 0, jobs[1].heads * jobs[1].headDim == k.columns {
             pending = .none
@@ -1769,6 +1819,11 @@ public final class VulkanBackend: ComputeBackend {
     public var prefillAttentionPerPosition = false
     /// Decode attention merges in its last workgroups (attn_decode_merge; env SHARD_VK_ATTN_FUSED_MERGE=1).
     public var attentionFusedMerge = false
+    /// Splits attention_merge_quant loads together per output (MB; env SHARD_VK_MERGE_BATCH, 1: one at a time).
+    public private(set) var mergeBatch = 8
+    /// Decode q, k, v mat-vecs on int8 input rotate q and k and store k and v in their epilogues
+    /// (matvec_q8x_rope: no rope_store dispatch; f16 KV, non-neox rope; env SHARD_VK_NO_ROPE_FUSE=1: off).
+    public var ropeStoreFusion = true
     /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
     public private(set) var attentionPositions = 2
 

@@ -72,6 +72,11 @@ extension VulkanBackendTests {
             try vulkan.release(9)
             #expect(log.contains { $0.hasPrefix("matvec q8x q4_K") }, "\(log)")
             #expect(!log.contains { $0.hasPrefix("matvec q4_K") }, "float Q4_K mat-vecs in a decode step: \(log.filter { $0.hasPrefix("matvec") })")
+            if arch == "llama" && vk.ropeStoreFusion {
+                // Non-neox rope: q, k, v mat-vecs rotate and store K/V in their epilogues (no rope_store).
+                #expect(log.contains { $0.hasPrefix("matvec q8x rope+store k") } && log.contains { $0.hasPrefix("matvec q8x store v") }, "\(log)")
+                #expect(!log.contains("rope_store"), "\(log)")
+            }
         }
     }
 
