@@ -13,6 +13,7 @@
 #include "common.glsl"
 layout(constant_id = 1) const uint MAXP = 4;   // dim pairs per lane: headDim / 2 <= MAXP * subgroup size
 layout(constant_id = 2) const uint NP = 2;     // positions per subgroup per iteration (loads in flight together)
+layout(constant_id = 4) const bool PREFETCH_PAGES = true;   // env SHARD_VK_ATTN_NO_PREFETCH=1: false
 layout(std430, binding = 0) readonly buffer KVBuf { uint KV[]; };
 layout(std430, binding = 1) readonly buffer QBuf { float Q[]; };
 #ifdef FUSED_MERGE
@@ -101,6 +102,11 @@ void main() {
 #endif
         acc[k] = vec2(0.0);
     }
+    // The page-table entries of the split's first 4 pages (32-position pages: up to ~96 positions per
+    // split), loaded once before the loop: an iteration then waits for one memory access, not two.
+    const uint pBase = start / p.pageSize, pLast = (max(end, start + 1u) - 1u) / p.pageSize;
+    uint pg[4];
+    [[unroll]] for (uint i = 0u; i < 4u; i++) pg[i] = PREFETCH_PAGES ? uint(Step[table + min(pBase + i, pLast)]) : 0u;
     float M = -1.0 / 0.0, S = 0.0;
     for (uint j = start + sg; j < end; j += NP * nsg) {
         uint kb[NP];
@@ -109,10 +115,13 @@ void main() {
             const uint jt = j + t * nsg;
             ok[t] = jt < end;
             const uint jj = ok[t] ? jt : j;
+            const uint pi = jj / p.pageSize - pBase;
+            const uint page = PREFETCH_PAGES && pi < 4u ? (pi == 0u ? pg[0] : pi == 1u ? pg[1] : pi == 2u ? pg[2] : pg[3])
+                                                        : uint(Step[table + jj / p.pageSize]);
 #ifdef KV_Q8
-            kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords;
+            kb[t] = (page * p.pageSize + jj % p.pageSize) * slotWords;
 #else
-            kb[t] = (uint(Step[table + jj / p.pageSize]) * p.pageSize + jj % p.pageSize) * slotWords + headOff2;
+            kb[t] = (page * p.pageSize + jj % p.pageSize) * slotWords + headOff2;
 #endif
         }
         float dd[NP];

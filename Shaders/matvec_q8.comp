@@ -151,6 +151,65 @@ uvec4 wload(uint r, uint i) { return r < R ? W4[i] : W24[i]; }
 uvec4 wload(uint r, uint i) { return W4[i]; }
 #endif
 
+#ifdef SGROWS
+// SGROWS (matvec_q8x_sg_q4_K; QX, Q4_K, no ROPE): each subgroup computes its own R rows, lanes over the
+// units, UPL units per lane loaded (for all R rows) before any is used; one subgroupAdd per row, no
+// shared memory or barrier. A workgroup covers gl_NumSubgroups * R rows.
+layout(constant_id = 2) const uint UPL = 4u;
+void main() {
+    const uint lane = gl_SubgroupInvocationID, SG = gl_SubgroupSize;
+    const uint row0 = (flat_group() * gl_NumSubgroups + gl_SubgroupID) * R;
+    if (row0 >= p.M) return;   // uniform per subgroup; no barrier follows
+    float acc[R];
+    uint rowOff[R];
+    for (uint r = 0u; r < R; r++) { acc[r] = 0.0; rowOff[r] = (min(row0 + r, p.M - 1u) * p.rowBytes) >> 4; }
+    const uint units = (p.K / 256u) * 8u;
+    for (uint u0 = 0u; u0 < units; u0 += UPL * SG) {
+        uvec4 hdr[UPL][R], qs[UPL][R];
+        [[unroll]] for (uint t = 0u; t < UPL; t++) {
+            const uint uc = min(u0 + t * SG + lane, units - 1u), b = uc >> 3, q = uc & 7u;
+            [[unroll]] for (uint r = 0u; r < R; r++) { hdr[t][r] = W4[rowOff[r] + b * 9u]; qs[t][r] = W4[rowOff[r] + b * 9u + 1u + q]; }
+        }
+        [[unroll]] for (uint t = 0u; t < UPL; t++) {
+            const uint u = u0 + t * SG + lane;
+            if (u >= units) break;
+            const uint b = u >> 3, q = u & 7u, c = q >> 1, h = q & 1u;
+            const uint xo = (b * 256u + 64u * c + 16u * h) >> 4;
+            const uvec4 xl = XQ4[xo], xh = XQ4[xo + 2u];
+            const float dx = uintBitsToFloat(XW[p.K / 4u + b]);
+            const int sl = dot4(xl.x, 0x01010101u) + dot4(xl.y, 0x01010101u) + dot4(xl.z, 0x01010101u) + dot4(xl.w, 0x01010101u);
+            const int sh = dot4(xh.x, 0x01010101u) + dot4(xh.y, 0x01010101u) + dot4(xh.z, 0x01010101u) + dot4(xh.w, 0x01010101u);
+            [[unroll]] for (uint r = 0u; r < R; r++) {
+                const uvec4 hd = hdr[t][r], w = qs[t][r];
+                const uint s0 = hd.y, s1 = hd.z, s2 = hd.w;
+                uint sc0, m0, sc1, m1;
+                if (c < 2u) {
+                    const uint sh0 = 16u * c;
+                    sc0 = (s0 >> sh0) & 63u; sc1 = (s0 >> (sh0 + 8u)) & 63u;
+                    m0 = (s1 >> sh0) & 63u; m1 = (s1 >> (sh0 + 8u)) & 63u;
+                } else {
+                    const uint sh0 = 16u * (c - 2u);
+                    const uint a0 = (s2 >> sh0) & 0xFFu, a1 = (s2 >> (sh0 + 8u)) & 0xFFu;
+                    const uint b0 = (s0 >> sh0) & 0xFFu, b1 = (s0 >> (sh0 + 8u)) & 0xFFu;
+                    const uint c0 = (s1 >> sh0) & 0xFFu, c1 = (s1 >> (sh0 + 8u)) & 0xFFu;
+                    sc0 = (a0 & 0xFu) | ((b0 >> 6) << 4); m0 = (a0 >> 4) | ((c0 >> 6) << 4);
+                    sc1 = (a1 & 0xFu) | ((b1 >> 6) << 4); m1 = (a1 >> 4) | ((c1 >> 6) << 4);
+                }
+                const int dl = dot4(w.x & 0x0F0F0F0Fu, xl.x) + dot4(w.y & 0x0F0F0F0Fu, xl.y)
+                             + dot4(w.z & 0x0F0F0F0Fu, xl.z) + dot4(w.w & 0x0F0F0F0Fu, xl.w);
+                const int dh = dot4((w.x >> 4) & 0x0F0F0F0Fu, xh.x) + dot4((w.y >> 4) & 0x0F0F0F0Fu, xh.y)
+                             + dot4((w.z >> 4) & 0x0F0F0F0Fu, xh.z) + dot4((w.w >> 4) & 0x0F0F0F0Fu, xh.w);
+                const vec2 dm = unpackHalf2x16(hd.x);
+                acc[r] += dx * (dm.x * float(int(sc0) * dl + int(sc1) * dh) - dm.y * float(int(m0) * sl + int(m1) * sh));
+            }
+        }
+    }
+    for (uint r = 0u; r < R; r++) {
+        const float v = subgroupAdd(acc[r]);
+        if (subgroupElect() && row0 + r < p.M) put(row0 + r, v);
+    }
+}
+#else
 void main() {
     const uint row0 = flat_group() * R;
     if (row0 >= p.M) return;  // uniform per workgroup
@@ -335,3 +394,4 @@ void main() {
         }
     }
 }
+#endif

@@ -34,7 +34,7 @@ $S generate --model /tmp/7b.gguf --prompt "the quick brown fox" --temperature 0 
 pk=${PROFILE_KNOBS:-SHARD_VK_NO_DP=1}
 env ${pk//,/ } $S generate --model /tmp/7b.gguf --prompt "the quick brown fox" --temperature 0 --max-tokens 12 --json --backend vulkan 2>/dev/null | grep -o '"token":[0-9]*' | tr '\n' ' ' > "$out/7b-greedy-nodp.txt"
 
-B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
+B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens ${GEN:-128} --ctx 2048 --json"
 knobs=${KNOBS:-"default nodp=SHARD_VK_NO_DP=1 rows8=SHARD_VK_DP_ROWS=8 rows2=SHARD_VK_DP_ROWS=2"}
 f() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per decode token: the file less token_embd

@@ -80,7 +80,7 @@
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (see the
-//   properties they set).
+//   properties they set), SHARD_VK_ATTN_NO_PREFETCH, SHARD_VK_DP_SG / SHARD_VK_DP_UPL (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -318,6 +318,9 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if let v = env("SHARD_VK_MERGE_BATCH"), v >= 1, v <= 32 { mergeBatch = v }
         if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
+        if env("SHARD_VK_ATTN_NO_PREFETCH") == 1 { attentionPrefetchPages = false }
+        if let v = env("SHARD_VK_DP_SG") { dotSubgroupRows = v == 1 }
+        if let v = env("SHARD_VK_DP_UPL"), v >= 1, v <= 16 { dotUnitsPerLane = v }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_CM") == 0 { cmEnabled = false }
         if let v = env("SHARD_VK_CM_MIN"), v >= 2 { cmMinColumns = v }
@@ -781,16 +784,20 @@ public final class VulkanBackend: ComputeBackend {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
-        case "attn_decode", "attn_decode_q8": spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions)]
+        case "attn_decode", "attn_decode_q8":
+            spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions), 1,
+                    attentionPrefetchPages ? 1 : 0]
         case "attn_decode_merge":
             spec = [UInt32(decodeAttentionWorkgroupSize), UInt32(Self.decodeMaxPairs(device.subgroupSize)), UInt32(attentionPositions),
-                    UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+                    UInt32((256 + device.subgroupSize - 1) / device.subgroupSize), attentionPrefetchPages ? 1 : 0]
         case "rms_norm":
             spec = [UInt32(device.type != "cpu" ? min(1024, max(workgroupSize, 512)) : workgroupSize)]
         case "rms_quant": spec = [UInt32(rmsQuantWorkgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case "attention_merge_quant":
             spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize), UInt32(mergeBatch)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
+        case _ where name.hasPrefix("matvec_q8x_sg_"):
+            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows), UInt32(dotUnitsPerLane)]
         case _ where name.hasPrefix("matvec_q8x_") || name.hasPrefix("matvec_q8_q") || name.hasPrefix("matvec_q8_pair_"):
             // matvec_q8.comp's variants (not matvec_q8_0, the float mat-vec of Q8_0 weights)
             spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows)]
@@ -850,7 +857,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
         "matvec_q8_pair_q4_K": (SPIRV.matvec_q8_pair_q4_K, 8),
         "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
-        "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
+        "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_sg_q4_K": (SPIRV.matvec_q8x_sg_q4_K, 7), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
@@ -1479,6 +1486,15 @@ public final class VulkanBackend: ComputeBackend {
         let w = job.w, n = job.n
         let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
         let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
+        if n == 1, let q = job.qx, dotSubgroupRows && w.type == .q4_K {
+            // matvec_q8.comp -DQX -DSGROWS: each subgroup its own dotRows rows.
+            let (gx, gy) = grid((w.rowCount + dotRows * dotSubgroups - 1) / (dotRows * dotSubgroups))
+            dispatch("matvec_q8x_sg_q4_K", [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy, dummy, dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, 0],
+                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
+                     label: "matvec q8x sg \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            return
+        }
         if n == 1, let q = job.qx {
             // Decode on integer dot products with x already packed as int8 (matvec_q8.comp -DQX).
             let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
@@ -1567,6 +1583,11 @@ public final class VulkanBackend: ComputeBackend {
     /// instead of reading the int8 copy its producer wrote (env SHARD_VK_DP_ROUNDX=1). Off: on an H200
     /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
     public var dotRoundsX = false
+    /// Q4_K mat-vecs on int8 input with one subgroup per dotRows rows (matvec_q8.comp -DSGROWS: no
+    /// cross-subgroup reduction; env SHARD_VK_DP_SG=1).
+    public var dotSubgroupRows = false
+    /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL).
+    public private(set) var dotUnitsPerLane = 4
     /// Rows per workgroup of matvec_q8.comp (env SHARD_VK_DP_ROWS). 2: on an H200 it was as fast as or
     /// faster than 4 and 8 on the 7B's shapes alone and in decode (BENCHMARKS.md).
     public private(set) var dotRows = 2
@@ -1824,6 +1845,9 @@ public final class VulkanBackend: ComputeBackend {
     /// Decode q, k, v mat-vecs on int8 input rotate q and k and store k and v in their epilogues
     /// (matvec_q8x_rope: no rope_store dispatch; f16 KV, non-neox rope; env SHARD_VK_NO_ROPE_FUSE=1: off).
     public var ropeStoreFusion = true
+    /// attn_decode loads the page-table entries of its split's first 4 pages before its loop
+    /// (PREFETCH_PAGES; env SHARD_VK_ATTN_NO_PREFETCH=1: off, one lookup per position as before).
+    public private(set) var attentionPrefetchPages = true
     /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
     public private(set) var attentionPositions = 2
 

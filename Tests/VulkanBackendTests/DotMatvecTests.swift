@@ -152,13 +152,15 @@ extension VulkanBackendTests {
         let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
                               ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K),
                               ("wo", [dim, dim], .q4_K)], seed: 321)
-        let saved = vk.dotProducts
-        defer { vk.dotProducts = saved }
+        let saved = (vk.dotProducts, vk.dotSubgroupRows)
+        defer { (vk.dotProducts, vk.dotSubgroupRows) = saved }
         for pos in 0..<2 {
             let x = randomFloats(dim, seed: UInt64(pos) + 322, scale: 3)
             var results: [[Float]] = []
-            for (i, b) in [vk as any ComputeBackend, vk, cpu].enumerated() {
-                vk.dotProducts = i == 0
+            // The int8 path, the float path, the CPU, and the int8 path with a subgroup per row pair (SGROWS).
+            for (i, b) in [vk as any ComputeBackend, vk, cpu, vk].enumerated() {
+                vk.dotProducts = i == 0 || i == 3
+                vk.dotSubgroupRows = i == 3
                 let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4", "wo"].map { try b.loadWeight(g.tensor($0), of: g.file) }
                 func acts(_ c: Int) throws -> Activations { try b.makeActivations(rowCapacity: 1, columns: c) }
                 let xa = try acts(dim), xn = try acts(dim), ya = try acts(45), yb = try acts(29)
@@ -187,8 +189,11 @@ extension VulkanBackendTests {
                     #expect(log.contains { $0.hasPrefix("matvec q4_K 768x768") }, "the last projection should stay float: \(log)")
                 }
                 if i == 1 { #expect(!log.contains { $0.hasPrefix("matvec q8") }, "matvec_q8 used with dotProducts off: \(log)") }
+                if i == 3 { #expect(log.filter { $0.hasPrefix("matvec q8x sg q4_K") }.count == 4, "SGROWS mat-vecs (Q4_K): \(log)") }
                 results.append(got)
             }
+            let vsSG = relativeError(results[3], results[1])
+            #expect(vsSG < 1e-6, "int8 input, subgroup rows vs float mat-vec \(vsSG)")
             let vsFloat = relativeError(results[0], results[1]), vsCPU = relativeError(results[0], results[2])
             #expect(vsFloat < 1e-6, "int8 input vs float mat-vec \(vsFloat)")
             // rms_quant's norm sums squares in another order than the CPU's (a flipped 8-bit rounding at most).
