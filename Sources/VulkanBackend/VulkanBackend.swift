@@ -15,8 +15,8 @@
 //   `download` (after `endStep`) is a second, tiny submit into a host-visible readback buffer.
 //   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
 // - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
-//   below): a decode layer is 12 dispatches (9 barriers) instead of 20: rms_quant | q, k, v mat-vecs
-//   (rope and KV store in their epilogues) | attn_decode | attention_merge_quant | o mat-vec + residual |
+//   below): a decode layer is 11 dispatches (8 barriers) instead of 20: rms_quant | q, k, v mat-vecs
+//   (rope and KV store in their epilogues) | attn_decode_merge | o mat-vec + residual |
 //   rms_quant | gate, up | swiglu_quant | down + residual.
 // - Memory. Weights, activations and the KV cache are device-local buffers bound into memory blocks
 //   (padded by 16 bytes so shaders may read a word past the end), one kind of buffer per block. A
@@ -41,7 +41,7 @@
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
-//   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
+//   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge). Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
@@ -79,8 +79,9 @@
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
-//   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (see the
-//   properties they set), SHARD_VK_ATTN_NO_PREFETCH, SHARD_VK_DP_SG / SHARD_VK_DP_UPL (see the properties they set).
+//   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
+//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL (see the
+//   properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -315,10 +316,10 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MULTICOL_MAX"), v >= 0 { multiColumnMax = v }
         if let v = env("SHARD_VK_MULTICOL_ROWS"), v > 0, v <= 4 { multiColumnRows = v }
         if env("SHARD_VK_PREFILL_ATTN_OLD") == 1 { prefillAttentionPerPosition = true }
-        if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
+        if let v = env("SHARD_VK_ATTN_FUSED_MERGE") { attentionFusedMerge = v == 1 }
         if let v = env("SHARD_VK_MERGE_BATCH"), v >= 1, v <= 32 { mergeBatch = v }
         if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
-        if env("SHARD_VK_ATTN_NO_PREFETCH") == 1 { attentionPrefetchPages = false }
+        if env("SHARD_VK_ATTN_PREFETCH") == 1 { attentionPrefetchPages = true }
         if let v = env("SHARD_VK_DP_SG") { dotSubgroupRows = v == 1 }
         if let v = env("SHARD_VK_DP_UPL"), v >= 1, v <= 16 { dotUnitsPerLane = v }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
@@ -1584,10 +1585,12 @@ public final class VulkanBackend: ComputeBackend {
     /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
     public var dotRoundsX = false
     /// Q4_K mat-vecs on int8 input with one subgroup per dotRows rows (matvec_q8.comp -DSGROWS: no
-    /// cross-subgroup reduction; env SHARD_VK_DP_SG=1).
-    public var dotSubgroupRows = false
-    /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL).
-    public private(set) var dotUnitsPerLane = 4
+    /// cross-subgroup reduction; env SHARD_VK_DP_SG=0: off, the workgroup per row pair). On an H200
+    /// (kernel-bench) 1.1–1.25× faster on 4096 × 4096 and 11008 × 4096, ~3% slower on 4096 × 11008.
+    public var dotSubgroupRows = true
+    /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL): 2 beat 4 and 8 on
+    /// the 7B's 11008 × 4096 (12.3 against 13.1 and 14.7 µs, H200).
+    public private(set) var dotUnitsPerLane = 2
     /// Rows per workgroup of matvec_q8.comp (env SHARD_VK_DP_ROWS). 2: on an H200 it was as fast as or
     /// faster than 4 and 8 on the 7B's shapes alone and in decode (BENCHMARKS.md).
     public private(set) var dotRows = 2
@@ -1838,16 +1841,19 @@ public final class VulkanBackend: ComputeBackend {
     /// More than 16 rows: attention.comp (one position per invocation) instead of attn_decode.comp
     /// (env SHARD_VK_PREFILL_ATTN_OLD=1).
     public var prefillAttentionPerPosition = false
-    /// Decode attention merges in its last workgroups (attn_decode_merge; env SHARD_VK_ATTN_FUSED_MERGE=1).
-    public var attentionFusedMerge = false
+    /// Decode attention merges in its last workgroups (attn_decode_merge, which also packs the o
+    /// projection's int8 input; env SHARD_VK_ATTN_FUSED_MERGE=0: attention_merge_quant dispatched after it).
+    /// On: on an H200 it saved ~80 µs of a 4.8 ms decode step (a dispatch and a barrier per layer; BENCHMARKS.md).
+    public var attentionFusedMerge = true
     /// Splits attention_merge_quant loads together per output (MB; env SHARD_VK_MERGE_BATCH, 1: one at a time).
     public private(set) var mergeBatch = 8
     /// Decode q, k, v mat-vecs on int8 input rotate q and k and store k and v in their epilogues
     /// (matvec_q8x_rope: no rope_store dispatch; f16 KV, non-neox rope; env SHARD_VK_NO_ROPE_FUSE=1: off).
     public var ropeStoreFusion = true
     /// attn_decode loads the page-table entries of its split's first 4 pages before its loop
-    /// (PREFETCH_PAGES; env SHARD_VK_ATTN_NO_PREFETCH=1: off, one lookup per position as before).
-    public private(set) var attentionPrefetchPages = true
+    /// (PREFETCH_PAGES; env SHARD_VK_ATTN_PREFETCH=1). Off: on an H200 it made attn_decode ~0.6 µs
+    /// slower per call, not faster (BENCHMARKS.md): the page lookups were not what it waits for.
+    public private(set) var attentionPrefetchPages = false
     /// Positions each attn_decode subgroup loads together (NP; env SHARD_VK_ATTN_POS).
     public private(set) var attentionPositions = 2
 
