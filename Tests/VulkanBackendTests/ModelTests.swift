@@ -70,7 +70,12 @@ extension VulkanBackendTests {
             let log = vk.dispatchLog ?? []
             vk.dispatchLog = nil
             try vulkan.release(9)
-            #expect(log.contains { $0.hasPrefix("matvec q8x q4_K") }, "\(log)")
+            #expect(log.contains { $0.hasPrefix("matvec q8x") && $0.contains("q4_K") }, "\(log)")
+            if vk.attentionFusedMerge {
+                // The attention's last workgroups merge and pack the o projection's int8 input: no merge dispatch.
+                #expect(log.contains("attn_decode_merge") && !log.contains("attention_merge_quant"), "\(log)")
+            }
+            if vk.dotSubgroupRows { #expect(log.contains { $0.hasPrefix("matvec q8x sg q4_K") }, "\(log)") }
             #expect(!log.contains { $0.hasPrefix("matvec q4_K") }, "float Q4_K mat-vecs in a decode step: \(log.filter { $0.hasPrefix("matvec") })")
             if arch == "llama" && vk.ropeStoreFusion {
                 // Non-neox rope: q, k, v mat-vecs rotate and store K/V in their epilogues (no rope_store).
