@@ -151,8 +151,37 @@ uvec4 wload(uint r, uint i) { return r < R ? W4[i] : W24[i]; }
 uvec4 wload(uint r, uint i) { return W4[i]; }
 #endif
 
+#ifdef ROPE
+// The epilogue's table entries and KV slot, loaded before the dot products (their latency hides behind them).
+vec2 g_cs[(R + 1u) / 2u];
+uint g_slot = 0u;
+void rope_prologue(uint row0) {
+    for (uint j = 0u; j < R / 2u; j++) {
+        const uint e = (row0 + 2u * j) % p.headDim, i = e >> 1;
+        g_cs[j] = p.mode != 2u && e < 2u * p.half_ ? vec2(Table[p.tableOffset + i], Table[p.tableOffset + p.half_ + i]) : vec2(1.0, 0.0);
+    }
+    if (p.mode != 0u) {
+        const uint pos = uint(Step[p.positions]);
+        const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex])]);
+        g_slot = (uint(Step[table + pos / p.pageSize]) * p.pageSize + pos % p.pageSize) * (p.M / 2u) + (p.mode == 2u ? p.vOffset : 0u);
+    }
+}
+// Rows row0 + 2j and row0 + 2j + 1 (a rope pair): bias, rotation (q, k), Y, and the KV word (k, v).
+void rope_put(uint row0, uint j, float a0, float a1) {
+    const uint row = row0 + 2u * j;
+    if (row >= p.M) return;   // M is even (the host checks)
+    const float x0 = a0 + ((p.flags & 1u) != 0u ? Bias[row] : 0.0);
+    const float x1 = a1 + ((p.flags & 1u) != 0u ? Bias[row + 1u] : 0.0);
+    const float c = g_cs[j].x, s = g_cs[j].y;
+    const float y0 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * c - x1 * s : x0;
+    const float y1 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * s + x1 * c : x1;
+    Y[row] = y0; Y[row + 1u] = y1;
+    if (p.mode != 0u) KV[g_slot + row / 2u] = f32_to_f16(y0) | (f32_to_f16(y1) << 16);
+}
+#endif
+
 #ifdef SGROWS
-// SGROWS (matvec_q8x_sg_q4_K; QX, Q4_K, no ROPE): each subgroup computes its own R rows, lanes over the
+// SGROWS (matvec_q8x_sg_q4_K; QX, Q4_K; with ROPE matvec_q8x_sg_rope_q4_K): each subgroup computes its own R rows, lanes over the
 // units, UPL units per lane loaded (for all R rows) before any is used; one subgroupAdd per row, no
 // shared memory or barrier. A workgroup covers gl_NumSubgroups * R rows.
 layout(constant_id = 2) const uint UPL = 4u;
@@ -160,6 +189,9 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, SG = gl_SubgroupSize;
     const uint row0 = (flat_group() * gl_NumSubgroups + gl_SubgroupID) * R;
     if (row0 >= p.M) return;   // uniform per subgroup; no barrier follows
+#ifdef ROPE
+    rope_prologue(row0);
+#endif
     float acc[R];
     uint rowOff[R];
     for (uint r = 0u; r < R; r++) { acc[r] = 0.0; rowOff[r] = (min(row0 + r, p.M - 1u) * p.rowBytes) >> 4; }
@@ -204,10 +236,15 @@ void main() {
             }
         }
     }
+#ifdef ROPE
+    for (uint r = 0u; r < R; r++) acc[r] = subgroupAdd(acc[r]);
+    if (subgroupElect()) for (uint j = 0u; j < R / 2u; j++) rope_put(row0, j, acc[2u * j], acc[2u * j + 1u]);
+#else
     for (uint r = 0u; r < R; r++) {
         const float v = subgroupAdd(acc[r]);
         if (subgroupElect() && row0 + r < p.M) put(row0 + r, v);
     }
+#endif
 }
 #else
 void main() {
@@ -215,18 +252,7 @@ void main() {
     if (row0 >= p.M) return;  // uniform per workgroup
     const uint lane = gl_LocalInvocationID.x, S = WG;
 #ifdef ROPE
-    // The epilogue's table entries and KV slot, loaded now (their latency hides behind the dot products).
-    vec2 cs[(R + 1u) / 2u];
-    for (uint j = 0u; j < R / 2u; j++) {
-        const uint e = (row0 + 2u * j) % p.headDim, i = e >> 1;
-        cs[j] = p.mode != 2u && e < 2u * p.half_ ? vec2(Table[p.tableOffset + i], Table[p.tableOffset + p.half_ + i]) : vec2(1.0, 0.0);
-    }
-    uint slot = 0u;
-    if (p.mode != 0u) {
-        const uint pos = uint(Step[p.positions]);
-        const uint table = uint(Step[p.tableStart + uint(Step[p.tableIndex])]);
-        slot = (uint(Step[table + pos / p.pageSize]) * p.pageSize + pos % p.pageSize) * (p.M / 2u) + (p.mode == 2u ? p.vOffset : 0u);
-    }
+    rope_prologue(row0);
 #endif
     float acc[RR];
     uint rowOff[RR];
@@ -365,19 +391,7 @@ void main() {
         }
     }
 #ifdef ROPE
-    if (gl_SubgroupID == 0u && subgroupElect()) {
-        for (uint j = 0u; j < R / 2u; j++) {
-            const uint row = row0 + 2u * j;
-            if (row >= p.M) break;   // M is even (the host checks)
-            const float x0 = acc[2u * j] + ((p.flags & 1u) != 0u ? Bias[row] : 0.0);
-            const float x1 = acc[2u * j + 1u] + ((p.flags & 1u) != 0u ? Bias[row + 1u] : 0.0);
-            const float c = cs[j].x, s = cs[j].y;
-            const float y0 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * c - x1 * s : x0;
-            const float y1 = p.mode != 2u && (row % p.headDim) < 2u * p.half_ ? x0 * s + x1 * c : x1;
-            Y[row] = y0; Y[row + 1u] = y1;
-            if (p.mode != 0u) KV[slot + row / 2u] = f32_to_f16(y0) | (f32_to_f16(y1) << 16);
-        }
-    }
+    if (gl_SubgroupID == 0u && subgroupElect()) for (uint j = 0u; j < R / 2u; j++) rope_put(row0, j, acc[2u * j], acc[2u * j + 1u]);
     return;
 #endif
     if (gl_SubgroupID == 0u && subgroupElect()) {

@@ -50,6 +50,7 @@ emit() {  # name, source, extra glslc flags...
   emit "matvec_q8x_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K -DQX
   emit "matvec_q8x_rope_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX -DROPE
   emit "matvec_q8x_sg_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX -DSGROWS
+  emit "matvec_q8x_sg_rope_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX -DSGROWS -DROPE
   emit "matvec_q8x_rope_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K -DQX -DROPE
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   emit "attn_decode_q8" Shaders/attn_decode.comp -DKV_Q8

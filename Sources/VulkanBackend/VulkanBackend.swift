@@ -80,7 +80,7 @@
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
-//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL (see the
+//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE (see the
 //   properties they set).
 import CVulkan
 import Compute
@@ -321,6 +321,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
         if env("SHARD_VK_ATTN_PREFETCH") == 1 { attentionPrefetchPages = true }
         if let v = env("SHARD_VK_DP_SG") { dotSubgroupRows = v == 1 }
+        if env("SHARD_VK_DP_SG_ROPE") == 1 { dotRopeSubgroupRows = true }
         if let v = env("SHARD_VK_DP_UPL"), v >= 1, v <= 16 { dotUnitsPerLane = v }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_CM") == 0 { cmEnabled = false }
@@ -858,7 +859,8 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
         "matvec_q8_pair_q4_K": (SPIRV.matvec_q8_pair_q4_K, 8),
         "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
-        "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_sg_q4_K": (SPIRV.matvec_q8x_sg_q4_K, 7), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
+        "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_sg_q4_K": (SPIRV.matvec_q8x_sg_q4_K, 7),
+        "matvec_q8x_sg_rope_q4_K": (SPIRV.matvec_q8x_sg_rope_q4_K, 10), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
@@ -1588,6 +1590,9 @@ public final class VulkanBackend: ComputeBackend {
     /// cross-subgroup reduction; env SHARD_VK_DP_SG=0: off, the workgroup per row pair). On an H200
     /// (kernel-bench) 1.1–1.25× faster on 4096 × 4096 and 11008 × 4096, ~3% slower on 4096 × 11008.
     public var dotSubgroupRows = true
+    /// The Q4_K q/k/v mat-vecs with the rope + KV store epilogue also a subgroup per row pair
+    /// (matvec_q8x_sg_rope_q4_K; env SHARD_VK_DP_SG_ROPE=1). Off: not yet measured on a GPU.
+    public var dotRopeSubgroupRows = false
     /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL): 2 beat 4 and 8 on
     /// the 7B's 11008 × 4096 (12.3 against 13.1 and 14.7 µs, H200).
     public private(set) var dotUnitsPerLane = 2
@@ -1808,12 +1813,15 @@ public final class VulkanBackend: ComputeBackend {
                             UInt32(s.vOffsetWords), UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s))]
                 for (mode, job) in jobs.enumerated() {
                     let w = job.w
-                    let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
-                    dispatch("matvec_q8x_rope_" + Self.shaderSuffix(w.type),
+                    // Q4_K with dotRopeSubgroupRows: a subgroup per row pair (SGROWS), else a workgroup per pair.
+                    let sg = dotRopeSubgroupRows && w.type == .q4_K
+                    let perGroup = sg ? dotRows * dotSubgroups : dotRows
+                    let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+                    dispatch(sg ? "matvec_q8x_sg_rope_q4_K" : "matvec_q8x_rope_" + Self.shaderSuffix(w.type),
                              [w.buffer, job.qx!, job.out.buffer, job.bias?.buffer ?? dummy, dummy, dummy, dummy, s.layers[layer], step, table],
                              [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), job.bias == nil ? 0 : 1, 0, UInt32(mode)] + rope,
                              groups: (gx, gy, 1), barrierAfter: mode == 2,
-                             label: "matvec q8x \(["rope", "rope+store k", "store v"][mode]) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                             label: "matvec q8x \(sg ? "sg " : "")\(["rope", "rope+store k", "store v"][mode]) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
                 }
             } catch { deferredError = error }
             return

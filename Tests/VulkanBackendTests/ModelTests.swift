@@ -85,6 +85,32 @@ extension VulkanBackendTests {
         }
     }
 
+    /// The q/k/v mat-vecs with the rope + KV store epilogue on a subgroup per row pair (SHARD_VK_DP_SG_ROPE=1):
+    /// decode logits of the tiny llama (non-neox rope) against the CPU, as syntheticModelMatchesCPU.
+    @Test func subgroupRowRopeEpilogueMatchesCPU() throws {
+        let vk = try Shared.vulkan()
+        guard vk.dotProducts && vk.ropeStoreFusion else { return }
+        let saved = vk.dotRopeSubgroupRows
+        vk.dotRopeSubgroupRows = true
+        defer { vk.dotRopeSubgroupRows = saved }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-sgrope-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 3)
+        let file = try GGUFFile(path: path)
+        let cpu = try Self.pipeline(file, backend: Shared.cpu)
+        let vulkan = try Self.pipeline(file, backend: vk)
+        vk.dispatchLog = []
+        _ = try vulkan.step(tokens: [5], rows: [StepRow(sequence: 9, position: 0)], logitRows: [0])
+        let log = vk.dispatchLog ?? []
+        vk.dispatchLog = nil
+        try vulkan.release(9)
+        #expect(log.contains { $0.hasPrefix("matvec q8x sg rope+store k q4_K") }, "\(log)")
+        let r = try Self.compareTeacherForced(cpu: cpu, vulkan: vulkan, prompt: [1, 17, 42, 99, 250, 3, 77, 8, 300, 411, 5], steps: 16,
+                                              logitTolerance: 1e-4, nearTie: 0.1)
+        #expect(r.mismatches.isEmpty, "greedy token differs at steps \(r.mismatches)")
+        print("SG rope epilogue: max relative logit error \(r.maxError)")
+    }
+
     /// SmolLM2-135M (Q4_1, tied embeddings): greedy tokens equal the CPU's for 32 tokens on two prompts.
     @Test func smolLM2GreedyMatchesCPU() throws {
         let vk = try Shared.vulkan()
