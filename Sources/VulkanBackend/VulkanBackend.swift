@@ -38,15 +38,16 @@
 //   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
-//   batched decode steps of 2...64 rows on integer dot products too where their producer rounds x
-//   (matvec_q8_mc.comp: rms_quant / swiglu_quant / attention_merge_quant write all n rows as int8, row r
-//   at word r · int8RowWords(K); 2 weight rows × up to 8 columns per workgroup, each weight unit loaded
-//   and its scales decoded once for all its columns; env SHARD_VK_MC8_MAX=0: off, matmul_cm as before;
-//   SHARD_VK_MC8_COLS, SHARD_VK_MC8_ROWS: its shape),
+//   batched decode steps of 2...16 rows (mcDotMax) on integer dot products too where their producer
+//   rounds x (matvec_q8_mc.comp: rms_quant / swiglu_quant / attention_merge_quant write all n rows as
+//   int8, row r at word r · int8RowWords(K); 2 weight rows × up to 8 columns per workgroup, each weight
+//   unit loaded and its scales decoded once for all its columns; it goes before matmul_cm, which wins
+//   from ~32 rows; env SHARD_VK_MC8_MAX=0: off, matmul_cm as before; SHARD_VK_MC8_COLS / _ROWS / _PRE:
+//   its shape),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged. Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
-//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
+//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every other
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
 //   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
 //   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
@@ -1606,16 +1607,20 @@ public final class VulkanBackend: ComputeBackend {
     /// Batched decode steps of 2...mcDotMax rows run their Q4_K / Q6_K products on integer dot products
     /// (matvec_q8_mc.comp: mcDotRows weight rows × up to mcDotColumns columns per workgroup, each weight
     /// unit loaded once for all its columns), reading the n-row int8 copy the fused producers write,
-    /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off).
+    /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
+    /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm at 4 streams (2.3×) and 16 (1.12×) and
+    /// lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
     public var mcDotMax = 16
     /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
-    /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group.
+    /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
+    /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
     public var mcDotColumns = 8
     /// Weight rows per matvec_q8_mc workgroup (R; env SHARD_VK_MC8_ROWS).
     public var mcDotRows = 2
     /// matvec_q8_mc loads a unit's x words of all its columns before the dot products (XPRE; env
-    /// SHARD_VK_MC8_PRE=0: each column's just before its own).
-    public var mcDotPreload = true
+    /// SHARD_VK_MC8_PRE=1). Off: on an H200 it did not pay (Q4_K the same, Q6_K 4096x11008 x16 110 µs
+    /// instead of 97; BENCHMARKS.md).
+    public var mcDotPreload = false
     /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
     func mcDotShape(_ n: Int) -> Int? {
         guard n >= 2, n <= mcDotMax, dotProducts, roundsActivations else { return nil }
