@@ -52,7 +52,10 @@
 //   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
 //   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
-// - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
+// - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
+//   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
+//   created pipelines; a file of another device or driver is ignored; env SHARD_VK_NO_PIPELINE_CACHE=1:
+//   none), so that a fresh process does not compile them again while recording its first steps, with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
 //   offsets go in push constants. Descriptor sets are cached per (pipeline, buffers) and reused
@@ -1069,6 +1072,11 @@ public final class VulkanBackend: ComputeBackend {
         emit(.barrier(2))
         recording = false
         useTick += 1
+        // Pipelines created while recording this step: the cache file gets them (VulkanContext's MARK: pipeline cache).
+        if ctx.pipelineCacheDirty {
+            ctx.pipelineCacheDirty = false
+            ctx.savePipelineCache()
+        }
         if let e = deferredError {
             if let rec = current { _ = vkEndCommandBuffer(rec.cmd) }
             current = nil
