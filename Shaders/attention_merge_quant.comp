@@ -11,8 +11,9 @@ layout(std430, binding = 0) readonly buffer PBuf { float Part[]; };
 layout(std430, binding = 1) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 2) writeonly buffer RBuf { float Rnd[]; };
 layout(push_constant) uniform Params { uint heads, headDim, splits, qCols, partBase, mode, qx; } p;
-// qx != 0 (mode 1, one row): also the rounded row as packed int8 + per-block scales (matvec_q8.comp -DQX),
-// so that the o projection runs on integer dot products like the other decode mat-vecs.
+// qx != 0 (mode 1): also the rounded rows as packed int8 + per-block scales (matvec_q8.comp -DQX; row r
+// at word r · qx_stride(qCols) for matvec_q8_mc.comp), so that the o projection runs on integer dot
+// products like the other decode mat-vecs.
 layout(std430, binding = 3) writeonly buffer QBuf { uint XQ[]; };
 
 layout(constant_id = 2) const uint MB = 8u;   // splits loaded together (env SHARD_VK_MERGE_BATCH; 1: one at a time)
@@ -20,13 +21,13 @@ shared float wsh[8][128];     // split weights per head of the block (≤ 8 head
 shared float invsh[8];
 shared float vals[256];
 
-uint g_out;
+uint g_out, g_e0, g_row;   // g_row: where row r's int8 copy starts (words)
 float qval(uint i) { return vals[i]; }
 void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
 #define QSTORE_INT8
 bool qint8() { return p.qx != 0u; }
-void qstore8(uint i, uint w) { XQ[(g_out + i) >> 2] = w; }                                  // one row: g_out = e0
-void qstored(uint base, float d) { XQ[p.qCols / 4u + (g_out + base) / 256u] = floatBitsToUint(d); }
+void qstore8(uint i, uint w) { XQ[g_row + ((g_e0 + i) >> 2)] = w; }
+void qstored(uint base, float d) { XQ[g_row + p.qCols / 4u + (g_e0 + base) / 256u] = floatBitsToUint(d); }
 #include "quant.glsl"
 
 void main() {
@@ -73,5 +74,6 @@ void main() {
     }
     barrier();
     g_out = r * p.qCols + e0;
+    g_e0 = e0; g_row = r * qx_stride(p.qCols);
     if (gl_SubgroupID == 0u) quantize_block(0u, p.mode);
 }

@@ -27,7 +27,7 @@ layout(push_constant) uniform Params {
     uint heads, group, headDim, qCols; float scale; uint splits, partBase;
     uint mode;   // FUSED_MERGE: rounding of the merged output (0: Q8_0 grid, 1: Q8_K, 2: none)
     uint window; // > 0: sliding-window layer, a row at position p attends max(0, p − window + 1)...p
-    uint qx;     // FUSED_MERGE, mode 1, one row: also the rounded output as packed int8 + block scales into XQ
+    uint qx;     // FUSED_MERGE, mode 1: also the rounded output as packed int8 + block scales into XQ
 } p;
 
 #ifdef FUSED_MERGE
@@ -46,12 +46,14 @@ shared float vals[256];
 uint g_out;
 float qval(uint i) { return vals[i]; }
 void qstore(uint i, float v, float r) { O[g_out + i] = v; Rnd[g_out + i] = r; }
-// As attention_merge_quant.comp: the o projection's input for matvec_q8 -DQX (one row: g_out = e0).
+// As attention_merge_quant.comp: the o projection's input for matvec_q8 -DQX / matvec_q8_mc (row r's
+// int8 copy at word r · qx_stride(qCols): g_xrow; g_e0 = the group's first element in its row).
 layout(std430, binding = 7) writeonly buffer XQBuf { uint XQ[]; };
+uint g_xrow, g_e0;
 #define QSTORE_INT8
 bool qint8() { return p.qx != 0u; }
-void qstore8(uint i, uint w) { XQ[(g_out + i) >> 2] = w; }
-void qstored(uint base, float d) { XQ[p.qCols / 4u + (g_out + base) / 256u] = floatBitsToUint(d); }
+void qstore8(uint i, uint w) { XQ[g_xrow + ((g_e0 + i) >> 2)] = w; }
+void qstored(uint base, float d) { XQ[g_xrow + p.qCols / 4u + (g_e0 + base) / 256u] = floatBitsToUint(d); }
 #define QV_ID 3
 #include "quant.glsl"
 #endif
@@ -228,6 +230,7 @@ void main() {
     }
     barrier();
     g_out = r * p.qCols + h0 * p.headDim;
+    g_e0 = h0 * p.headDim; g_xrow = r * qx_stride(p.qCols);
     if (p.mode == 2u) {
         for (uint e = gl_LocalInvocationID.x; e < G; e += gl_WorkGroupSize.x) O[g_out + e] = vals[e];
         return;

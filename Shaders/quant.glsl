@@ -9,6 +9,9 @@
 // it (a whole subgroup per block: 256 a multiple of the subgroup size, which is a multiple of 4).
 #ifdef QSTORE_INT8
 #extension GL_KHR_shader_subgroup_shuffle_relative : require
+// Words per row of an N-row int8 copy (row r at word r · qx_stride(K)): K int8 bytes, then the K/256
+// scales, padded to 16 bytes (matvec_q8_mc.comp reads uvec4s; VulkanBackend.int8RowWords).
+uint qx_stride(uint k) { return (k / 4u + k / 256u + 3u) & ~3u; }
 // Lanes 4k ... 4k + 3 hold consecutive elements: lane 4k writes their bytes as one word.
 void qpack(uint i, int q) {
     const uint b = uint(q) & 0xFFu;

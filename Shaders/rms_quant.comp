@@ -10,17 +10,18 @@ layout(std430, binding = 1) readonly buffer WBuf { float Wt[]; };
 layout(std430, binding = 2) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 3) writeonly buffer RBuf { float Rnd[]; };
 layout(push_constant) uniform Params { uint n; float eps; uint mode, qx; } p;
-// qx != 0 (mode 1, one row): also the rounded row as packed int8 + per-block scales (matvec_q8.comp -DQX).
+// qx != 0 (mode 1): also the rounded rows as packed int8 + per-block scales (matvec_q8.comp -DQX; row r
+// at word r · qx_stride(n) for matvec_q8_mc.comp).
 layout(std430, binding = 4) writeonly buffer QBuf { uint XQ[]; };
 
 float g_scale;
-uint g_base;
+uint g_base, g_q;
 float qval(uint i) { return X[g_base + i] * g_scale * Wt[i]; }
 void qstore(uint i, float v, float r) { O[g_base + i] = v; Rnd[g_base + i] = r; }
 #define QSTORE_INT8
 bool qint8() { return p.qx != 0u; }
-void qstore8(uint i, uint w) { XQ[i >> 2] = w; }
-void qstored(uint base, float d) { XQ[p.n / 4u + base / 256u] = floatBitsToUint(d); }
+void qstore8(uint i, uint w) { XQ[g_q + (i >> 2)] = w; }
+void qstored(uint base, float d) { XQ[g_q + p.n / 4u + base / 256u] = floatBitsToUint(d); }
 #include "quant.glsl"
 
 // Workgroup (x, r): row r's blocks x·S ... x·S + S − 1 (S subgroups, one block each); every workgroup
@@ -31,7 +32,7 @@ void main() {
     for (uint i = gl_LocalInvocationID.x; i < p.n / 4u; i += WG) { const vec4 v = X4[base / 4u + i]; s += dot(v, v); }
     s = wg_sum(s);
     const float scale = 1.0 / sqrt(s / float(p.n) + p.eps);
-    g_scale = scale; g_base = base;
+    g_scale = scale; g_base = base; g_q = gl_WorkGroupID.y * qx_stride(p.n);
     const uint B = p.mode == 0u ? 32u : 256u, blocks = p.n / B;
     const uint b = gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID;
     if (b >= blocks) return;   // uniform per subgroup

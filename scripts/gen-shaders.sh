@@ -4,7 +4,7 @@
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
 # matmul_cm.comp for the formats in cm_formats; matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec
-# of batched decode); matvec_q8.comp (the integer-dot-product mat-vec) for Q4_K and Q6_K only; attn_decode.comp
+# of batched decode); matvec_q8.comp (the integer-dot-product mat-vec) and matvec_q8_mc.comp (its multi-column variant) for Q4_K and Q6_K only; attn_decode.comp
 # and store_kv.comp also with -DKV_Q8 (attn_decode_q8, store_kv_q8: the Q8_0 KV cache).
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
@@ -52,12 +52,14 @@ emit() {  # name, source, extra glslc flags...
   emit "matvec_q8x_sg_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX -DSGROWS
   emit "matvec_q8x_sg_rope_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K -DQX -DSGROWS -DROPE
   emit "matvec_q8x_rope_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K -DQX -DROPE
+  emit "matvec_q8_mc_q4_K" Shaders/matvec_q8_mc.comp -DTYPE_Q4_K
+  emit "matvec_q8_mc_q6_K" Shaders/matvec_q8_mc.comp -DTYPE_Q6_K
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   emit "attn_decode_q8" Shaders/attn_decode.comp -DKV_Q8
   emit "store_kv_q8" Shaders/store_kv.comp -DKV_Q8
   for src in Shaders/*.comp; do
     name=$(basename "$src" .comp)
-    case $name in matmul|embed|matvec|matvec_q8|matmul_tiled|matmul_coop|matmul_coop2|matmul_cm) continue ;; esac
+    case $name in matmul|embed|matvec|matvec_q8|matvec_q8_mc|matmul_tiled|matmul_coop|matmul_coop2|matmul_cm) continue ;; esac
     emit "$name" "$src"
   done
   echo "}"

@@ -166,6 +166,7 @@ extension Shardctl.Bench {
                 ("vulkan_record_seconds", JSON.number(vkRecord)),
                 ("vulkan_gpu_wait_seconds", JSON.number(vkGPU)),
                 ("vulkan_download_seconds", JSON.number(vkDownload)),
+                ("stream_token_hashes", "[" + streams.map { "\"\(String($0.tokenHash, radix: 16))\"" }.joined(separator: ",") + "]"),
             ]) + "\n")
         } else {
             func ms(_ x: Double) -> String { fixed(x * 1000, 1) }
@@ -200,6 +201,9 @@ extension Shardctl.Bench {
 final class BenchLog: @unchecked Sendable {
     struct Stream {
         var tokenTimes: [ContinuousClock.Instant] = []
+        /// FNV-1a of the stream's tokens (bench --json `stream_token_hashes`: batched decode's tokens can be
+        /// compared with each stream's alone, `--max-sequences 1`).
+        var tokenHash: UInt64 = 0xcbf2_9ce4_8422_2325
         var done = false
         var failure: String?
     }
@@ -209,7 +213,9 @@ final class BenchLog: @unchecked Sendable {
     func record(stream i: Int, _ event: GenerationEvent, at time: ContinuousClock.Instant) {
         lock.withLock { s in
             switch event {
-            case .token: s[i].tokenTimes.append(time)
+            case .token(let t):
+                s[i].tokenTimes.append(time)
+                s[i].tokenHash = (s[i].tokenHash ^ UInt64(UInt32(bitPattern: t.token))) &* 0x100_0000_01b3
             case .finished: s[i].done = true
             case .failed(let m): s[i].done = true; s[i].failure = m
             }

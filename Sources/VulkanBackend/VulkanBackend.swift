@@ -40,15 +40,24 @@
 //   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
+//   batched decode steps of 2...16 rows (mcDotMax) on integer dot products too where their producer
+//   rounds x (matvec_q8_mc.comp: rms_quant / swiglu_quant / attention_merge_quant write all n rows as
+//   int8, row r at word r · int8RowWords(K); 2 weight rows × up to 8 columns per workgroup, each weight
+//   unit loaded and its scales decoded once for all its columns; it goes before matmul_cm, which wins
+//   from ~32 rows; env SHARD_VK_MC8_MAX=0: off, matmul_cm as before; SHARD_VK_MC8_COLS / _ROWS / _PRE:
+//   its shape),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge). Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
-//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
+//   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every other
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
 //   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
 //   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
-// - Pipelines are created lazily, one per shader (per weight format for matmul/embed), with
+// - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
+//   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
+//   created pipelines; a file of another device or driver is ignored; env SHARD_VK_NO_PIPELINE_CACHE=1:
+//   none), so that a fresh process does not compile them again while recording its first steps, with
 //   specialization constant 0 = workgroup size, chosen from the device's subgroup size (4 subgroups,
 //   64...256 invocations; the attention tile is also bounded by the shared-memory limit). Sizes and
 //   offsets go in push constants. Descriptor sets are cached per (pipeline, buffers) and reused
@@ -80,8 +89,8 @@
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
-//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE (see the
-//   properties they set).
+//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
+//   SHARD_VK_MC8_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -338,6 +347,10 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_NORM_FUSE") == 1 { normFusion = false }
         if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
         if env("SHARD_VK_NO_O_DP") == 1 { mergePacksInt8 = false }
+        if let v = env("SHARD_VK_MC8_MAX"), v >= 0 { mcDotMax = v }
+        if let v = env("SHARD_VK_MC8_COLS"), [1, 2, 4, 8, 16, 32].contains(v) { mcDotColumns = v }
+        if let v = env("SHARD_VK_MC8_ROWS"), v > 0, v <= 8 { mcDotRows = v }
+        if let v = env("SHARD_VK_MC8_PRE"), v == 0 || v == 1 { mcDotPreload = v == 1 }
         if env("SHARD_VK_DP_ROUNDX") == 1 { dotRoundsX = true }
         if env("SHARD_VK_NO_TILED") == 1 { tiles = false }
         if env("SHARD_VK_FULL_BARRIERS") == 1 { fullBarriers = true }
@@ -779,6 +792,16 @@ public final class VulkanBackend: ComputeBackend {
             pipelines[name] = p
             return p
         }
+        if let at = name.firstIndex(of: "@") {
+            // matvec_q8_mc_<type>@R.NC.XPRE: one pipeline per shape (specialization constants 1...3).
+            let base = String(name[..<at])
+            let shape = name[name.index(after: at)...].split(separator: ".").compactMap { UInt32($0) }
+            guard let (spirv, bindings) = Self.shaders[base], shape.count == 3 else { throw ComputeError("VulkanBackend: no shader \(name)") }
+            let wg = UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize)
+            let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [wg] + shape)
+            pipelines[name] = p
+            return p
+        }
         guard let (spirv, bindings) = Self.shaders[name] else { throw ComputeError("VulkanBackend: no shader \(name)") }
         // rms_norm: one workgroup per row, so a wide one on GPUs (decode normalizes a single row).
         var spec: [UInt32]
@@ -861,6 +884,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
         "matvec_q8x_rope_q4_K": (SPIRV.matvec_q8x_rope_q4_K, 10), "matvec_q8x_sg_q4_K": (SPIRV.matvec_q8x_sg_q4_K, 7),
         "matvec_q8x_sg_rope_q4_K": (SPIRV.matvec_q8x_sg_rope_q4_K, 10), "matvec_q8x_rope_q6_K": (SPIRV.matvec_q8x_rope_q6_K, 10),
+        "matvec_q8_mc_q4_K": (SPIRV.matvec_q8_mc_q4_K, 5), "matvec_q8_mc_q6_K": (SPIRV.matvec_q8_mc_q6_K, 5),
         "matvec_f32": (SPIRV.matvec_f32, 5), "matvec_f16": (SPIRV.matvec_f16, 5),
         "matvec_q4_0": (SPIRV.matvec_q4_0, 5), "matvec_q4_1": (SPIRV.matvec_q4_1, 5),
         "matvec_q5_0": (SPIRV.matvec_q5_0, 5), "matvec_q5_1": (SPIRV.matvec_q5_1, 5),
@@ -1067,6 +1091,11 @@ public final class VulkanBackend: ComputeBackend {
         emit(.barrier(2))
         recording = false
         useTick += 1
+        // Pipelines created while recording this step: the cache file gets them (VulkanContext's MARK: pipeline cache).
+        if ctx.pipelineCacheDirty {
+            ctx.pipelineCacheDirty = false
+            ctx.savePipelineCache()
+        }
         if let e = deferredError {
             if let rec = current { _ = vkEndCommandBuffer(rec.cmd) }
             current = nil
@@ -1440,7 +1469,7 @@ public final class VulkanBackend: ComputeBackend {
                         let blocks = n * x.columns / blockSize
                         let perGroup = max(1, workgroupSize / device.subgroupSize)
                         let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
-                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r, q ?? dummy], [UInt32(blocks), UInt32(mode), q == nil ? 0 : 1],
+                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r, q ?? dummy], [UInt32(blocks), UInt32(mode), q == nil ? 0 : UInt32(x.columns)],
                                  groups: (gx, gy, 1))
                         inputs[mode] = r
                         qx = q
@@ -1529,6 +1558,15 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
+        if n >= 2, let q = job.qx, usesDot(w), job.k == w.rowLength, let nc = mcDotShape(n) {
+            // Batched decode on integer dot products, x already packed as n rows of int8 (matvec_q8_mc.comp).
+            let (gx, gy) = grid((w.rowCount + mcDotRows - 1) / mcDotRows)
+            dispatch("matvec_q8_mc_" + Self.shaderSuffix(w.type) + "@\(mcDotRows).\(nc).\(mcDotPreload ? 1 : 0)", [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, UInt32(n), UInt32(Self.int8RowWords(w.rowLength))],
+                     groups: (gx, gy, (n + nc - 1) / nc), barrierAfter: barrierAfter,
+                     label: "matvec q8mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
+            return
+        }
         if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type], cmPipeline(name + "#" + shape.key) {
             // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp).
             dispatch(name + "#" + shape.key, buffers,
@@ -1612,15 +1650,44 @@ public final class VulkanBackend: ComputeBackend {
         dotProducts && roundsActivations && (w.type == .q4_K || w.type == .q6_K)
             && w.rowLength % 256 == 0 && w.rowLength <= Self.dotMaxK && dotRows * dotSubgroups <= 64
     }
-    /// An int8 copy of a decode input for matvec_q8x (K bytes + K/256 f32 scales), when the step is one
-    /// row, the grid is Q8_K's and an item will read it; nil otherwise (the producer then writes none).
+    /// An int8 copy of a decode input for matvec_q8x (K bytes + K/256 f32 scales) or, for a batched
+    /// decode step of 2...mcDotMax rows, of its n rows for matvec_q8_mc (row r at word r · int8RowWords(K)),
+    /// when the grid is Q8_K's and an item will read it; nil otherwise (the producer then writes none).
     private func int8Input(mode: Int, n: Int, k: Int, items: [MatmulItem]) throws -> GPUBuffer? {
-        guard mode == 1, n == 1, batch.rows == 1, items.contains(where: { usesDot($0.weight as! VulkanWeight) }) else { return nil }
-        let bytes = k + k / 256 * 4
+        guard mode == 1, n == batch.rows, n == 1 || mcDotShape(n) != nil,
+              items.contains(where: { usesDot($0.weight as! VulkanWeight) }) else { return nil }
+        let bytes = n * Self.int8RowWords(k) * 4
         if (int8Buffer?.size ?? 0) < bytes + 16 { int8Buffer = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false) }
         return int8Buffer
     }
     private var int8Buffer: GPUBuffer?
+    /// 32-bit words per row of an int8 copy: K int8 bytes, then K/256 f32 scales, padded to 16 bytes
+    /// (quant.glsl's qx_stride).
+    static func int8RowWords(_ k: Int) -> Int { (k / 4 + k / 256 + 3) & ~3 }
+    /// Batched decode steps of 2...mcDotMax rows run their Q4_K / Q6_K products on integer dot products
+    /// (matvec_q8_mc.comp: mcDotRows weight rows × up to mcDotColumns columns per workgroup, each weight
+    /// unit loaded once for all its columns), reading the n-row int8 copy the fused producers write,
+    /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
+    /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm at 4 streams (2.3×) and 16 (1.12×) and
+    /// lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
+    public var mcDotMax = 16
+    /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
+    /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
+    /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
+    public var mcDotColumns = 8
+    /// Weight rows per matvec_q8_mc workgroup (R; env SHARD_VK_MC8_ROWS).
+    public var mcDotRows = 2
+    /// matvec_q8_mc loads a unit's x words of all its columns before the dot products (XPRE; env
+    /// SHARD_VK_MC8_PRE=1). Off: on an H200 it did not pay (Q4_K the same, Q6_K 4096x11008 x16 110 µs
+    /// instead of 97; BENCHMARKS.md).
+    public var mcDotPreload = false
+    /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
+    func mcDotShape(_ n: Int) -> Int? {
+        guard n >= 2, n <= mcDotMax, dotProducts, roundsActivations else { return nil }
+        var nc = 1
+        while nc < n && nc < mcDotColumns { nc *= 2 }
+        return mcDotRows * nc * dotSubgroups <= 1024 ? nc : nil
+    }
     /// attention_merge_quant also packs the o projection's input as int8 for matvec_q8x (env SHARD_VK_NO_O_DP=1: off,
     /// the o projection on the float mat-vec as before).
     public var mergePacksInt8 = true

@@ -65,6 +65,9 @@ struct PhysicalDevice {
     var hasMemoryBudget: Bool { extensions.contains("VK_EXT_memory_budget") }
     /// Largest single vkAllocateMemory (VkPhysicalDeviceMaintenance3Properties).
     let maxAllocation: Int
+    /// What a pipeline cache's header must name to be this device's: vendor, device, pipelineCacheUUID.
+    let vendorID: UInt32, deviceID: UInt32
+    let pipelineCacheUUID: [UInt8]
 
     init(_ pd: VkPhysicalDevice?, index: Int) {
         handle = pd
@@ -97,6 +100,9 @@ struct PhysicalDevice {
         let heaps = withUnsafeBytes(of: mem.memoryHeaps) { Array($0.bindMemory(to: VkMemoryHeap.self).prefix(Int(mem.memoryHeapCount))) }
         memoryTypes = withUnsafeBytes(of: mem.memoryTypes) { Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(mem.memoryTypeCount))) }
         limits = p.limits
+        vendorID = p.vendorID
+        deviceID = p.deviceID
+        pipelineCacheUUID = withUnsafeBytes(of: p.pipelineCacheUUID) { Array($0) }
         let type: String = switch p.deviceType {
         case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: "discrete-gpu"
         case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: "integrated-gpu"
@@ -413,11 +419,99 @@ final class VulkanContext {
         var fci = VkFenceCreateInfo()
         fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO
         try check(vkCreateFence(device, &fci, nil, &fence), "vkCreateFence")
+        openPipelineCache()
+    }
+
+    // MARK: pipeline cache
+    //
+    // Every pipeline is created through one VkPipelineCache, loaded from a file at start and written
+    // back (whole, through a temporary file and a rename) after steps that created pipelines, so that a
+    // process on a fresh machine with the file does not compile the shaders again while recording its
+    // first steps. The file is `$SHARD_CACHE_DIR` (else `~/.cache/shard`) /
+    // vulkan-pipelines-<vendor>-<device>.bin; one whose header does not name this device (vendor, device,
+    // pipelineCacheUUID: another GPU or driver) or that is truncated is ignored (an empty cache) and
+    // replaced at the next save. Env SHARD_VK_NO_PIPELINE_CACHE=1: no file (an in-memory cache).
+
+    private(set) var pipelineCache: VkPipelineCache?
+    /// The cache file, nil without one.
+    private(set) var pipelineCachePath: String?
+    /// Whether the cache's data came from the file.
+    private(set) var pipelineCacheLoaded = false
+    /// A pipeline was created since the cache was last saved.
+    var pipelineCacheDirty = false
+
+    static func pipelineCacheDirectory() -> String? {
+        if let v = getenv("SHARD_VK_NO_PIPELINE_CACHE"), String(cString: v) == "1" { return nil }
+        if let d = getenv("SHARD_CACHE_DIR"), d.pointee != 0 { return String(cString: d) }
+        guard let h = getenv("HOME"), h.pointee != 0 else { return nil }
+        return String(cString: h) + "/.cache/shard"
+    }
+
+    /// Whether `data` starts with a pipeline cache header (VK_PIPELINE_CACHE_HEADER_VERSION_ONE) of this device.
+    static func pipelineCacheMatches(_ data: [UInt8], _ pd: PhysicalDevice) -> Bool {
+        guard data.count >= 32 else { return false }
+        func u32(_ o: Int) -> UInt32 { UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3]) << 24 }
+        return u32(0) >= 32 && Int(u32(0)) <= data.count && u32(4) == UInt32(VK_PIPELINE_CACHE_HEADER_VERSION_ONE.rawValue)
+            && u32(8) == pd.vendorID && u32(12) == pd.deviceID && Array(data[16..<32]) == pd.pipelineCacheUUID
+    }
+
+    private func openPipelineCache() {
+        var initial: [UInt8] = []
+        if let dir = Self.pipelineCacheDirectory() {
+            let path = dir + "/vulkan-pipelines-\(String(physical.vendorID, radix: 16))-\(String(physical.deviceID, radix: 16)).bin"
+            pipelineCachePath = path
+            if let f = fopen(path, "rb") {
+                var buf = [UInt8](repeating: 0, count: 1 << 16)
+                while true {
+                    let n = fread(&buf, 1, buf.count, f)
+                    if n <= 0 { break }
+                    initial += buf[0..<n]
+                    if initial.count > 1 << 30 { initial = []; break }
+                }
+                fclose(f)
+                if !Self.pipelineCacheMatches(initial, physical) { initial = [] }
+            }
+        }
+        var cache: VkPipelineCache?
+        let r = initial.withUnsafeBytes { raw -> VkResult in
+            var ci = VkPipelineCacheCreateInfo()
+            ci.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
+            ci.initialDataSize = raw.count
+            ci.pInitialData = raw.count > 0 ? raw.baseAddress : nil
+            return vkCreatePipelineCache(device, &ci, nil, &cache)
+        }
+        if r == VK_SUCCESS {
+            pipelineCache = cache
+            pipelineCacheLoaded = !initial.isEmpty
+        } else if !initial.isEmpty {
+            // A driver that refuses the data: start empty.
+            var ci = VkPipelineCacheCreateInfo()
+            ci.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO
+            if vkCreatePipelineCache(device, &ci, nil, &cache) == VK_SUCCESS { pipelineCache = cache }
+        }
+    }
+
+    /// Writes the cache to its file (errors ignored: the cache is an optimization).
+    func savePipelineCache() {
+        guard let cache = pipelineCache, let path = pipelineCachePath else { return }
+        var size = 0
+        guard vkGetPipelineCacheData(device, cache, &size, nil) == VK_SUCCESS, size > 0 else { return }
+        var data = [UInt8](repeating: 0, count: size)
+        guard vkGetPipelineCacheData(device, cache, &size, &data) == VK_SUCCESS else { return }
+        let dir = String(path[..<path.lastIndex(of: "/")!])
+        var prefix = ""
+        for part in dir.split(separator: "/") { prefix += "/" + part; mkdir(prefix, 0o755) }
+        let tmp = path + ".\(getpid()).tmp"
+        guard let f = fopen(tmp, "wb") else { return }
+        let ok = fwrite(data, 1, size, f) == size
+        fclose(f)
+        if ok { rename(tmp, path) } else { unlink(tmp) }
     }
 
     deinit {
         if let device {
             vkDeviceWaitIdle(device)
+            if let pipelineCache { vkDestroyPipelineCache(device, pipelineCache, nil) }
             blocks.removeAll()
             if fence != nil { vkDestroyFence(device, fence, nil) }
             if commandPool != nil { vkDestroyCommandPool(device, commandPool, nil) }
@@ -679,7 +773,8 @@ final class Pipeline {
                         ci.stage.pName = entry
                         ci.stage.pSpecializationInfo = spec
                         ci.layout = layout
-                        try check(vkCreateComputePipelines(device, nil, 1, &ci, nil, &pipeline), "vkCreateComputePipelines(\(name))")
+                        try check(vkCreateComputePipelines(device, ctx.pipelineCache, 1, &ci, nil, &pipeline), "vkCreateComputePipelines(\(name))")
+                        ctx.pipelineCacheDirty = true
                     }
                 }
             }

@@ -193,6 +193,9 @@ extension MultiProcessTests {
             #expect(object[key] is Double, "\(key) missing: \(r.stdout)")
         }
         #expect(object["concurrency"] as? Int == 3 && object["generated_tokens"] as? Int == 18 && object["shards"] as? Int == 2)
+        // One FNV-1a hash of the generated tokens per stream (for batched-vs-alone parity checks on a GPU).
+        let hashes = object["stream_token_hashes"] as? [String] ?? []
+        #expect(hashes.count == 3 && hashes.allSatisfy { UInt64($0, radix: 16) != nil }, "stream_token_hashes: \(r.stdout)")
         let bad = try CLI.run(["bench", "--model", smol, "--kv-memory", "lots"])
         #expect(bad.status != 0 && bad.stderr.contains("--kv-memory"))
         let badType = try CLI.run(["bench", "--model", smol, "--kv-type", "q4"])

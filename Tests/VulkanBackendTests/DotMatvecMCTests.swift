@@ -1,0 +1,144 @@
+import Compute
+import Coordinator
+import Foundation
+import GGUF
+import Model
+import Quant
+import ShardRuntime
+import Testing
+@testable import VulkanBackend
+
+/// The multi-column integer-dot-product mat-vec of batched decode (matvec_q8_mc.comp) and the n-row int8
+/// copies its producers write (rms_quant, swiglu_quant, attention_merge_quant): against the same ops
+/// with it off (mcDotMax = 0: the float multi-column mat-vec over the rounded f32 copy) and the CPU,
+/// for column counts below, at and above a workgroup's columns (partial column groups), odd row counts
+/// (a partial last row group), row lengths of 3 and 5 blocks (the down projection's copy has another
+/// stride than the others), bias and the fused residual add; and a whole model's batched decode steps.
+extension VulkanBackendTests {
+    /// (n, most columns per workgroup, rows per workgroup, x loaded first)
+    @Test(arguments: [(2, 8, 2, true), (3, 8, 1, false), (8, 4, 2, true), (13, 4, 4, false), (17, 8, 2, false), (64, 16, 2, true)])
+    func multiColumnInt8MatvecMatchesCPUAndFloatPath(n: Int, columns: Int, rows: Int, preload: Bool) throws {
+        let vk = try Shared.vulkan(), cpu = Shared.cpu
+        #expect(vk.dotProducts, "the device (lavapipe in CI) should offer VK_KHR_shader_integer_dot_product")
+        let dim = 768, ff = 1280
+        let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
+                              ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K)],
+                             seed: 421)
+        let saved = (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload)
+        defer { (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload) = saved }
+        (vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload) = (columns, rows, preload)
+        let x = randomFloats(n * dim, seed: UInt64(n) + 422, scale: 3)
+        var results: [[Float]] = []
+        for (i, b) in [vk as any ComputeBackend, vk, cpu].enumerated() {
+            vk.mcDotMax = i == 0 ? 64 : 0
+            let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4"].map { try b.loadWeight(g.tensor($0), of: g.file) }
+            func acts(_ c: Int) throws -> Activations { try b.makeActivations(rowCapacity: n, columns: c) }
+            let xa = try acts(dim), xn = try acts(dim), ya = try acts(45), yb = try acts(29)
+            let gate = try acts(ff), up = try acts(ff), d1 = try acts(dim), d2 = try acts(dim)
+            vk.dispatchLog = []
+            let got = try step(b, sequenceBatch(rows: n, pageSize: 4, pages: 32), {
+                b.upload(x, to: xa)
+                b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
+                b.matmuls(xn, [MatmulItem(weight: w[1], bias: w[3], output: ya), MatmulItem(weight: w[2], output: yb)], rows: nil)
+                b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
+                b.matmuls(xn, [MatmulItem(weight: w[4], output: gate), MatmulItem(weight: w[5], output: up)], rows: nil)
+                b.swiglu(gate: gate, up: up, into: gate)
+                b.matmul(w[6], gate, bias: nil, into: d1, rows: nil)   // Q6_K down, residual add fused
+                b.add(xa, d1)
+                b.swiglu(gate: up, up: up, into: up)
+                b.matmul(w[7], up, bias: nil, into: d2, rows: nil)     // Q4_K down
+            }, then: { b.download(ya, rows: 0..<n) + b.download(yb, rows: 0..<n) + b.download(xa, rows: 0..<n) + b.download(d2, rows: 0..<n) })
+            let log = vk.dispatchLog ?? []
+            vk.dispatchLog = nil
+            if i == 0 {
+                #expect(log.filter { $0.hasPrefix("matvec q8mc") }.count == 6, "n=\(n): int8 multi-column mat-vecs: \(log)")
+                #expect(!log.contains { $0.hasPrefix("quantize") }, "n=\(n): a separate rounding pass: \(log)")
+            }
+            if i == 1 { #expect(!log.contains { $0.hasPrefix("matvec q8mc") }, "n=\(n): matvec_q8_mc used with mcDotMax 0: \(log)") }
+            results.append(got)
+        }
+        let vsFloat = relativeError(results[0], results[1]), vsCPU = relativeError(results[0], results[2])
+        #expect(vsFloat < 1e-6, "n=\(n), \(columns) columns per workgroup: int8 multi-column vs float path \(vsFloat)")
+        // rms_quant's norm sums squares in another order than the CPU's (a flipped 8-bit rounding at most).
+        #expect(vsCPU < 1e-3, "n=\(n), \(columns) columns per workgroup: vs CPU \(vsCPU)")
+        print("matvec_q8_mc n=\(n) NC≤\(columns): vs float path \(vsFloat), vs CPU \(vsCPU)")
+    }
+
+    /// Which steps take matvec_q8_mc: 2...mcDotMax rows with integer dot products and rounded activations.
+    @Test func multiColumnInt8Selection() throws {
+        let vk = try Shared.vulkan()
+        let saved = (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.roundsActivations)
+        defer { (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.roundsActivations) = saved }
+        (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.roundsActivations) = (true, 64, 8, true)
+        #expect(vk.mcDotShape(1) == nil)
+        #expect(vk.mcDotShape(2) == 2 && vk.mcDotShape(3) == 4 && vk.mcDotShape(8) == 8 && vk.mcDotShape(9) == 8 && vk.mcDotShape(64) == 8)
+        #expect(vk.mcDotShape(65) == nil)
+        vk.mcDotColumns = 16
+        #expect(vk.mcDotShape(9) == 16 && vk.mcDotShape(5) == 8)
+        vk.mcDotMax = 16
+        #expect(vk.mcDotShape(16) == 16 && vk.mcDotShape(17) == nil)
+        vk.mcDotMax = 0
+        #expect(vk.mcDotShape(2) == nil)
+        vk.mcDotMax = 64
+        vk.roundsActivations = false
+        #expect(vk.mcDotShape(4) == nil)
+        vk.roundsActivations = true
+        vk.dotProducts = false
+        #expect(vk.mcDotShape(4) == nil)
+        #expect(VulkanBackend.int8RowWords(256) == 68 && VulkanBackend.int8RowWords(768) == 196 && VulkanBackend.int8RowWords(11008) == 2796)
+    }
+
+    /// A synthetic Q4_K_M model's batched decode steps (several sequences per step: every Q4_K / Q6_K
+    /// product on matvec_q8_mc, the o projection's input packed by attention_merge_quant) against the
+    /// CPU's batched steps and the Vulkan backend's steps of each sequence alone (matvec_q8x).
+    @Test func batchedDecodeOnInt8MultiColumnMatchesCPUAndSingleRows() throws {
+        let vk = try Shared.vulkan()
+        #expect(vk.dotProducts)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-mc8-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
+        let file = try GGUFFile(path: path)
+        let config = try ModelConfig(gguf: file)
+        // Room for the five sequences' KV pages.
+        func pipeline(_ b: any ComputeBackend) throws -> LocalPipeline {
+            LocalPipeline(shards: [try ModelShard(file: file, config: config, layers: LayerPlan.even(layers: config.layerCount, shards: 1)[0],
+                                                  backend: b, options: ShardOptions(contextLength: 128, maxBatchRows: 32, maxSequences: 8))])
+        }
+        let cpu = try pipeline(Shared.cpu), vulkan = try pipeline(vk), alone = try pipeline(vk)
+        let prompts: [[Int32]] = [[1, 17, 42, 99], [1, 250, 3], [1, 77, 8, 300, 411], [1, 5], [1, 9, 9]]
+        let seqs = prompts.indices.map { SequenceID(20 + $0) }
+        var tokens: [Int32] = []
+        var positions = prompts.map(\.count)
+        for (s, p) in zip(seqs, prompts) {
+            let l = try Generator(pipeline: cpu).prefill(p, sequence: s)
+            _ = try Generator(pipeline: vulkan).prefill(p, sequence: s)
+            _ = try Generator(pipeline: alone).prefill(p, sequence: s)
+            tokens.append(Sampler.argmax(l))
+        }
+        var worst = 0.0, worstAlone = 0.0, used = false
+        for _ in 0..<6 {
+            let rows = zip(seqs, positions).map { StepRow(sequence: $0, position: $1) }
+            let lc = try cpu.step(tokens: tokens, rows: rows, logitRows: Array(0..<rows.count))
+            vk.dispatchLog = []
+            let lv = try vulkan.step(tokens: tokens, rows: rows, logitRows: Array(0..<rows.count))
+            used = used || (vk.dispatchLog ?? []).contains { $0.hasPrefix("matvec q8mc q4_K") }
+            vk.dispatchLog = nil
+            worst = max(worst, relativeError(lv, lc))
+            let vocab = lc.count / rows.count
+            for r in rows.indices {
+                let c = Array(lc[(r * vocab)..<((r + 1) * vocab)]), v = Array(lv[(r * vocab)..<((r + 1) * vocab)])
+                let la = try alone.step(tokens: [tokens[r]], rows: [rows[r]], logitRows: [0])
+                worstAlone = max(worstAlone, relativeError(v, la))
+                let top = Sampler.topK(c, 2)
+                if top[0].logit - top[1].logit > 0.1 { #expect(Sampler.argmax(v) == top[0].id, "row \(r): greedy token differs from the CPU's") }
+                tokens[r] = top[0].id
+            }
+            positions = positions.map { $0 + 1 }
+        }
+        for s in seqs { try cpu.release(s); try vulkan.release(s); try alone.release(s) }
+        #expect(used, "no matvec_q8_mc in a batched decode step")
+        #expect(worst < 3e-2, "batched decode logits vs CPU: \(worst)")
+        #expect(worstAlone < 1e-4, "batched decode logits vs each row alone: \(worstAlone)")
+        print("batched decode on matvec_q8_mc: max relative logit error vs CPU \(worst), vs rows alone \(worstAlone)")
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs ON the lent GPU machine (carry .gl and the bundle): batched decode on the integer-dot multi-column
+# mat-vec (matvec_q8_mc.comp) against matmul_cm (SHARD_VK_MC8_MAX=0), issue 5. Parity with the CPU first;
+# then aggregate decode (128 prompt + 128 generated tokens per stream) for each CONFIGS entry
+# ("name|ENV=V,ENV=V|stream counts;..."), each after a short warm-up run (the driver compiles pipelines
+# on first use), and a per-op profile of 16 streams with the defaults.
+#   run: OUT=$OUT BUNDLE=.gpu-bat bash .gpu-bat/gpu-mc8.sh
+set -uo pipefail
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+t0=$(date +%s)
+$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
+for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
+perstep() { python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
+print(' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in ('wall_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds')))" "$1" 2>/dev/null || echo "- | - | -"; }
+# Parity vs the CPU: greedy tokens of the tiny models (decode steps of one row, producers' one-row
+# int8 copies), and the 7B's top-5 logits after a 4-token prompt (a 4-row step: matvec_q8_mc at the 7B's
+# shapes). (bench --concurrency cannot run the tiny models: its prompts assume a vocabulary of 1000+.)
+: > "$out/parity.txt"
+for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
+  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)" | tee -a "$out/parity.txt"
+done
+c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu 2>&1)
+for pe in "SHARD_VK_MC8_MAX=0" "SHARD_VK_MC8_MAX=16" "SHARD_VK_MC8_MAX=16 SHARD_VK_MC8_PRE=0"; do
+  v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan 2>&1)
+  echo "7b top-5 logits ($pe): $(python3 -c "
+import json,sys
+c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
+print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
+" "$c" "$v" 2>/dev/null || echo error)" | tee -a "$out/parity.txt"
+done
+echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+# Throughput.
+echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait |" > "$out/mc8.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/mc8.md"
+# CONFIGS: name|env settings (comma-separated)|stream counts.
+IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_MC8_MAX=0|4 16 32 64;pre8|SHARD_VK_MC8_MAX=64|4 16 32 64;nopre8|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_PRE=0|16 64;pre4|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_COLS=4|16 64}"
+for cfg in "${cfgs[@]}"; do
+  IFS='|' read -r name envs list <<< "$cfg"; envs=${envs//,/ }
+  env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1
+  for c in $list; do
+    j="$out/c-$name-$c.json"
+    env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
+    echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(perstep $j) |" >> "$out/mc8.md"
+  done
+  echo "$name done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+done
+[ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 128 \
+  --gen-tokens 32 --ctx 2048 --profile > "$out/profile-mc.txt" 2>&1
+cd "$out" && tar czf logs.tgz *.json *.err 2>/dev/null; rm -f "$out"/*.json "$out"/*.err
+echo; cat "$out/parity.txt"; echo; cat "$out/mc8.md"; echo "total: $(( $(date +%s) - t0 )) s"
