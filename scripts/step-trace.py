@@ -27,7 +27,7 @@ for w in sorted(workers):
 order += ['coordinator.poll', 'coordinator.decoded']
 ids = sorted(steps)[skip:]
 segments = collections.defaultdict(list)
-total, between = [], []
+total, between, outside = [], [], []
 for s in ids:
     e = steps[s]
     for a, b in zip(order, order[1:]):
@@ -35,6 +35,9 @@ for s in ids:
             segments[a + ' -> ' + b].append((e[b] - e[a]) / 1e3)
     if 'coordinator.submit' in e and 'coordinator.decoded' in e:
         total.append((e['coordinator.decoded'] - e['coordinator.submit']) / 1e3)
+        forwards = [e[w + '.forward'] - e[w + '.decoded'] for w in workers if w + '.forward' in e and w + '.decoded' in e]
+        if len(forwards) == len(workers):
+            outside.append(total[-1] - sum(forwards) / 1e3)
         nxt = steps.get(s + 1, {})
         if 'coordinator.submit' in nxt:
             between.append((nxt['coordinator.submit'] - e['coordinator.decoded']) / 1e3)
@@ -46,5 +49,7 @@ for a, b in zip(order, order[1:]):
         print(f'{k:58} {statistics.median(segments[k]):9.1f} {statistics.mean(segments[k]):9.1f}')
 if total:
     print(f'{"step: submit -> decoded":58} {statistics.median(total):9.1f} {statistics.mean(total):9.1f}')
+if outside:
+    print(f'{"step outside the forward passes":58} {statistics.median(outside):9.1f} {statistics.mean(outside):9.1f}')
 if between:
     print(f'{"coordinator: decoded -> next submit":58} {statistics.median(between):9.1f} {statistics.mean(between):9.1f}')

@@ -48,8 +48,11 @@ public final class RemotePipeline: ShardPipeline {
     private let limits: WireLimits
     private let context: ZmqContext
     private var controls: [ZmqSocket] = []
-    private let input: ZmqSocket
-    private let results: ZmqSocket
+    /// How this coordinator's frames reach worker 0: the same-host link or ZeroMQ (`FrameLink`).
+    public var activationTransport: ActivationSender.Transport? { input?.transport }
+    /// Frames to worker 0 (the same-host link when it offers one: `FrameLink`), results from the last.
+    private var input: ActivationSender?
+    private let results: ActivationInbox
     private var nextStep: UInt64 = 1
     private var nextRequest: UInt64 = 1
     private var closed = false
@@ -72,10 +75,9 @@ public final class RemotePipeline: ShardPipeline {
         self.contextLength = contextLength
         limits = WireLimits.forModel(embeddingLength: embeddingLength, vocabSize: vocabSize, maxBatchRows: maxBatchRows)
         context = try ZmqContext()
-        results = try ZmqSocket(context, .pull, options: .activations(limits))
-        let resultAddress = try results.bind(resultEndpoint)
+        results = try ActivationInbox(context, bind: resultEndpoint, limits: limits)
+        let resultAddress = results.endpoint
         resultSocketPath = resultAddress.hasPrefix("ipc://") ? String(resultAddress.dropFirst(6)) : nil
-        input = try ZmqSocket(context, .push, options: .activations(limits))
         do {
             for e in endpoints {
                 let s = try ZmqSocket(context, .dealer, options: .control(limits))
@@ -142,7 +144,7 @@ public final class RemotePipeline: ShardPipeline {
             kvPool = common
             // Ask again: a loaded worker reports the device its backend runs on.
             for i in workers.indices { workers[i].registration = try registration(i, endpoint: endpoints[i]) }
-            try input.connect(dataEndpoints[0])
+            input = try ActivationSender(context, endpoint: dataEndpoints[0], limits: limits)
         } catch {
             close()
             throw error
@@ -240,7 +242,14 @@ public final class RemotePipeline: ShardPipeline {
             frame.topLogprobs = logprobs ? top : 0
         }
         StepTrace.shared.mark(id, "submit")
-        try input.send(frame)
+        guard let input else { throw GenerationError("the shard pipeline is closed") }
+        do {
+            try input.send(frame)
+        } catch {
+            // The link to worker 0 broke: if its process died, say so (as a ZeroMQ hop's health check would).
+            if let problem = deadWorker(grace: .milliseconds(200)) { throw GenerationError("step \(id) failed: \(problem)") }
+            throw error
+        }
         StepTrace.shared.mark(id, "sent")
         inFlight.append((id, step.sampling, step.logitRows.count))
         return id
@@ -255,19 +264,23 @@ public final class RemotePipeline: ShardPipeline {
         do {
             while clock.now < deadline {
                 if let problem = healthCheck?() { throw GenerationError("step \(id) failed: \(problem)") }
-                var ready = [Bool](repeating: false, count: controls.count + 1)
-                while idleSpin > .zero && clock.now - lastResult < idleSpin && !ready.contains(true) {
-                    ready = try pollReadable([results] + controls, timeout: .zero)
+                var ready = (sockets: [Bool](repeating: false, count: controls.count), frames: false)
+                while idleSpin > .zero && clock.now - lastResult < idleSpin && !ready.frames && !ready.sockets.contains(true) {
+                    ready = try pollReadable(controls, inbox: results, timeout: .zero)
                     sched_yield()
                 }
-                if !ready.contains(true) { ready = try pollReadable([results] + controls, timeout: .milliseconds(200)) }
+                if !ready.frames && !ready.sockets.contains(true) {
+                    ready = try pollReadable(controls, inbox: results, timeout: .milliseconds(200))
+                }
                 let tPoll = StepTrace.now()
-                for (i, r) in ready.enumerated().dropFirst() where r {
-                    if let c = try controls[i - 1].receive(Control.self, limits: limits), case .error(let e) = c.body {
-                        throw GenerationError("worker \(workers[i - 1].registration.workerID) (layers \(workers[i - 1].layers)): \(e.message)")
+                for (i, r) in ready.sockets.enumerated() where r {
+                    if let c = try controls[i].receive(Control.self, limits: limits), case .error(let e) = c.body {
+                        // A worker that lost its next hop reports it; a dead process is the cause to name.
+                        if let problem = deadWorker(grace: .milliseconds(200)) { throw GenerationError("step \(id) failed: \(problem)") }
+                        throw GenerationError("worker \(workers[i].registration.workerID) (layers \(workers[i].layers)): \(e.message)")
                     }
                 }
-                guard ready[0], let frame = try results.receive(ActivationFrame.self, limits: limits) else { continue }
+                guard ready.frames, let frame = try results.receive() else { continue }
                 guard frame.stepID == id else { continue }  // a late answer to a step that already failed
                 inFlight.removeFirst()
                 lastResult = clock.now
@@ -280,6 +293,19 @@ public final class RemotePipeline: ShardPipeline {
         } catch {
             inFlight.removeAll()
             throw error
+        }
+    }
+
+    /// The health check's complaint, waiting up to `grace` for one (a killed worker's socket closes, and
+    /// its neighbour reports that, a moment before the process can be reaped).
+    private func deadWorker(grace: Duration) -> String? {
+        guard let healthCheck else { return nil }
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while true {
+            if let problem = healthCheck() { return problem }
+            if clock.now >= deadline { return nil }
+            usleep(5_000)
         }
     }
 
@@ -331,7 +357,7 @@ public final class RemotePipeline: ShardPipeline {
         guard !closed else { return }
         closed = true
         controls.forEach { $0.close() }
-        input.close()
+        input?.close()
         results.close()
         context.shutdown()
         if let resultSocketPath { unlink(resultSocketPath) }

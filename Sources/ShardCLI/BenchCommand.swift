@@ -65,6 +65,7 @@ extension Shardctl {
                     ("backend", JSON.string(m.backendName)),
                     ("device", JSON.string(m.deviceName)),
                     ("shards", "\(m.shardCount)"),
+                    ("activation_link", JSON.string((m.pipeline as? RemotePipeline)?.activationTransport?.rawValue ?? "in-process")),
                     ("concurrency", "\(concurrency)"),
                     ("load_seconds", JSON.number(loadSeconds)),
                     ("device_memory", deviceMemoryJSON(vulkan)),

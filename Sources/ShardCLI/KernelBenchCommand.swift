@@ -44,10 +44,10 @@ extension Shardctl {
 }
 
 extension Shardctl {
-    /// Per-hop latency and throughput of activation frames over ipc:// and tcp:// (a developer tool).
+    /// Per-hop latency and throughput of activation frames over the same-host link, ipc:// and tcp:// (a developer tool).
     struct WireBench: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "wire-bench", abstract: "Measure activation frames over ZeroMQ (ipc:// and tcp://).",
+            commandName: "wire-bench", abstract: "Measure activation frames over the same-host link and ZeroMQ (ipc:// and tcp://).",
             shouldDisplay: false)
         @Option(help: "Round trips per measurement.")
         var iterations: Int = 300

@@ -14,8 +14,9 @@ let stopRequested = Atomic<Bool>(false)
 ///
 /// Control (a ROUTER bound at the `--listen` endpoint): Heartbeat → Register (the hello),
 /// LoadShard → Ready or Error, ReleaseSequence, Shutdown → Shutdown (acknowledged, then exit).
-/// Data (a PULL at `Endpoints.data(forControl:)`): ActivationFrames of token ids or hidden states;
-/// the results (hidden states, or logits from the last shard) are pushed to LoadShard's `nextEndpoint`.
+/// Data (an `ActivationInbox` at `Endpoints.data(forControl:)`: a PULL, and for ipc:// the same-host
+/// link, see `FrameLink`): ActivationFrames of token ids or hidden states; the results (hidden states,
+/// or logits from the last shard) go to LoadShard's `nextEndpoint` (the link if it offers one, else a PUSH).
 /// A malformed frame or a failing step is reported to the coordinator as an Error; the worker keeps serving.
 public final class ShardServer {
     public struct Options {
@@ -50,8 +51,8 @@ public final class ShardServer {
     let limits = WireLimits()
     private let context: ZmqContext
     private let control: ZmqSocket
-    private let data: ZmqSocket
-    private var next: ZmqSocket?
+    private let data: ActivationInbox
+    private var next: ActivationSender?
     private var shard: ModelShard?
     private var coordinator: PeerID?
     private var stats = (tokens: UInt64(0), steps: UInt64(0), busy: 0.0)
@@ -63,9 +64,8 @@ public final class ShardServer {
         self.options = options
         context = try ZmqContext()
         control = try ZmqSocket(context, .router, options: .control(limits))
-        data = try ZmqSocket(context, .pull, options: .activations(limits))
         _ = try control.bind(options.listen)
-        _ = try data.bind(try Endpoints.data(forControl: options.listen))
+        data = try ActivationInbox(context, bind: try Endpoints.data(forControl: options.listen), limits: limits)
     }
 
     /// Serves until Shutdown, SIGTERM/SIGINT, or (with `exitWithParent`) the parent's exit.
@@ -83,8 +83,8 @@ public final class ShardServer {
         while !stopRequested.load(ordering: .relaxed) {
             if options.exitWithParent && getppid() != parent { return }
             let ready = try waitReadable()
-            if ready[0], try !serveControl() { return }
-            if ready[1] {
+            if ready.control, try !serveControl() { return }
+            if ready.frames {
                 let polled = StepTrace.now()
                 shard?.backend.prepareForStep()  // the pool's threads wake while the frame is decoded
                 try serveData(polledAt: polled)
@@ -97,16 +97,17 @@ public final class ShardServer {
 
     /// Which of [control, data] have a message. Within `idleSpin` of the last step it polls without
     /// sleeping (the next frame is then seen without a thread wake-up); otherwise it blocks up to 200 ms.
-    private func waitReadable() throws -> [Bool] {
+    private func waitReadable() throws -> (control: Bool, frames: Bool) {
         if options.idleSpin > .zero {
             let clock = ContinuousClock()
             while clock.now - lastStep < options.idleSpin {
-                let ready = try pollReadable([control, data], timeout: .zero)
-                if ready.contains(true) { return ready }
+                let ready = try pollReadable([control], inbox: data, timeout: .zero)
+                if ready.sockets[0] || ready.frames { return (ready.sockets[0], ready.frames) }
                 sched_yield()  // on a busy core, let the others run
             }
         }
-        return try pollReadable([control, data], timeout: .milliseconds(200))
+        let ready = try pollReadable([control], inbox: data, timeout: .milliseconds(200))
+        return (ready.sockets[0], ready.frames)
     }
 
     private func close() {
@@ -267,16 +268,15 @@ public final class ShardServer {
     }
 
     private func connectNext(_ endpoint: String) throws {
-        let push = try ZmqSocket(context, .push, options: .activations(limits))
-        try push.connect(endpoint)
+        let sender = try ActivationSender(context, endpoint: endpoint, limits: limits)
         next?.close()
-        next = push
+        next = sender
     }
 
     private func serveData(polledAt tPoll: UInt64) throws {
         let received: ActivationFrame?
         do {
-            received = try data.receive(ActivationFrame.self, limits: limits)
+            received = try data.receive()
         } catch {
             // A bad frame is the sender's problem: report it and keep serving. Socket errors end the worker.
             switch error {

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Per-hop latency and one-way throughput of ActivationFrames between two threads, each with its own
-/// ZeroMQ context (as two processes would have). A hop is encode + send + receive + decode.
+/// ZeroMQ context (as two processes would have). A hop is encode + send + poll + receive + decode.
 public enum WireBenchmark {
     public struct Result: Sendable {
         public var transport: String
@@ -15,7 +15,9 @@ public enum WireBenchmark {
         public var megabytesPerSecond: Double, framesPerSecond: Double
     }
 
-    /// `transport`: "ipc" (a socket file in /tmp) or "tcp" (127.0.0.1, any port).
+    /// `transport`: "ipc" (ZeroMQ, a socket file in /tmp), "tcp" (ZeroMQ, 127.0.0.1, any port) or "link"
+    /// (the same-host link of `FrameLink`). Sent with `ActivationSender`, received with `ActivationInbox`
+    /// after `pollReadable`, as the shard pipeline does.
     public static func measure(transport: String, payloadBytes: Int, iterations: Int = 300,
                                dtype: DType = .f32) throws -> Result {
         let cols = 1024
@@ -40,31 +42,35 @@ public enum WireBenchmark {
         var files: [String] = []
         defer { files.forEach { unlink($0) } }
         func endpoint(_ name: String) -> String {
-            guard transport == "ipc" else { return "tcp://127.0.0.1:*" }
+            guard transport != "tcp" else { return "tcp://127.0.0.1:*" }
             files.append("/tmp/shard-wire-bench-\(getpid())-\(name).sock")
             return "ipc://" + files.last!
         }
-        let ctx = try ZmqContext()
-        let out = try ZmqSocket(ctx, .push), back = try ZmqSocket(ctx, .pull, options: .activations(limits))
-        let outEndpoint = try out.bind(endpoint("out")), backEndpoint = try back.bind(endpoint("back"))
+        // As the pipeline does it: each receiver's inbox is bound before its sender connects.
+        let link = transport == "link"
+        let ctx = try ZmqContext(), echoContext = try ZmqContext()
+        let back = try ActivationInbox(ctx, bind: endpoint("back"), limits: limits, link: link)
+        let input = try ActivationInbox(echoContext, bind: endpoint("out"), limits: limits, link: link)
+        let out = try ActivationSender(ctx, endpoint: input.endpoint, limits: limits, link: link)
+        let output = try ActivationSender(echoContext, endpoint: back.endpoint, limits: limits, link: link)
+        guard out.transport == (link ? .link : .zmq), output.transport == out.transport else {
+            throw WireError.malformed("wire-bench: \(transport) asked for, \(out.transport) connected")
+        }
+        func next(_ inbox: ActivationInbox) throws -> ActivationFrame {
+            let deadline = clock.now + .seconds(10)
+            while clock.now < deadline {
+                guard try pollReadable([], inbox: inbox, timeout: .seconds(1)).frames else { continue }
+                if let f = try inbox.receive() { return f }
+            }
+            throw WireError.timedOut
+        }
         let warmup = 20
         let echo = try BenchThread {
-            let ctx = try ZmqContext()
-            let input = try ZmqSocket(ctx, .pull, options: .activations(limits))
-            let output = try ZmqSocket(ctx, .push)
-            try input.connect(outEndpoint)
-            try output.connect(backEndpoint)
-            for _ in 0..<(iterations + warmup) {
-                guard let f = try input.receive(ActivationFrame.self, limits: limits) else { throw WireError.timedOut }
-                try output.send(f)
-            }
+            for _ in 0..<(iterations + warmup) { try output.send(try next(input)) }
             var decoded = 0
-            for _ in 0..<iterations {
-                guard let f = try input.receive(ActivationFrame.self, limits: limits) else { throw WireError.timedOut }
-                decoded += f.payload.count
-            }
+            for _ in 0..<iterations { decoded += try next(input).payload.count }
             try output.send(ActivationFrame.tokens(step: UInt64(decoded), rows: [], logitRows: [], tokens: []))
-            _ = try input.receive(ActivationFrame.self, limits: limits)  // main thread done: close after it
+            _ = try next(input)  // main thread done: close after it
         }
 
         // Latency: frame out, echoed back (two hops).
@@ -72,7 +78,7 @@ public enum WireBenchmark {
         for i in 0..<(iterations + warmup) {
             let t0 = clock.now
             try out.send(frame)
-            guard let f = try back.receive(ActivationFrame.self, limits: limits) else { throw WireError.timedOut }
+            let f = try next(back)
             let dt = clock.now - t0
             precondition(f.payload.count == frame.payload.count)
             if i >= warmup { rtts.append(dt.seconds) }
@@ -81,11 +87,14 @@ public enum WireBenchmark {
         // Throughput: stream one way; the echo thread decodes each and acknowledges the byte count.
         let t0 = clock.now
         for _ in 0..<iterations { try out.send(frame) }
-        guard let ack = try back.receive(ActivationFrame.self, limits: limits) else { throw WireError.timedOut }
+        let ack = try next(back)
         let seconds = (clock.now - t0).seconds
         precondition(ack.stepID == UInt64(iterations * frame.payload.count), "echo thread lost frames")
         try out.send(frame)
         try echo.join()
+        for c in [out, output] as [ActivationSender] { c.close() }
+        back.close()
+        input.close()
         return Result(transport: transport, payloadBytes: frame.payload.count,
                       encodeSeconds: te.seconds / Double(iterations), decodeSeconds: td.seconds / Double(iterations),
                       hopP50: rtts[rtts.count / 2] / 2, hopMean: rtts.reduce(0, +) / Double(rtts.count) / 2,
@@ -96,9 +105,9 @@ public enum WireBenchmark {
 
     /// The table printed by `SHARD_WIRE_BENCH=1 swift test --filter WireTests.WireBenchmark`.
     public static func report(sizes: [Int] = [64 << 10, 1 << 20], iterations: Int = 300) throws -> String {
-        var lines = ["libzmq \(ZmqContext.version); hidden-state frames, f32, 1024 columns; hop = encode + send + recv + decode",
+        var lines = ["libzmq \(ZmqContext.version); hidden-state frames, f32, 1024 columns; hop = encode + send + poll + recv + decode; link = same-host Unix socket (FrameLink)",
                      "transport  payload  encode    decode    hop p50    hop mean   hop p99    throughput"]
-        for transport in ["ipc", "tcp"] {
+        for transport in ["link", "ipc", "tcp"] {
             for size in sizes {
                 let r = try measure(transport: transport, payloadBytes: size, iterations: iterations)
                 lines.append("\(pad(transport, 9))  \(pad("\(size >> 10) KiB", 7))  \(us(r.encodeSeconds))  \(us(r.decodeSeconds))  "

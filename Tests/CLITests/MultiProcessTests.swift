@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import Wire
+@testable import Wire
 
 /// Shards as `shard-worker` processes: same results for any shard count, faults reported cleanly,
 /// no process left behind.
@@ -56,6 +56,32 @@ import Wire
         }
         #expect(Set(tokens).count == 1, "tokens differ between shard counts")
         #expect(Set(logits).count == 1, "logits differ between shard counts")
+        #expect(workerCount() == 0, "shard-worker processes left behind")
+    }
+
+    /// The activation hops between processes on this host take the same-host link (`FrameLink`) by
+    /// default and ZeroMQ with SHARD_LINK=zmq; 2 and 3 shards give 1 shard's greedy tokens either way.
+    @Test func sameHostLinkAndForcedZeroMQGiveOneShardsTokens() throws {
+        func generate(_ shards: Int, _ env: [String: String]) throws -> String {
+            let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
+                                 "--temperature", "0", "--max-tokens", "24", "--json", "--shards", "\(shards)", "--backend", "cpu"],
+                                environment: env)
+            #expect(g.status == 0, "\(shards) shards, \(env): \(g.stderr)")
+            return g.lines.dropLast().joined(separator: "\n")
+        }
+        let one = try generate(1, [:])
+        #expect(!one.isEmpty)
+        for shards in [2, 3] {
+            #expect(try generate(shards, [:]) == one, "\(shards) shards over the link")
+            #expect(try generate(shards, ["SHARD_LINK": "zmq"]) == one, "\(shards) shards over ZeroMQ")
+        }
+        // Which transport the coordinator's hop took (bench reports it).
+        for (env, expected) in [([String: String](), "link"), (["SHARD_LINK": "zmq"], "zmq")] {
+            let b = try CLI.run(["bench", "--model", smol, "--backend", "cpu", "--shards", "2", "--prompt-tokens", "8",
+                                 "--gen-tokens", "4", "--json"], environment: env)
+            #expect(b.status == 0, "\(b.stderr)")
+            #expect(b.stdout.contains("\"activation_link\":\"\(expected)\""), "\(env): \(b.stdout)")
+        }
         #expect(workerCount() == 0, "shard-worker processes left behind")
     }
 
@@ -251,6 +277,89 @@ import Wire
         guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
         worker.waitUntilExit()
         #expect(worker.terminationStatus == 0)
+    }
+}
+
+extension MultiProcessTests {
+    /// A worker's same-host link, driven by hand: hostile bytes on it (a frame that does not decode, a
+    /// length over the limit, a connection that ends inside a frame) are reported as Errors, the worker
+    /// keeps serving frames over the link and ZeroMQ, pushes its result over our link, and leaves no file.
+    @Test func workerSurvivesHostileBytesOnTheLink() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-link-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let listen = "ipc://\(dir.path)/w"
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+        worker.arguments = ["--listen", listen, "--backend", "cpu", "--worker-id", "w0"]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "SHARD_LINK")
+        worker.environment = env
+        try worker.run()
+        defer { if worker.isRunning { worker.terminate() } }
+
+        let limits = WireLimits.forModel(embeddingLength: 576, vocabSize: 49152, maxBatchRows: 64)
+        let ctx = try ZmqContext()
+        let control = try ZmqSocket(ctx, .dealer, options: .control(limits, receiveTimeout: .seconds(20)))
+        try control.connect(listen)
+        let results = try ActivationInbox(ctx, bind: "ipc://\(dir.path)/results", limits: limits, link: true)
+        defer { control.close(); results.close(); ctx.shutdown() }
+        func result() throws -> ActivationFrame? {
+            for _ in 0..<200 {
+                if try pollReadable([], inbox: results, timeout: .milliseconds(100)).frames, let f = try results.receive() { return f }
+            }
+            return nil
+        }
+        try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
+        _ = try #require(try control.receive(Control.self, limits: limits))
+        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
+                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
+                                                                     nextEndpoint: results.endpoint))))
+        let loaded = try #require(try control.receive(Control.self, limits: limits))
+        guard case .ready = loaded.body else { Issue.record("expected Ready, got \(loaded.body)"); return }
+
+        let data = try Endpoints.data(forControl: listen)
+        let link = try ActivationSender(ctx, endpoint: data, limits: limits, link: true)
+        defer { link.close() }
+        #expect(link.transport == .link, "the worker offers no link")
+        func raw(_ bytes: [UInt8], close closing: Bool) throws {
+            let fd = try #require(FrameLink.connect(data))
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            #expect(n == bytes.count)
+            if closing { close(fd) } else { Thread.sleep(forTimeInterval: 0.2); close(fd) }
+        }
+        func header(_ n: UInt32) -> [UInt8] { withUnsafeBytes(of: n.littleEndian) { Array($0) } }
+        try link.send(ZmqMessage([UInt8](repeating: 0xFF, count: 64)))              // does not decode
+        try raw(header(UInt32.max) + [1, 2, 3], close: false)                       // length over the limit
+        try raw(header(1000) + [UInt8](repeating: 0x08, count: 10), close: true)    // ends inside a frame
+        var errors: [String] = []
+        while errors.count < 3, let c = try control.receive(Control.self, limits: limits) {
+            if case .error(let e) = c.body { errors.append(e.message) }
+        }
+        #expect(errors.count == 3, "\(errors)")
+        #expect(errors.allSatisfy { $0.contains("rejected a frame") }, "\(errors)")
+        #expect(errors.contains { $0.contains("connection closed") } && errors.contains { $0.contains("ended inside a frame") }, "\(errors)")
+
+        let tokens: [Int32] = [504, 3575, 282, 4649, 314]
+        let rows = tokens.indices.map { ActivationFrame.Row(sequence: 9, position: UInt32($0)) }
+        try link.send(ActivationFrame.tokens(step: 2, rows: rows, logitRows: [4], tokens: tokens))
+        let frame = try #require(try result())
+        #expect(frame.stepID == 2 && frame.kind == .logits)
+        let logits = try frame.floats()
+        #expect(logits.indices.max { logits[$0] < logits[$1] } == 7042)
+        // ZeroMQ into the same worker still works (a sender with SHARD_LINK=zmq).
+        let zmq = try ActivationSender(ctx, endpoint: data, limits: limits, link: false)
+        defer { zmq.close() }
+        try zmq.send(ActivationFrame.tokens(step: 3, rows: [ActivationFrame.Row(sequence: 9, position: 5)], logitRows: [0], tokens: [7042]))
+        #expect(try result()?.stepID == 3)
+
+        try control.send(Control(requestID: 3, .shutdown(Shutdown())))
+        let bye = try #require(try control.receive(Control.self, limits: limits))
+        guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        #expect(Set(left).isSubset(of: ["results"]), "files left by the worker: \(left)")
     }
 }
 
