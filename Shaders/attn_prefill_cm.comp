@@ -1,7 +1,8 @@
 #version 450
 // attn_prefill.comp on cooperative matrices (VK_NV_cooperative_matrix 16×16×16 f16·f16 + f32): the same
-// steps (one sequence at consecutive positions, causal, paged f16 KV, GQA), opt-in (env SHARD_VK_FLASH_CM=1)
-// while it is measured. Workgroup (head h, 64 query rows): 4 subgroups of 32, each 16 rows with its q
+// steps (one sequence at consecutive positions, causal, paged f16 KV, GQA), the default where the device has
+// them (env SHARD_VK_FLASH_CM=0: attn_prefill.comp). Checked on the GPU only (lavapipe has no cooperative
+// matrices): top-5 logits vs the CPU after a 28-word prompt (scripts/gpu-pre.sh). Workgroup (head h, 64 query rows): 4 subgroups of 32, each 16 rows with its q
 // (headDim ≤ 128, a multiple of 16) held as 8 f16 matrices; per KV tile of BC = 32 positions the K and V
 // tiles (f16) in shared memory, S = q·Kᵀ (2 × 8 products), the online softmax by lanes (2 per row) on S in
 // shared memory, P rounded to f16, the accumulators rescaled through shared memory, O += P·V (2 × 8).

@@ -16,7 +16,7 @@ B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 16 --c
 $S bench $B > "$out/warm.json" 2> "$out/warm.err"   # compiles the pipelines once (the driver caches them)
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
   c=$($S logits --model $m --prompt "$long" --top 5 --backend cpu 2>&1)
-  for pe in "" "$BASE" "SHARD_VK_FLASH_CM=1"; do
+  for pe in "" "$BASE" "SHARD_VK_FLASH_CM=0"; do
     v=$(env $pe $S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
     echo "$m [$pe] cpu: $c" >> "$out/parity.txt"; echo "$m [$pe] vk:  $v" >> "$out/parity.txt"
     echo "prefill parity $(basename $m) ${pe:+($pe)}: $(python3 -c "
@@ -31,21 +31,25 @@ print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id
   echo "$m greedy cpu: $c / vk: $v" >> "$out/parity.txt"
   [[ -n $c && $c == "$v" ]] && echo "greedy $(basename $m): same" | tee -a "$out/summary.txt" || echo "greedy $(basename $m): DIFF" | tee -a "$out/summary.txt"
 done
-for i in 1 2; do
-  for v in "new=" "noflash=SHARD_VK_NO_FLASH=1" "noq6w=SHARD_VK_CM_Q6W=0" "q4kc32=SHARD_VK_CM_PRE_Q4K=2,4,2,1" "flashcm=SHARD_VK_FLASH_CM=1" "base=$BASE"; do
-    name=${v%%=*}; envs=${v#*=}
+# ROUNDS (2) rounds of the variants; PRE_VARIANTS="name=ENV=V+ENV=V ..." replaces the list; NO_KB=1 skips kernel-bench.
+variants=${PRE_VARIANTS:-"new= noflash=SHARD_VK_NO_FLASH=1 noq6w=SHARD_VK_CM_Q6W=0 q4kc32=SHARD_VK_CM_PRE_Q4K=2,4,2,1 flashsimt=SHARD_VK_FLASH_CM=0 base=${BASE// /+}"}
+for i in $(seq ${ROUNDS:-2}); do
+  for v in $variants; do
+    name=${v%%=*}; envs=${v#*=}; envs=${envs//+/ }
     env $envs $S bench $B > "$out/b-$name-$i.json" 2> "$out/b-$name-$i.err"
     echo "run $i $name: prefill $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f tok/s, decode %.1f' % (d['prefill_tokens_per_s'], d['decode_tokens_per_s']))" "$out/b-$name-$i.json" 2>/dev/null || echo error)" | tee -a "$out/summary.txt"
   done
 done
 $S bench $B --profile > /dev/null 2> "$out/profile-new.txt"
 env $BASE $S bench $B --profile > /dev/null 2> "$out/profile-base.txt"
-SHARD_VK_FLASH_CM=1 $S bench $B --profile > /dev/null 2> "$out/profile-flashcm.txt"
-$S kernel-bench --vulkan > "$out/kb-4096.txt" 2>&1
-$S kernel-bench --vulkan --matmul 4096,11008,512 > "$out/kb-11008.txt" 2>&1
-echo; grep -A14 "^prefill:" "$out/profile-new.txt"; echo "baseline:"; grep -A14 "^prefill:" "$out/profile-base.txt"
-echo "flash cm:"; grep -A14 "^prefill:" "$out/profile-flashcm.txt"
-grep "^matmul q6_K\|^matmul q4_K" "$out"/kb-*.txt | sed 's/relative difference from f32/rel/'
-grep "odd sizes" "$out"/kb-*.txt
+SHARD_VK_FLASH_CM=0 $S bench $B --profile > /dev/null 2> "$out/profile-flashsimt.txt"
+if [ "${NO_KB:-0}" = 0 ]; then
+  $S kernel-bench --vulkan > "$out/kb-4096.txt" 2>&1
+  $S kernel-bench --vulkan --matmul 4096,11008,512 > "$out/kb-11008.txt" 2>&1
+fi
+echo; grep -A14 "^prefill:" "$out/profile-new.txt"; grep "^host:" "$out/profile-new.txt"; echo "baseline:"; grep -A14 "^prefill:" "$out/profile-base.txt"; grep "^host:" "$out/profile-base.txt"
+echo "flash simt:"; grep -A14 "^prefill:" "$out/profile-flashsimt.txt"
+grep "^matmul Q6_K\|^matmul Q4_K" "$out"/kb-*.txt 2>/dev/null | sed 's/relative difference from f32/rel/'
+grep "odd sizes" "$out"/kb-*.txt 2>/dev/null
 cat "$out/summary.txt"
 cd "$out" && tar czf logs.tgz *.txt *.json *.err && rm -f *.json *.err parity.txt profile-*.txt kb-*.txt

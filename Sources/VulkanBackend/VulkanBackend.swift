@@ -40,9 +40,10 @@
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged. Prefill attention (17+ rows of one sequence at consecutive positions, f16 KV,
-//   no sliding window, head dim ≤ 128): attn_prefill.comp, tiles of 32 query rows × 32 KV positions
-//   (16: attn_prefill_small, where shared memory is 32 KiB) with an online softmax in shared memory and
-//   registers, f32; other steps take attn_decode. Prefill: mat-mats on cooperative matrices where the device has
+//   no sliding window, head dim ≤ 128): with cooperative matrices attn_prefill_cm.comp (64 query rows ×
+//   32 KV positions, f16 q/K/V/P, f32 accumulation), else attn_prefill.comp, tiles of 32 query rows × 32
+//   KV positions (16: attn_prefill_small, where shared memory is 32 KiB) with an online softmax in shared
+//   memory and registers, f32; other steps take attn_decode. Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
@@ -272,6 +273,11 @@ public final class VulkanBackend: ComputeBackend {
                     + pad(fmt(v.ns / Double(v.count) / 1e3), 10) + pad(fmt(100 * v.ns / max(sum, 1)) + "%", 9))
             }
         }
+        if let f = firstStepHost {
+            lines.append("host: first step record \(fmt(f.record * 1e3)) ms, submit + wait \(fmt(f.gpu * 1e3)) ms; pipelines created "
+                + "\(pipelineCreation.count) in \(fmt(pipelineCreation.seconds * 1e3)) ms; all \(hostTimes.steps) steps: record "
+                + "\(fmt(hostTimes.record * 1e3)) ms, submit + wait \(fmt(hostTimes.gpu * 1e3)) ms, read-back \(fmt(hostTimes.download * 1e3)) ms")
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -318,7 +324,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_ATTN_FUSED_MERGE") == 1 { attentionFusedMerge = true }
         if env("SHARD_VK_NO_FLASH") == 1 { prefillFlash = false }
         if let v = env("SHARD_VK_FLASH_MIN"), v >= 2 { flashMinRows = v }
-        if env("SHARD_VK_FLASH_CM") == 1 { flashCoopMatrix = true }
+        if env("SHARD_VK_FLASH_CM") == 0 { flashCoopMatrix = false }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_CM") == 0 { cmEnabled = false }
         if let v = env("SHARD_VK_CM_MIN"), v >= 2 { cmMinColumns = v }
@@ -779,6 +785,8 @@ public final class VulkanBackend: ComputeBackend {
 
     private func pipeline(_ name: String) throws -> Pipeline {
         if let p = pipelines[name] { return p }
+        let started = ContinuousClock.now
+        defer { pipelineCreation.count += 1; pipelineCreation.seconds += Self.since(started) }
         if let hash = name.firstIndex(of: "#") {
             // matmul_cm_<type>#RM.NT.RS.KS.KC: one pipeline per tile shape (specialization constants 1...5).
             let base = String(name[..<hash])
@@ -940,6 +948,10 @@ public final class VulkanBackend: ComputeBackend {
     /// and the read-back of the step's results. `bench --concurrency` reports them.
     public struct HostTimes: Sendable { public var record = 0.0, gpu = 0.0, download = 0.0, steps = 0 }
     public private(set) var hostTimes = HostTimes()
+    /// The first step's host times (record: beginStep to the submit; gpu: the submit and the wait), and the
+    /// pipelines created so far (lazily, while steps record) with the time that took: `profileReport` prints them.
+    public private(set) var firstStepHost: (record: Double, gpu: Double)?
+    public private(set) var pipelineCreation = (count: 0, seconds: 0.0)
     private var stepStarted = ContinuousClock.now
     private static func since(_ t: ContinuousClock.Instant) -> Double {
         let d = (ContinuousClock.now - t).components
@@ -947,9 +959,15 @@ public final class VulkanBackend: ComputeBackend {
     }
     /// Submits a step's command buffer and waits for it, counting the host time before and the wait.
     private func submitStep(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
-        hostTimes.record += Self.since(stepStarted)
+        let recorded = Self.since(stepStarted)
+        hostTimes.record += recorded
         let submitted = ContinuousClock.now
-        defer { hostTimes.gpu += Self.since(submitted); hostTimes.steps += 1 }
+        defer {
+            let gpu = Self.since(submitted)
+            hostTimes.gpu += gpu
+            hostTimes.steps += 1
+            if firstStepHost == nil { firstStepHost = (recorded, gpu) }
+        }
         try ctx.submitAndWait(cmd, end: end)
     }
 
@@ -1871,9 +1889,10 @@ public final class VulkanBackend: ComputeBackend {
     /// attn_prefill dispatches recorded so far (tests check that the kernel ran).
     public private(set) var flashDispatches = 0
     private var flashUnavailable = false
-    /// Prefill attention on cooperative matrices (attn_prefill_cm.comp; env SHARD_VK_FLASH_CM=1), where the
-    /// device has them and the head dim is a multiple of 16. Off by default until measured.
-    public var flashCoopMatrix = false
+    /// Prefill attention on cooperative matrices (attn_prefill_cm.comp; env SHARD_VK_FLASH_CM=0: attn_prefill),
+    /// where the device has them and the head dim is a multiple of 16 (H200, 7B, 512 tokens: 6.9 ms against
+    /// attn_prefill's 9.1 and attn_decode's 24.1; BENCHMARKS.md).
+    public var flashCoopMatrix = true
     private var flashCMUnavailable = false
     /// attn_prefill_cm, attn_prefill (KV tiles of 32 positions, 40 KiB of shared memory) or attn_prefill_small
     /// (16, 29 KiB), or nil.
