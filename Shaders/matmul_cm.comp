@@ -36,6 +36,7 @@ layout(constant_id = 2) const uint NT = 1u;   // 16-column matrices per subgroup
 layout(constant_id = 3) const uint RS = 2u;   // subgroups along rows
 layout(constant_id = 4) const uint KS = 2u;   // subgroups along K (RS · KS divides 4)
 layout(constant_id = 5) const uint KC = 32u;  // k per subgroup per step (32 or 64)
+layout(constant_id = 6) const uint Q6W = 0u;  // Q6_K: 16 bytes as two aligned 16-byte loads, shifted (1; prefill), or 4–5 words (0)
 const uint CS = 4u / (RS * KS);               // subgroups along columns
 const uint TMR = 16u * RM * RS;               // rows per workgroup
 const uint TNC = 16u * NT * CS;               // columns per workgroup
@@ -74,6 +75,16 @@ uvec4 ld16(uint o) {
     const uint e = W[i + 4u];
     return uvec4((a.x >> 16) | (a.y << 16), (a.y >> 16) | (a.z << 16), (a.z >> 16) | (a.w << 16), (a.w >> 16) | (e << 16));
 }
+// The same 16 bytes from the two aligned 16-byte units that hold them (the second may be the buffer's
+// 16 bytes of padding), shifted by 8, 4 and 2 bytes as the offset says: 2 loads instead of 4–5.
+uvec4 ld16w(uint o) {
+    const uint i = o >> 4, sh = o & 15u;
+    uvec4 lo = W4[i], hi = W4[i + 1u];
+    if ((sh & 8u) != 0u) { lo = uvec4(lo.zw, hi.xy); hi = uvec4(hi.zw, 0u, 0u); }
+    if ((sh & 4u) != 0u) { lo = uvec4(lo.yzw, hi.x); hi = uvec4(hi.yzw, 0u); }
+    if ((sh & 2u) != 0u) lo = (lo >> 16) | (uvec4(lo.yzw, hi.x) << 16);
+    return lo;
+}
 #endif
 
 Unit loadUnit(uint row, uint k) {
@@ -87,8 +98,13 @@ Unit loadUnit(uint row, uint k) {
     const uint b = k >> 8, i = k & 255u, n = i >> 7, r = i & 127u, quarter = r >> 5, l0 = r & 31u;
     const uint bo = row * p.rowBytes + b * 210u;
     const uint qo = bo + 64u * n + l0 + 32u * (quarter & 1u), ho = bo + 128u + 32u * n + l0;
-    u.ql = ld16(qo);
-    u.qh = ld16(ho);
+    if (Q6W != 0u) {
+        u.ql = ld16w(qo);
+        u.qh = ld16w(ho);
+    } else {
+        u.ql = ld16(qo);
+        u.qh = ld16(ho);
+    }
     u.sd = ld8(bo + 192u + 8u * n + (l0 >> 4) + 2u * quarter) | (((W[(bo + 208u) >> 2] >> (((bo + 208u) & 2u) * 8u)) & 0xFFFFu) << 16);
 #else
     vec4 v[4];

@@ -47,12 +47,17 @@
 //   from ~32 rows; env SHARD_VK_MC8_MAX=0: off, matmul_cm as before; SHARD_VK_MC8_COLS / _ROWS / _PRE:
 //   its shape),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
-//   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge). Prefill: mat-mats on cooperative matrices where the device has
+//   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge). Prefill attention (17+ rows of one sequence at consecutive positions, f16 KV,
+//   no sliding window, head dim ≤ 128): with cooperative matrices attn_prefill_cm.comp (64 query rows ×
+//   32 KV positions, f16 q/K/V/P, f32 accumulation), else attn_prefill.comp, tiles of 32 query rows × 32
+//   KV positions (16: attn_prefill_small, where shared memory is 32 KiB) with an online softmax in shared
+//   memory and registers, f32; other steps take attn_decode. Prefill: mat-mats on cooperative matrices where the device has
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every other
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
 //   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
-//   subgroups for ≤ 64 rows, 64 × 128 above; Q4_K and Q6_K weights); the multi-column
+//   subgroups for ≤ 64 rows, 64 × 128 above, Q4_K with 64 k per step; Q4_K and Q6_K weights; Q6_K
+//   prefill tiles load their bytes as aligned 16-byte pairs, Q6W); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
@@ -83,7 +88,8 @@
 // - Ops' errors (e.g. a pipeline that fails to build) are kept and thrown by `endStep`.
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
-//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE, SHARD_VK_NO_DP (no
+//   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_FLASH (prefill attention on attn_decode), SHARD_VK_FLASH_MIN, SHARD_VK_FLASH_CM,
+//   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
@@ -282,6 +288,11 @@ public final class VulkanBackend: ComputeBackend {
                     + pad(fmt(v.ns / Double(v.count) / 1e3), 10) + pad(fmt(100 * v.ns / max(sum, 1)) + "%", 9))
             }
         }
+        if let f = firstStepHost {
+            lines.append("host: first step record \(fmt(f.record * 1e3)) ms, submit + wait \(fmt(f.gpu * 1e3)) ms; pipelines created "
+                + "\(pipelineCreation.count) in \(fmt(pipelineCreation.seconds * 1e3)) ms; all \(hostTimes.steps) steps: record "
+                + "\(fmt(hostTimes.record * 1e3)) ms, submit + wait \(fmt(hostTimes.gpu * 1e3)) ms, read-back \(fmt(hostTimes.download * 1e3)) ms")
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -332,13 +343,18 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_DP_SG") { dotSubgroupRows = v == 1 }
         if env("SHARD_VK_DP_SG_ROPE") == 1 { dotRopeSubgroupRows = true }
         if let v = env("SHARD_VK_DP_UPL"), v >= 1, v <= 16 { dotUnitsPerLane = v }
+        if env("SHARD_VK_NO_FLASH") == 1 { prefillFlash = false }
+        if let v = env("SHARD_VK_FLASH_MIN"), v >= 2 { flashMinRows = v }
+        if env("SHARD_VK_FLASH_CM") == 0 { flashCoopMatrix = false }
         if let v = env("SHARD_VK_COOP_TILE"), v == 1 || v == 2 { coopTile = v }
         if env("SHARD_VK_CM") == 0 { cmEnabled = false }
         if let v = env("SHARD_VK_CM_MIN"), v >= 2 { cmMinColumns = v }
         if let v = env("SHARD_VK_CM_DECODE_MAX"), v >= 1 { cmDecodeMax = v }
         func shape(_ name: String) -> CMShape? { getenv(name).flatMap { CMShape(String(cString: $0)) } }
         if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
-        if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v }
+        if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v; cmPrefillQ4K = nil }
+        if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
+        if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
@@ -647,9 +663,12 @@ public final class VulkanBackend: ComputeBackend {
         func cm(_ shape: CMShape, decode: Bool) -> Path {
             Path(name: "matmul_cm \(decode ? "decode rm,rs,ks,kc \(shape.rm),\(shape.rs),\(shape.ks),\(shape.kc)" : "\(shape.rows)x\(shape.columns) (\(shape.key))")") { b in
                 b.cmMinColumns = 2
-                if decode { b.cmDecode = shape; b.cmDecodeMax = 64 } else { b.cmPrefill = shape; b.cmDecodeMax = 0 }
+                b.cmQ6Wide = true
+                if decode { b.cmDecode = shape; b.cmDecodeMax = 64 } else { b.cmPrefill = shape; b.cmPrefillQ4K = nil; b.cmDecodeMax = 0 }
             }
         }
+        let savedQ = (cmPrefillQ4K, cmQ6Wide)
+        defer { (cmPrefillQ4K, cmQ6Wide) = savedQ }
         let prefillShapes = [CMShape(rm: 4, nt: 2, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 4, nt: 2, rs: 2, ks: 1, kc: 64),
                              CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64), CMShape(rm: 4, nt: 4, rs: 2, ks: 1)]
         let decodeShapes = [CMShape(rm: 1, nt: 1, rs: 1, ks: 4), CMShape(rm: 1, nt: 1, rs: 1, ks: 4, kc: 64), CMShape(rm: 1, nt: 1, rs: 2, ks: 2),
@@ -661,7 +680,15 @@ public final class VulkanBackend: ComputeBackend {
             let flops = { (cols: Int, dt: Double) in 2.0 * Double(m) * Double(k) * Double(cols) / dt / 1e12 }
             // Prefill.
             var paths = [reference, Path(name: "coopmat f16 64x64 (matmul_coop)") { b in b.cmEnabled = false }]
-            if hasCoop { paths += prefillShapes.filter(\.valid).map { cm($0, decode: false) } } else { paths.removeLast() }
+            if hasCoop {
+                paths += prefillShapes.filter(\.valid).map { cm($0, decode: false) }
+                if t == .q6_K {   // the word loads of Q6_K (Q6W = 0), default and 64-k shapes
+                    for shape in [CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64)] {
+                        let c = cm(shape, decode: false)
+                        paths.append(Path(name: c.name + " Q6_K word loads") { b in c.set(b); b.cmQ6Wide = false })
+                    }
+                }
+            } else { paths.removeLast() }
             var ref: [Float] = []
             for path in paths {
                 let (dt, out) = try run(path, ws, x, xs, y, columns: n, reps: reps)
@@ -783,6 +810,8 @@ public final class VulkanBackend: ComputeBackend {
 
     private func pipeline(_ name: String) throws -> Pipeline {
         if let p = pipelines[name] { return p }
+        let started = ContinuousClock.now
+        defer { pipelineCreation.count += 1; pipelineCreation.seconds += Self.since(started) }
         if let hash = name.firstIndex(of: "#") {
             // matmul_cm_<type>#RM.NT.RS.KS.KC: one pipeline per tile shape (specialization constants 1...5).
             let base = String(name[..<hash])
@@ -807,6 +836,7 @@ public final class VulkanBackend: ComputeBackend {
         var spec: [UInt32]
         switch name {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
+        case "attn_prefill", "attn_prefill_small", "attn_prefill_cm": spec = [128]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
         case "attn_decode", "attn_decode_q8":
@@ -875,6 +905,7 @@ public final class VulkanBackend: ComputeBackend {
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
         "attn_decode_merge": (SPIRV.attn_decode_merge, 8),
+        "attn_prefill": (SPIRV.attn_prefill, 4), "attn_prefill_small": (SPIRV.attn_prefill_small, 4), "attn_prefill_cm": (SPIRV.attn_prefill_cm, 4),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 4), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
@@ -960,6 +991,10 @@ public final class VulkanBackend: ComputeBackend {
     /// and the read-back of the step's results. `bench --concurrency` reports them.
     public struct HostTimes: Sendable { public var record = 0.0, gpu = 0.0, download = 0.0, steps = 0 }
     public private(set) var hostTimes = HostTimes()
+    /// The first step's host times (record: beginStep to the submit; gpu: the submit and the wait), and the
+    /// pipelines created so far (lazily, while steps record) with the time that took: `profileReport` prints them.
+    public private(set) var firstStepHost: (record: Double, gpu: Double)?
+    public private(set) var pipelineCreation = (count: 0, seconds: 0.0)
     private var stepStarted = ContinuousClock.now
     private static func since(_ t: ContinuousClock.Instant) -> Double {
         let d = (ContinuousClock.now - t).components
@@ -967,9 +1002,15 @@ public final class VulkanBackend: ComputeBackend {
     }
     /// Submits a step's command buffer and waits for it, counting the host time before and the wait.
     private func submitStep(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
-        hostTimes.record += Self.since(stepStarted)
+        let recorded = Self.since(stepStarted)
+        hostTimes.record += recorded
         let submitted = ContinuousClock.now
-        defer { hostTimes.gpu += Self.since(submitted); hostTimes.steps += 1 }
+        defer {
+            let gpu = Self.since(submitted)
+            hostTimes.gpu += gpu
+            hostTimes.steps += 1
+            if firstStepHost == nil { firstStepHost = (recorded, gpu) }
+        }
         try ctx.submitAndWait(cmd, end: end)
     }
 
@@ -1567,9 +1608,10 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec q8mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
-        if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type], cmPipeline(name + "#" + shape.key) {
-            // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp).
-            dispatch(name + "#" + shape.key, buffers,
+        if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type],
+           case let full = name + "#" + shape.key + (w.type == .q6_K && n > cmDecodeMax && cmQ6Wide ? ".1" : ""), cmPipeline(full) {
+            // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp; ".1": Q6W, Q6_K prefill).
+            dispatch(full, buffers,
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
                      groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
                      barrierAfter: barrierAfter,
@@ -1750,6 +1792,13 @@ public final class VulkanBackend: ComputeBackend {
     /// 512, kernel-bench) it beat 128 × 64, 128 × 128, 64 × 64 and 32 × 64 for Q4_K, and was within 6% of
     /// 128 × 64 for Q6_K (BENCHMARKS.md).
     public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1)
+    /// Q4_K's prefill tile, nil: cmPrefill (env SHARD_VK_CM_PRE_Q4K="rm,nt,rs,ks,kc"; SHARD_VK_CM_PRE alone sets
+    /// both): 64 × 128 with 64 k per step, 101 against 93 TFLOP/s on 4096 × 4096 × 512 (kernel-bench, H200),
+    /// where Q6_K was slower with 64 k.
+    public var cmPrefillQ4K: CMShape? = CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64)
+    /// Q6_K prefill tiles load each 16 weight bytes as two aligned 16-byte loads, shifted (matmul_cm.comp
+    /// Q6W), instead of 4–5 word loads (env SHARD_VK_CM_Q6W=0: off). Decode shapes keep the word loads.
+    public var cmQ6Wide = true
 
     private var cmFailed: Set<String> = []
     /// Whether matmul_cm's pipeline for this shape builds (a failure is reported once on stderr and
@@ -1766,7 +1815,7 @@ public final class VulkanBackend: ComputeBackend {
     /// The matmul_cm shape for an n-column product with w, or nil for the other paths.
     func cmShape(_ w: VulkanWeight, n: Int) -> CMShape? {
         guard cmEnabled, cooperativeMatrix, tiles, n >= max(2, cmMinColumns), w.rowLength % 16 == 0, Self.cmNames[w.type] != nil else { return nil }
-        var shape = cmPrefill
+        var shape = (w.type == .q4_K ? cmPrefillQ4K : nil) ?? cmPrefill
         if n <= cmDecodeMax {
             shape = cmDecode
             shape.nt = min(4, (n + 15) / 16)
@@ -1947,6 +1996,16 @@ public final class VulkanBackend: ComputeBackend {
         let push = [UInt32(s.shape.kvDim), UInt32(s.shape.pageSize), UInt32(s.vOffsetWords),
                     UInt32(stepPositions), UInt32(stepTableIndex), UInt32(tableStart(s)),
                     UInt32(p.heads), UInt32(p.heads / p.kvHeads), UInt32(p.headDim), UInt32(q.columns), p.scale.bitPattern]
+        if prefillFlash && !prefillAttentionPerPosition && !q8 && window == 0 && batch.rows >= max(2, flashMinRows) && p.headDim % 4 == 0 && p.headDim <= 128,
+           let name = flashPipeline(headDim: p.headDim), batchIsOneRun() {
+            // Prefill (one sequence at consecutive positions): attn_prefill.comp, 32 query rows × a KV tile at a
+            // time (attn_prefill_cm: 64 rows).
+            flashDispatches += 1
+            let tile = name == "attn_prefill_cm" ? 64 : 32
+            dispatch(name, [s.layers[layer], q.buffer, o.buffer, step], push + [UInt32(batch.rows)],
+                     groups: (p.heads, (batch.rows + tile - 1) / tile, 1), label: "attn prefill")
+            return
+        }
         // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
         // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
         let sg = device.subgroupSize
@@ -1980,6 +2039,43 @@ public final class VulkanBackend: ComputeBackend {
         if q8 || window > 0 { return fail("attention over q8_0 KV or a sliding window runs only on attn_decode (head dim \(p.headDim), subgroup \(sg))") }
         dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
+    }
+
+    /// Prefill attention on attn_prefill.comp (tiled, online softmax) for steps of at least `flashMinRows`
+    /// rows of one sequence at consecutive positions over f16 KV (env SHARD_VK_NO_FLASH=1: attn_decode.comp).
+    public var prefillFlash = true
+    /// Fewest rows that take attn_prefill.comp (env SHARD_VK_FLASH_MIN; default 17: up to 16 rows are decode).
+    public var flashMinRows = 17
+    /// attn_prefill dispatches recorded so far (tests check that the kernel ran).
+    public private(set) var flashDispatches = 0
+    private var flashUnavailable = false
+    /// Prefill attention on cooperative matrices (attn_prefill_cm.comp; env SHARD_VK_FLASH_CM=0: attn_prefill),
+    /// where the device has them and the head dim is a multiple of 16 (H200, 7B, 512 tokens: 6.9 ms against
+    /// attn_prefill's 9.1 and attn_decode's 24.1; BENCHMARKS.md).
+    public var flashCoopMatrix = true
+    private var flashCMUnavailable = false
+    /// attn_prefill_cm, attn_prefill (KV tiles of 32 positions, 40 KiB of shared memory) or attn_prefill_small
+    /// (16, 29 KiB), or nil.
+    private func flashPipeline(headDim: Int) -> String? {
+        if flashCoopMatrix && cooperativeMatrix && !flashCMUnavailable && headDim % 16 == 0 && device.maxSharedMemory >= 36 * 1024 {
+            if (try? pipeline("attn_prefill_cm")) != nil { return "attn_prefill_cm" }
+            flashCMUnavailable = true
+            fputs("VulkanBackend: attn_prefill_cm unavailable; using attn_prefill\n", stderr)
+        }
+        if flashUnavailable { return nil }
+        let name = device.maxSharedMemory >= 41 * 1024 ? "attn_prefill" : "attn_prefill_small"
+        if device.maxSharedMemory < 30 * 1024 || (try? pipeline(name)) == nil {
+            flashUnavailable = true
+            return nil
+        }
+        return name
+    }
+    /// The step's rows are one sequence at consecutive positions (what attn_prefill.comp requires).
+    private func batchIsOneRun() -> Bool {
+        let pos = batch.positions, ti = batch.tableIndex
+        guard let p0 = pos.first, let t0 = ti.first else { return false }
+        for i in pos.indices where pos[i] != p0 + Int32(i) || ti[i] != t0 { return false }
+        return true
     }
 
     /// MAXP of attn_decode.comp: dim pairs per lane for head dims up to 256.

@@ -37,7 +37,8 @@ extension VulkanBackendTests {
             let s = vk.cmShape(w, n: n)
             #expect(s?.nt == nt && s?.rm == vk.cmDecode.rm && s?.rs == vk.cmDecode.rs && s?.ks == vk.cmDecode.ks, "n=\(n): \(String(describing: s))")
         }
-        #expect(vk.cmShape(w, n: 65) == vk.cmPrefill)
+        #expect(vk.cmShape(w, n: 65) == vk.cmPrefillQ4K ?? vk.cmPrefill)   // Q4_K's own prefill tile (64 k per step)
+        #expect(vk.cmShape(w, n: 65)?.kc == 64)
         // 64 k per step where the tiles fit, else 32 (the decode shape's other fields kept).
         let savedDecode = vk.cmDecode
         defer { vk.cmDecode = savedDecode }

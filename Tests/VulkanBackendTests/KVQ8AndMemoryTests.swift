@@ -75,8 +75,10 @@ extension VulkanBackendTests {
         let e = relativeError(gpu, ref)
         #expect(e < 1e-5, "\(type) window attention: relative error \(e) against the CPU")
         // Only the first 13 prefill rows see no difference from full attention: the window is in effect.
+        // (Full attention over 40 rows takes the prefill kernel, the window store attn_decode: equal to
+        // rounding, not bit for bit.)
         let prefillFull = Array(try run(vk, window: 0).prefix(40 * qDim)), prefillWindow = Array(gpu.prefix(40 * qDim))
-        #expect(Array(prefillFull.prefix(13 * qDim)) == Array(prefillWindow.prefix(13 * qDim)))
+        #expect(relativeError(Array(prefillWindow.prefix(13 * qDim)), Array(prefillFull.prefix(13 * qDim))) < 1e-5)
         #expect(relativeError(prefillWindow, prefillFull) > 1e-3)
         print("window attention \(type): vs CPU \(e)")
     }
