@@ -23,10 +23,14 @@ extension Shardctl {
         var json = false
         @Flag(help: "Time every GPU dispatch (Vulkan) and print a per-op table at the end (to stderr with --json).")
         var profile = false
+        @Option(help: ArgumentHelp("Untimed runs first (single stream), as llama-bench does, so that first-use costs are not timed.",
+                                   discussion: "Each is a prompt of the same length but other tokens, with a few generated tokens: pipelines compile and step buffers are allocated there. 0 times a cold start."))
+        var warmup: Int = 1
 
         func validate() throws {
             guard promptTokens >= 1, genTokens >= 1 else { throw ValidationError("--prompt-tokens and --gen-tokens must be ≥ 1") }
             guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be in 1...4096") }
+            guard warmup >= 0, warmup <= 10 else { throw ValidationError("--warmup must be in 0...10") }
         }
 
         func run() throws {
@@ -44,11 +48,19 @@ extension Shardctl {
             // A deterministic prompt of ordinary tokens (ids spread over the vocabulary, no specials).
             // GPU timestamps are read from backends in this process (one shard, or --in-process).
             let vulkan = ((m.pipeline as? LocalPipeline)?.shards ?? []).compactMap { $0.backend as? VulkanBackend }
-            if profile { for b in vulkan { b.profile = true } }
             let vocab = Int32(m.config.vocabSize)
-            let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + 1000) % Int64(vocab - 1000)) + 500 }
+            func ordinaryTokens(_ salt: Int64) -> [Int32] {
+                (0..<promptTokens).map { Int32((Int64($0) * 7919 + 1000 + salt * 104_729) % Int64(vocab - 1000)) + 500 }
+            }
+            let prompt = ordinaryTokens(0)
             var greedy = SamplingParams.greedy
             greedy.seed = 1
+            // Warm-up prompts differ from the timed one, so that nothing of them can be reused there.
+            for w in 0..<warmup {
+                _ = try m.generator.generate(prompt: ordinaryTokens(Int64(w) + 1), maxTokens: min(genTokens, 4), sampling: greedy,
+                                             isEndOfGeneration: { _ in false }, onToken: { _ in true })
+            }
+            if profile { for b in vulkan { b.profile = true } }
             // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop.
             let result = try m.generator.generate(prompt: prompt, maxTokens: genTokens, sampling: greedy,
                                                   isEndOfGeneration: { _ in false }, onToken: { _ in true })
@@ -67,6 +79,7 @@ extension Shardctl {
                     ("shards", "\(m.shardCount)"),
                     ("activation_link", JSON.string((m.pipeline as? RemotePipeline)?.activationTransport?.rawValue ?? "in-process")),
                     ("concurrency", "\(concurrency)"),
+                    ("warmup_runs", "\(warmup)"),
                     ("load_seconds", JSON.number(loadSeconds)),
                     ("device_memory", deviceMemoryJSON(vulkan)),
                 ]) + "\n")

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs ON a lent machine with 2 GPUs (kind nvidia-h200-x2 or nvidia-h100-x2; carry .gl and the bundle): the
+# numbers issues 3, 4 and 5 name, in one call, on the synthetic 7B Q4_K_M, and prints one summary.
+#   run: OUT=$OUT bash scripts/gpu-all.sh        env: BUNDLE (default .gpu), LIST (streams, default "4 16 64")
+# - issue 3: parity (greedy tokens of the tiny models, top-5 logits of the 7B after a 28-word prompt, vs
+#   the CPU), batch-1 prefill of 512 + decode of 128 tokens, cold (--warmup 0: a fresh process's first
+#   prompt, as BENCHMARKS.md measured before) and warm (--warmup 1, as llama-bench does), two runs each;
+#   peak VRAM during a cold run.
+# - issue 4: batch 1 with 2 shard processes on 1 GPU and on 2 GPUs against 1 shard.
+# - issue 5: aggregate decode at LIST streams on 1 GPU and as 2 shards on 2 GPUs.
+set -uo pipefail
+. "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
+gpus=$(nvidia-smi -L | wc -l)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
+for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
+
+# Parity.
+parity=""
+for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
+  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>>"$out/err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  [[ -n $c && $c == "$v" ]] && parity+="$(basename $m) greedy same; " || parity+="$(basename $m) greedy DIFF; "
+done
+long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"
+c=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend vulkan 2>&1)
+echo "$c" > "$out/logits-cpu.json"; echo "$v" > "$out/logits-vk.json"
+parity+="7b: $(python3 -c "
+import json,sys
+c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
+print('top1 %s, max |dlogit| over the cpu top5 %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
+" "$c" "$v" 2>/dev/null || echo error)"
+
+# Issue 3 (and issue 4's batch-1 shard runs).
+B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
+( while true; do nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > "$out/vram.txt" 2>/dev/null &
+smi=$!
+$S bench $B --warmup 0 > "$out/b1-cold-1.json" 2>>"$out/err.txt"
+kill $smi 2>/dev/null
+for r in cold-2:0 warm-1:1 warm-2:1; do $S bench $B --warmup ${r#*:} > "$out/b1-${r%:*}.json" 2>>"$out/err.txt"; done
+$S bench $B --profile > /dev/null 2> "$out/profile.txt"
+$S bench $B --shards 2 > "$out/b1-2proc-1gpu.json" 2>>"$out/err.txt"
+[ "$gpus" -ge 2 ] && $S bench $B --shards 2 --devices 0,1 > "$out/b1-2proc-2gpu.json" 2>>"$out/err.txt"
+$S bench $B > "$out/b1-warm-3.json" 2>>"$out/err.txt"
+
+# Issue 5.
+echo "| run | streams | aggregate decode tok/s | TTFT p50 ms | ITL p50 / p99 ms | GPU wait ms/step |" > "$out/conc.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |" >> "$out/conc.md"
+runs=("1 GPU|--shards 1")
+[ "$gpus" -ge 2 ] && runs+=("2 shards, 2 GPUs|--shards 2 --devices 0,1")
+for r in "${runs[@]}"; do
+  IFS='|' read -r name args <<< "$r"
+  for c in ${LIST:-4 16 64}; do
+    f="$out/conc-${name//[ ,]/_}-$c.json"
+    timeout 200 $S bench --model /tmp/7b.gguf --backend vulkan $args --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$f" 2>>"$out/err.txt"
+    gw=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d.get('steps',0); print('%.2f' % (1000*d['vulkan_gpu_wait_seconds']/n) if n else '-')" "$f" 2>/dev/null || echo -)
+    echo "| $name | $c | $(field $f aggregate_decode_tokens_per_s) | $(field $f ttft_ms_p50) | $(field $f itl_ms_p50) / $(field $f itl_ms_p99) | $gw |" >> "$out/conc.md"
+  done
+done
+
+echo
+grep -A14 "^decode:" "$out/profile.txt" | head -16
+echo "parity: $parity"
+echo "peak VRAM (MiB, GPU 0, cold 1-shard run): $(sort -n $out/vram.txt | tail -1)"
+echo "| batch-1 run | prefill tok/s | decode tok/s | load s |"
+echo "| --- | ---: | ---: | ---: |"
+for r in cold-1 cold-2 warm-1 warm-2 warm-3 2proc-1gpu 2proc-2gpu; do
+  f="$out/b1-$r.json"; [ -f "$f" ] && echo "| $r | $(field $f prefill_tokens_per_s) | $(field $f decode_tokens_per_s) | $(field $f load_seconds) |"
+done
+echo
+cat "$out/conc.md"
+tail -5 "$out/err.txt" 2>/dev/null
+cd "$out" && tar czf logs.tgz --remove-files *.json *.txt 2>/dev/null; true
