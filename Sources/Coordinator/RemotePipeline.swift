@@ -233,7 +233,8 @@ public final class RemotePipeline: ShardPipeline {
         nextStep += 1
         let wireRows = step.rows.map { ActivationFrame.Row(sequence: $0.sequence, position: UInt32($0.position)) }
         var frame = ActivationFrame.tokens(step: id, rows: wireRows, logitRows: step.logitRows.map(UInt32.init), tokens: step.tokens)
-        frame.releaseIDs = step.release
+        frame.releaseIDs = releasedSinceLastStep + step.release
+        releasedSinceLastStep.removeAll()
         frame.forks = step.forks.map { ActivationFrame.Fork(sequence: $0.sequence, source: $0.source, length: UInt32($0.length)) }
         // A greedy step: the last worker picks the tokens. (More alternatives than a frame may ask for:
         // the logits come back, and `collect` picks from them.)
@@ -336,9 +337,15 @@ public final class RemotePipeline: ShardPipeline {
         }
     }
 
+    /// Frees the sequence's KV pages on every worker. The IDs also ride on the next step's frame, ahead
+    /// of that step's rows: the control message may arrive after a later frame (the same-host link is
+    /// faster than ZeroMQ), and a one-sequence pool would then still be full for the next sequence.
+    /// (Releasing twice is harmless.)
     public func release(_ sequence: SequenceID) throws {
+        releasedSinceLastStep.append(sequence)
         for s in controls { try s.send(Control(.releaseSequence(ReleaseSequence(sequenceIDs: [sequence])))) }
     }
+    private var releasedSinceLastStep: [SequenceID] = []
 
     /// Tells the workers this coordinator started to exit (waiting briefly for their acknowledgements),
     /// and closes the sockets.
