@@ -27,6 +27,14 @@ extension Shardctl {
                                    discussion: "Each is a prompt of the same length but other tokens, with a few generated tokens: pipelines compile and step buffers are allocated there. 0 times a cold start."))
         var warmup: Int = 1
 
+        /// A deterministic prompt of ordinary tokens: ids spread over the vocabulary, away from its first
+        /// 500 (where special and byte tokens sit) and its end; `salt` gives another prompt. Vocabularies of
+        /// 2000 tokens or fewer (tiny test models) take their middle half.
+        static func prompt(length: Int, vocab: Int64, salt: Int64) -> [Int32] {
+            let (low, span) = vocab > 2000 ? (Int64(500), vocab - 1000) : (vocab / 4, max(1, vocab / 2))
+            return (0..<length).map { Int32((Int64($0) * 7919 + salt * 104_729 + 1000) % span + low) }
+        }
+
         func validate() throws {
             guard promptTokens >= 1, genTokens >= 1 else { throw ValidationError("--prompt-tokens and --gen-tokens must be ≥ 1") }
             guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be in 1...4096") }
@@ -49,9 +57,7 @@ extension Shardctl {
             // GPU timestamps are read from backends in this process (one shard, or --in-process).
             let vulkan = ((m.pipeline as? LocalPipeline)?.shards ?? []).compactMap { $0.backend as? VulkanBackend }
             let vocab = Int32(m.config.vocabSize)
-            func ordinaryTokens(_ salt: Int64) -> [Int32] {
-                (0..<promptTokens).map { Int32((Int64($0) * 7919 + 1000 + salt * 104_729) % Int64(vocab - 1000)) + 500 }
-            }
+            func ordinaryTokens(_ salt: Int64) -> [Int32] { Self.prompt(length: promptTokens, vocab: Int64(vocab), salt: salt) }
             let prompt = ordinaryTokens(0)
             var greedy = SamplingParams.greedy
             greedy.seed = 1
@@ -127,7 +133,7 @@ extension Shardctl.Bench {
         let log = BenchLog(streams: concurrency)
         let start = clock.now
         for i in 0..<concurrency {
-            let prompt = (0..<promptTokens).map { Int32((Int64($0) * 7919 + Int64(i) * 104_729 + 1000) % (vocab - 1000)) + 500 }
+            let prompt = Self.prompt(length: promptTokens, vocab: vocab, salt: Int64(i))
             var sampling = SamplingParams.greedy
             sampling.seed = UInt64(i + 1)
             _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: genTokens, sampling: sampling, logprobs: false), events: { event in

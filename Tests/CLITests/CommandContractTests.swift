@@ -135,6 +135,11 @@ extension MultiProcessTests {
             let g = try CLI.run(["generate", "--model", path, "--prompt", "hello", "--temperature", "0", "--max-tokens", "4", "--json", "--shards", "2"])
             #expect(g.status == 0, "\(g.stderr)")
             #expect(g.lines.count == 5)
+            // bench's prompts fit a tiny vocabulary too (its ids once assumed more than 1000 tokens).
+            let b = try CLI.run(["bench", "--model", path, "--backend", "cpu", "--concurrency", "2", "--prompt-tokens", "8",
+                                 "--gen-tokens", "4", "--json"])
+            #expect(b.status == 0, "\(b.stderr)")
+            #expect(b.stdout.contains("\"generated_tokens\":8"), "\(b.stdout)")
         }
     }
 }
