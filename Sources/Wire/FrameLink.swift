@@ -273,6 +273,18 @@ public final class ActivationInbox {
         }
     }
 
+    /// The next frame, polling (in steps of at most 100 ms) until `timeout` has passed; nil if none came.
+    /// For a thread that waits on this inbox alone (the pipeline's loops also poll control sockets).
+    public func next(within timeout: Duration) throws(WireError) -> ActivationFrame? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            guard try pollReadable([], inbox: self, timeout: .milliseconds(100)).frames else { continue }
+            if let f = try receive() { return f }
+        }
+        return nil
+    }
+
     /// The next frame that has arrived, or nil if none is complete yet. A frame that does not decode
     /// throws `.malformed`/`.limitExceeded` after it has been consumed; a link connection whose framing
     /// is lost (an oversized length, or its end inside a frame) is closed and reported the same way.

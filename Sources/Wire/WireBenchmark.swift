@@ -57,12 +57,8 @@ public enum WireBenchmark {
             throw WireError.malformed("wire-bench: \(transport) asked for, \(out.transport) connected")
         }
         func next(_ inbox: ActivationInbox) throws -> ActivationFrame {
-            let deadline = clock.now + .seconds(10)
-            while clock.now < deadline {
-                guard try pollReadable([], inbox: inbox, timeout: .seconds(1)).frames else { continue }
-                if let f = try inbox.receive() { return f }
-            }
-            throw WireError.timedOut
+            guard let f = try inbox.next(within: .seconds(10)) else { throw WireError.timedOut }
+            return f
         }
         let warmup = 20
         let echo = try BenchThread {

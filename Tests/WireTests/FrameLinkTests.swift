@@ -16,16 +16,11 @@ import Testing
 
     /// The next frame from `inbox`, or what it threw; nil after 5 s without one.
     static func next(_ inbox: ActivationInbox) -> Result<ActivationFrame, WireError>? {
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            do throws(WireError) {
-                guard try pollReadable([], inbox: inbox, timeout: .milliseconds(100)).frames else { continue }
-                if let f = try inbox.receive() { return .success(f) }
-            } catch {
-                return .failure(error)
-            }
+        do throws(WireError) {
+            return try inbox.next(within: .seconds(5)).map { .success($0) }
+        } catch {
+            return .failure(error)
         }
-        return nil
     }
 
     /// Writes raw bytes on a raw link connection.
