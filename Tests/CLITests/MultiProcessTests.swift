@@ -223,11 +223,7 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-wire-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let listen = "ipc://\(dir.path)/w"
-        let worker = Process()
-        worker.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
-        worker.arguments = ["--listen", listen, "--backend", "cpu", "--worker-id", "w0"]
-        try worker.run()
+        let (worker, listen) = try startWorkerByHand(in: dir)
         defer { if worker.isRunning { worker.terminate() } }
 
         let limits = WireLimits.forModel(embeddingLength: 576, vocabSize: 49152, maxBatchRows: 64)
@@ -240,15 +236,9 @@ import Testing
         try data.connect(try Endpoints.data(forControl: listen))
         defer { control.close(); results.close(); data.close(); ctx.shutdown() }
 
-        try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
-        let hello = try #require(try control.receive(Control.self, limits: limits))
+        let (hello, loaded) = try helloAndLoad(control, limits: limits, next: resultEndpoint)
         guard case .register(let r) = hello.body else { Issue.record("expected Register, got \(hello.body)"); return }
         #expect(r.workerID == "w0" && hello.requestID == 1)
-
-        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
-                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
-                                                                     nextEndpoint: resultEndpoint))))
-        let loaded = try #require(try control.receive(Control.self, limits: limits))
         guard case .ready(let ready) = loaded.body else { Issue.record("expected Ready, got \(loaded.body)"); return }
         #expect(ready.layerStart == 0 && ready.layerEnd == 30)
 
@@ -272,11 +262,7 @@ import Testing
         #expect(logits.count == 49152)
         #expect(logits.indices.max { logits[$0] < logits[$1] } == 7042)
 
-        try control.send(Control(requestID: 3, .shutdown(Shutdown())))
-        let bye = try #require(try control.receive(Control.self, limits: limits))
-        guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
-        worker.waitUntilExit()
-        #expect(worker.terminationStatus == 0)
+        try shutDown(worker, control, limits: limits)
     }
 }
 
@@ -288,14 +274,9 @@ extension MultiProcessTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-link-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let listen = "ipc://\(dir.path)/w"
-        let worker = Process()
-        worker.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
-        worker.arguments = ["--listen", listen, "--backend", "cpu", "--worker-id", "w0"]
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "SHARD_LINK")
-        worker.environment = env
-        try worker.run()
+        let (worker, listen) = try startWorkerByHand(in: dir, environment: env)
         defer { if worker.isRunning { worker.terminate() } }
 
         let limits = WireLimits.forModel(embeddingLength: 576, vocabSize: 49152, maxBatchRows: 64)
@@ -304,18 +285,8 @@ extension MultiProcessTests {
         try control.connect(listen)
         let results = try ActivationInbox(ctx, bind: "ipc://\(dir.path)/results", limits: limits, link: true)
         defer { control.close(); results.close(); ctx.shutdown() }
-        func result() throws -> ActivationFrame? {
-            for _ in 0..<200 {
-                if try pollReadable([], inbox: results, timeout: .milliseconds(100)).frames, let f = try results.receive() { return f }
-            }
-            return nil
-        }
-        try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
-        _ = try #require(try control.receive(Control.self, limits: limits))
-        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
-                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
-                                                                     nextEndpoint: results.endpoint))))
-        let loaded = try #require(try control.receive(Control.self, limits: limits))
+        func result() throws -> ActivationFrame? { try results.next(within: .seconds(20)) }
+        let (_, loaded) = try helloAndLoad(control, limits: limits, next: results.endpoint)
         guard case .ready = loaded.body else { Issue.record("expected Ready, got \(loaded.body)"); return }
 
         let data = try Endpoints.data(forControl: listen)
@@ -353,13 +324,43 @@ extension MultiProcessTests {
         try zmq.send(ActivationFrame.tokens(step: 3, rows: [ActivationFrame.Row(sequence: 9, position: 5)], logitRows: [0], tokens: [7042]))
         #expect(try result()?.stepID == 3)
 
+        try shutDown(worker, control, limits: limits)
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        #expect(Set(left).isSubset(of: ["results"]), "files left by the worker: \(left)")
+    }
+}
+
+extension MultiProcessTests {
+    /// A shard-worker started by hand (CPU, worker id w0), listening at ipc://`dir`/w.
+    func startWorkerByHand(in dir: URL, environment: [String: String]? = nil) throws -> (worker: Process, listen: String) {
+        let listen = "ipc://\(dir.path)/w"
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("shard-worker")
+        worker.arguments = ["--listen", listen, "--backend", "cpu", "--worker-id", "w0"]
+        if let environment { worker.environment = environment }
+        try worker.run()
+        return (worker, listen)
+    }
+
+    /// Heartbeat (request 1), then LoadShard (request 2) of all SmolLM2's 30 layers with results to
+    /// `next`: the worker's two answers.
+    func helloAndLoad(_ control: ZmqSocket, limits: WireLimits, next: String) throws -> (hello: Control, loaded: Control) {
+        try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
+        let hello = try #require(try control.receive(Control.self, limits: limits))
+        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
+                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
+                                                                     nextEndpoint: next))))
+        let loaded = try #require(try control.receive(Control.self, limits: limits))
+        return (hello, loaded)
+    }
+
+    /// Shutdown (request 3): acknowledged, and the worker exits with status 0.
+    func shutDown(_ worker: Process, _ control: ZmqSocket, limits: WireLimits) throws {
         try control.send(Control(requestID: 3, .shutdown(Shutdown())))
         let bye = try #require(try control.receive(Control.self, limits: limits))
         guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
         worker.waitUntilExit()
         #expect(worker.terminationStatus == 0)
-        let left = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        #expect(Set(left).isSubset(of: ["results"]), "files left by the worker: \(left)")
     }
 }
 
