@@ -826,7 +826,7 @@ public final class VulkanBackend: ComputeBackend {
             let base = String(name[..<at])
             let shape = name[name.index(after: at)...].split(separator: ".").compactMap { UInt32($0) }
             guard let (spirv, bindings) = Self.shaders[base], shape.count == 3 else { throw ComputeError("VulkanBackend: no shader \(name)") }
-            let wg = UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize)
+            let wg = UInt32(matvecGroupSize)
             let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: [wg] + shape)
             pipelines[name] = p
             return p
@@ -852,14 +852,14 @@ public final class VulkanBackend: ComputeBackend {
             spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize), UInt32(mergeBatch)]
         case "swiglu_quant": spec = [UInt32(workgroupSize), UInt32((256 + device.subgroupSize - 1) / device.subgroupSize)]
         case _ where name.hasPrefix("matvec_q8x_sg_"):
-            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows), UInt32(dotUnitsPerLane)]
+            spec = [UInt32(matvecGroupSize), UInt32(dotRows), UInt32(dotUnitsPerLane)]
         case _ where name.hasPrefix("matvec_q8x_") || name.hasPrefix("matvec_q8_q") || name.hasPrefix("matvec_q8_pair_"):
             // matvec_q8.comp's variants (not matvec_q8_0, the float mat-vec of Q8_0 weights)
-            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(dotRows)]
+            spec = [UInt32(matvecGroupSize), UInt32(dotRows)]
         case _ where name.hasPrefix("matvec_mc_"):
-            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(multiColumnRows), 1]
+            spec = [UInt32(matvecGroupSize), UInt32(multiColumnRows), 1]
         case _ where name.hasPrefix("matvec_"):  // matvec_xs_q4_K too
-            spec = [UInt32(matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
+            spec = [UInt32(matvecGroupSize), UInt32(matvecRows), UInt32(matvecUnits)]
         default: spec = [UInt32(workgroupSize)]
         }
         let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: spec)
@@ -880,6 +880,8 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
     public private(set) var matvecWorkgroupSize = 0
+    /// The workgroup size mat-vec pipelines are built with.
+    var matvecGroupSize: Int { matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize }
 
     static let matvecNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_" + shaderSuffix($0)) })
     static let matvecMCNames = Dictionary(uniqueKeysWithValues: supportedTypes.map { ($0, "matvec_mc_" + shaderSuffix($0)) })
@@ -1618,7 +1620,7 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matmul cm \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
-        let subgroups = max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize)
+        let subgroups = dotSubgroups
         if n <= multiColumnMax && multiColumnRows * Self.multiColumnGroup * subgroups <= 1024 {
             // Batched decode (2...multiColumnMax rows): the multi-column mat-vec (matvec.comp -DMC),
             // multiColumnRows rows per workgroup, columns in groups of 8 over z.
@@ -1734,8 +1736,8 @@ public final class VulkanBackend: ComputeBackend {
     /// the o projection on the float mat-vec as before).
     public var mergePacksInt8 = true
 
-    /// Subgroups per matvec_q8 workgroup (its partial sums per row and subgroup go through red_sh[64]).
-    var dotSubgroups: Int { max(1, (matvecWorkgroupSize > 0 ? matvecWorkgroupSize : workgroupSize) / device.subgroupSize) }
+    /// Subgroups per mat-vec workgroup (matvec_q8's partial sums per row and subgroup go through red_sh[64]).
+    var dotSubgroups: Int { max(1, matvecGroupSize / device.subgroupSize) }
 
     /// Rows each mat-vec workgroup computes together (specialization constant R of matvec.comp;
     /// env SHARD_VK_MATVEC_ROWS).
