@@ -1561,22 +1561,18 @@ public final class VulkanBackend: ComputeBackend {
         let w = job.w, n = job.n
         let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
         let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
-        if n == 1, let q = job.qx, dotSubgroupRows && w.type == .q4_K {
-            // matvec_q8.comp -DQX -DSGROWS: each subgroup its own dotRows rows.
-            let (gx, gy) = grid((w.rowCount + dotRows * dotSubgroups - 1) / (dotRows * dotSubgroups))
-            dispatch("matvec_q8x_sg_q4_K", [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy, dummy, dummy],
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, 0],
-                     groups: (gx, gy, 1), barrierAfter: barrierAfter,
-                     label: "matvec q8x sg \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
-            return
-        }
         if n == 1, let q = job.qx {
-            // Decode on integer dot products with x already packed as int8 (matvec_q8.comp -DQX).
-            let (gx, gy) = grid((w.rowCount + dotRows - 1) / dotRows)
-            dispatch("matvec_q8x_" + Self.shaderSuffix(w.type), [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy, dummy, dummy],
+            // Decode on integer dot products with x already packed as int8 (matvec_q8.comp -DQX): dotRows
+            // rows per workgroup, or (Q4_K with dotSubgroupRows, -DSGROWS) dotRows rows per subgroup.
+            let sg = dotSubgroupRows && w.type == .q4_K
+            let perGroup = sg ? dotRows * dotSubgroups : dotRows
+            let (gx, gy) = grid((w.rowCount + perGroup - 1) / perGroup)
+            let kind = sg ? "sg_" : ""
+            dispatch("matvec_q8x_" + kind + Self.shaderSuffix(w.type),
+                     [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy, dummy, dummy],
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), flags, 0],
                      groups: (gx, gy, 1), barrierAfter: barrierAfter,
-                     label: "matvec q8x \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                     label: "matvec q8x \(sg ? "sg " : "")\(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
         if n == 1 && dotRoundsX && usesDot(w) && job.k == w.rowLength {
