@@ -26,11 +26,7 @@ done
 long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"
 c=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend vulkan 2>&1)
 echo "$c" > "$out/logits-cpu.json"; echo "$v" > "$out/logits-vk.json"
-parity+="7b: $(python3 -c "
-import json,sys
-c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
-print('top1 %s, max |dlogit| over the cpu top5 %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
-" "$c" "$v" 2>/dev/null || echo error)"
+parity+="7b: $(topk_parity "$c" "$v")"
 
 # Issue 3 (and issue 4's batch-1 shard runs).
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"

@@ -42,11 +42,7 @@ for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
     [[ -n $vg && $vg == "$vd" ]] && prefill+="greedy same as default; " || prefill+="greedy DIFF from default; "
   fi
   echo "$m cpu: $c" >> "$out/prefill-parity.txt"; echo "$m vk:  $v" >> "$out/prefill-parity.txt"
-  prefill+="$(basename $m): $(python3 -c "
-import json,sys
-c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
-print('top1 %s, max |dlogit| of cpu top5 %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
-" "$c" "$v" 2>/dev/null || echo error); "
+  prefill+="$(basename $m): $(topk_parity "$c" "$v"); "
 done
 done
 

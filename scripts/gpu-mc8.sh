@@ -28,11 +28,7 @@ done
 c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu 2>&1)
 for pe in "SHARD_VK_MC8_MAX=0" "SHARD_VK_MC8_MAX=16" "SHARD_VK_MC8_MAX=16 SHARD_VK_MC8_PRE=0"; do
   v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan 2>&1)
-  echo "7b top-5 logits ($pe): $(python3 -c "
-import json,sys
-c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
-print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
-" "$c" "$v" 2>/dev/null || echo error)" | tee -a "$out/parity.txt"
+  echo "7b top-5 logits ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
 done
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 # Throughput.

@@ -34,11 +34,7 @@ for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
     [[ -n $c && $c == "$b" ]] && parity+="(before:same) " || parity+="(before:DIFF) "
   done
   c=$($S logits --model $m --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
-  parity+="[$(python3 -c "
-import json,sys
-c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
-print('top1 %s, max |dlogit| %.3f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
-" "$c" "$v" 2>/dev/null || echo error)] "
+  parity+="[$(topk_parity "$c" "$v")] "
 done
 # Speed: default vs the paths before matmul_cm, and variants; one table.
 echo "| path | prefill 512 tok/s | decode 1 stream tok/s | $(for c in ${LIST:-16 64}; do printf "%s streams agg tok/s (ITL p50 ms) | " $c; done)" > "$out/table.md"

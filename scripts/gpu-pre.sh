@@ -19,11 +19,7 @@ for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
   for pe in "" "$BASE" "SHARD_VK_FLASH_CM=0"; do
     v=$(env $pe $S logits --model $m --prompt "$long" --top 5 --backend vulkan 2>&1)
     echo "$m [$pe] cpu: $c" >> "$out/parity.txt"; echo "$m [$pe] vk:  $v" >> "$out/parity.txt"
-    echo "prefill parity $(basename $m) ${pe:+($pe)}: $(python3 -c "
-import json,sys
-c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
-print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
-" "$c" "$v" 2>/dev/null || echo error)" | tee -a "$out/summary.txt"
+    echo "prefill parity $(basename $m) ${pe:+($pe)}: $(topk_parity "$c" "$v")" | tee -a "$out/summary.txt"
   done
   [[ $m == /tmp/7b.gguf ]] && continue
   c=$($S generate --model $m --prompt "$long" --temperature 0 --max-tokens 16 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
