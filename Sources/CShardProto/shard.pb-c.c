@@ -605,7 +605,7 @@ const ProtobufCMessageDescriptor shard__register__descriptor =
   (ProtobufCMessageInit) shard__register__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[16] =
+static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[17] =
 {
   {
     "model_path",
@@ -776,6 +776,18 @@ static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[16] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "chain_endpoint",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shard__LoadShard, chain_endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "model_size",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -802,6 +814,7 @@ static const ProtobufCFieldDescriptor shard__load_shard__field_descriptors[16] =
 };
 static const unsigned shard__load_shard__field_indices_by_name[] = {
   7,   /* field[7] = backend */
+  14,   /* field[14] = chain_endpoint */
   4,   /* field[4] = context_length */
   8,   /* field[8] = device_index */
   10,   /* field[10] = kv_memory_bytes */
@@ -812,17 +825,17 @@ static const unsigned shard__load_shard__field_indices_by_name[] = {
   2,   /* field[2] = layer_start */
   6,   /* field[6] = max_batch_rows */
   13,   /* field[13] = max_sequences */
-  15,   /* field[15] = model_digest */
+  16,   /* field[16] = model_digest */
   0,   /* field[0] = model_path */
-  14,   /* field[14] = model_size */
+  15,   /* field[15] = model_size */
   9,   /* field[9] = next_endpoint */
   1,   /* field[1] = streamed_weights */
 };
 static const ProtobufCIntRange shard__load_shard__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 20, 14 },
-  { 0, 16 }
+  { 20, 15 },
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor shard__load_shard__descriptor =
 {
@@ -832,7 +845,7 @@ const ProtobufCMessageDescriptor shard__load_shard__descriptor =
   "Shard__LoadShard",
   "shard",
   sizeof(Shard__LoadShard),
-  16,
+  17,
   shard__load_shard__field_descriptors,
   shard__load_shard__field_indices_by_name,
   2,  shard__load_shard__number_ranges,
@@ -916,7 +929,7 @@ const ProtobufCMessageDescriptor shard__weight_chunk__descriptor =
   (ProtobufCMessageInit) shard__weight_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__ready__field_descriptors[10] =
+static const ProtobufCFieldDescriptor shard__ready__field_descriptors[11] =
 {
   {
     "worker_id",
@@ -1038,8 +1051,21 @@ static const ProtobufCFieldDescriptor shard__ready__field_descriptors[10] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chains",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shard__Ready, chains),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__ready__field_indices_by_name[] = {
+  10,   /* field[10] = chains */
   9,   /* field[9] = kv_bytes */
   5,   /* field[5] = kv_page_size */
   4,   /* field[4] = kv_pages */
@@ -1054,7 +1080,7 @@ static const unsigned shard__ready__field_indices_by_name[] = {
 static const ProtobufCIntRange shard__ready__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor shard__ready__descriptor =
 {
@@ -1064,7 +1090,7 @@ const ProtobufCMessageDescriptor shard__ready__descriptor =
   "Shard__Ready",
   "shard",
   sizeof(Shard__Ready),
-  10,
+  11,
   shard__ready__field_descriptors,
   shard__ready__field_indices_by_name,
   1,  shard__ready__number_ranges,
@@ -1475,7 +1501,7 @@ const ProtobufCMessageDescriptor shard__control__descriptor =
   (ProtobufCMessageInit) shard__control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[18] =
+static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors[21] =
 {
   {
     "step_id",
@@ -1693,8 +1719,46 @@ static const ProtobufCFieldDescriptor shard__activation_frame__field_descriptors
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chain_budget",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shard__ActivationFrame, chain_budget),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_tokens",
+    20,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Shard__ActivationFrame, n_stop_tokens),
+    offsetof(Shard__ActivationFrame, stop_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chain_stop",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shard__ActivationFrame, chain_stop),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shard__activation_frame__field_indices_by_name[] = {
+  18,   /* field[18] = chain_budget */
+  20,   /* field[20] = chain_stop */
   6,   /* field[6] = cols */
   7,   /* field[7] = dtype */
   12,   /* field[12] = fork_lengths */
@@ -1710,6 +1774,7 @@ static const unsigned shard__activation_frame__field_indices_by_name[] = {
   13,   /* field[13] = sample */
   2,   /* field[2] = sequence_ids */
   0,   /* field[0] = step_id */
+  19,   /* field[19] = stop_tokens */
   14,   /* field[14] = top_logprobs */
   16,   /* field[16] = top_tokens */
   17,   /* field[17] = top_values */
@@ -1717,7 +1782,7 @@ static const unsigned shard__activation_frame__field_indices_by_name[] = {
 static const ProtobufCIntRange shard__activation_frame__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
 {
@@ -1727,7 +1792,7 @@ const ProtobufCMessageDescriptor shard__activation_frame__descriptor =
   "Shard__ActivationFrame",
   "shard",
   sizeof(Shard__ActivationFrame),
-  18,
+  21,
   shard__activation_frame__field_descriptors,
   shard__activation_frame__field_indices_by_name,
   1,  shard__activation_frame__number_ranges,

@@ -30,10 +30,12 @@ public final class Generator {
     /// Generates up to `maxTokens` tokens after `prompt`. `isEndOfGeneration` ends on an EOS-like token;
     /// `onToken` sees each token as it is sampled and returns false to stop early (reason `.stop`).
     /// Greedy sampling without penalties is done by the last shard (no logits cross the wire).
+    /// `stopTokens` (those of them that `isEndOfGeneration` ends on) let shard processes end a chained
+    /// greedy decode on their own (`ChainingPipeline`); without them it runs a step past such a token.
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams,
-                         isEndOfGeneration: (Int32) -> Bool,
+                         isEndOfGeneration: (Int32) -> Bool, stopTokens: [Int32] = [],
                          onToken: (Int32) -> Bool) throws -> GenerationResult {
-        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration, stopTokens: stopTokens,
                 want: .greedy(logprobs: false, top: 0), onToken: { token, _, _ in onToken(token) })
     }
 
@@ -47,9 +49,9 @@ public final class Generator {
 
     /// As above; `onEvent` sees each token with its log-probability and `topLogprobs` alternatives.
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParams, topLogprobs: Int,
-                         isEndOfGeneration: (Int32) -> Bool,
+                         isEndOfGeneration: (Int32) -> Bool, stopTokens: [Int32] = [],
                          onEvent: (TokenEvent) -> Bool) throws -> GenerationResult {
-        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration,
+        try run(prompt: prompt, maxTokens: maxTokens, sampling: sampling, isEndOfGeneration: isEndOfGeneration, stopTokens: stopTokens,
                 want: .greedy(logprobs: true, top: topLogprobs), onToken: { token, logits, pick in
                     if let pick { return onEvent(TokenEvent(pick)) }
                     return onEvent(logits.withUnsafeBufferPointer { logprobs($0, token: token, top: topLogprobs) })
@@ -60,7 +62,7 @@ public final class Generator {
     /// `.greedy` value) the pick, which greedy requests get from the last shard; other requests sample
     /// from logits here and `onToken` gets no pick.
     private func run(prompt: [Int32], maxTokens: Int, sampling: SamplingParams, isEndOfGeneration: (Int32) -> Bool,
-                     want: LogitSampling, onToken: (Int32, [Float], GreedyPick?) -> Bool) throws -> GenerationResult {
+                     stopTokens: [Int32] = [], want: LogitSampling, onToken: (Int32, [Float], GreedyPick?) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
         guard prompt.count + max(maxTokens, 0) <= pipeline.contextLength || prompt.count < pipeline.contextLength else {
             throw GenerationError("the prompt has \(prompt.count) tokens; the context holds \(pipeline.contextLength)")
@@ -71,6 +73,11 @@ public final class Generator {
         var sampler = Sampler(sampling)
         for t in prompt { sampler.accept(t) }
         let stepSampling: LogitSampling = sampler.isPlainGreedy ? want : .logits
+        // Chained greedy decode: after the first decode step the first shard goes on by itself; the
+        // chain ends (before the sequence is released) however the loop ends.
+        let chaining = (pipeline as? any ChainingPipeline).flatMap { $0.chains(stepSampling) ? $0 : nil }
+        var chained = false
+        defer { if chained { try? chaining?.endChain() } }
 
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -90,8 +97,20 @@ public final class Generator {
             if !onToken(token, result.logits, pick) { reason = .stop; break }
             if generated.count == maxTokens { break }
             if position >= pipeline.contextLength { reason = .length; break }
-            result = try pipeline.run(PipelineStep(tokens: [token], rows: [StepRow(sequence: seq, position: position)], logitRows: [0],
-                                                   sampling: stepSampling))
+            let step = PipelineStep(tokens: [token], rows: [StepRow(sequence: seq, position: position)], logitRows: [0],
+                                    sampling: stepSampling)
+            if let chaining {
+                if !chained {
+                    // Steps this loop may still run: one per token up to maxTokens, positions below the context.
+                    let steps = min(maxTokens - generated.count, pipeline.contextLength - position)
+                    let stops = Array(stopTokens.filter(isEndOfGeneration).prefix(64))
+                    _ = try chaining.submitChain(step, budget: steps - 1, stopTokens: stops)
+                    chained = true
+                }
+                result = try pipeline.collect()
+            } else {
+                result = try pipeline.run(step)
+            }
             position += 1
         }
         let decodeTime = clock.now - t1

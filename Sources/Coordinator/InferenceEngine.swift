@@ -203,6 +203,7 @@ public final class SerialEngine: InferenceEngine, @unchecked Sendable {
             let result = try generator.generate(
                 prompt: p.request.prompt, maxTokens: p.request.maxTokens, sampling: p.request.sampling,
                 topLogprobs: p.request.topLogprobs, isEndOfGeneration: { p.request.stopTokens.contains($0) },
+                stopTokens: Array(p.request.stopTokens).sorted(),
                 onEvent: { event in
                     if first == nil { first = (ContinuousClock.now - p.submitted).seconds }
                     count += 1

@@ -63,7 +63,7 @@ public struct LoadOptions {
     /// threads (and their idle cores) at every step cost more than the spinning on a 32-core host.
     public var defaultIdleSpin: Duration {
         if let s = getenv("SHARD_IDLE_SPIN_MS"), let ms = Int(String(cString: s)), ms >= 0 { return .milliseconds(ms) }
-        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let cores = ThreadPool.usableCores  // under taskset, the cores allowed, not the host's
         let workerThreads = (0..<shardCount).map { backend(forShard: $0) == .cpu ? threads : 1 }.reduce(0, +)
         return workerThreads + 2 <= cores ? .milliseconds(20) : .zero
     }

@@ -10,7 +10,7 @@ import Wire
 /// coordinator. Each worker is told its layer range and where to push its output; a step sends the
 /// token ids to worker 0 and waits for the logits from the last worker. A worker's Error, or no
 /// answer within `stepTimeout`, fails the step with a message naming the worker.
-public final class RemotePipeline: ShardPipeline {
+public final class RemotePipeline: ChainingPipeline {
     public struct WorkerInfo: Sendable {
         public var endpoint: String
         public var registration: Register
@@ -38,6 +38,13 @@ public final class RemotePipeline: ShardPipeline {
     /// Greedy steps are picked on the last worker (false: the logits come back and are picked here, as
     /// before; SHARD_WORKER_SAMPLING=0 sets it, for A/B measurements).
     public var workerSampling = getenv("SHARD_WORKER_SAMPLING").map { String(cString: $0) } != "0"
+    /// Chained greedy decode (`ChainingPipeline`): the last worker also sends a chained step's pick to
+    /// worker 0. SHARD_CHAIN=0 turns it off (for A/B measurements); set before the workers load.
+    public let chainEnabled = getenv("SHARD_CHAIN").map { String(cString: $0) } != "0"
+    /// Every worker reported that it chains (Ready.chains).
+    private var workersChain = false
+    /// The last step of the chain in flight, until it is collected or the chain ends.
+    private var chainLast: UInt64?
     /// `collect` polls for results without sleeping for this long after the last result (see
     /// `ShardServer.Options.idleSpin`); zero: it blocks.
     public var idleSpin: Duration = .zero
@@ -101,6 +108,7 @@ public final class RemotePipeline: ShardPipeline {
             // Load, last worker first, so that each one's next hop is already listening.
             let dataEndpoints = try endpoints.map { try Endpoints.data(forControl: $0) }
             let digest = model.digest, layerCount = plan.last!.upperBound
+            var chainReports: [Bool] = []
             for i in plan.indices.reversed() {
                 let next = i + 1 < plan.count ? dataEndpoints[i + 1]
                     : RemotePipeline.advertised(resultAddress, toward: endpoints[i])
@@ -116,6 +124,7 @@ public final class RemotePipeline: ShardPipeline {
                 }
                 load.kvPageSize = UInt32(kv.pageSize)
                 load.maxSequences = UInt32(kv.maxSequences)
+                if chainEnabled && i == plan.count - 1 { load.chainEndpoint = dataEndpoints[0] }
                 load.modelSize = UInt64(model.fileSize)
                 load.modelDigest = digest
                 var answer = try request(i, .loadShard(load), timeout: loadTimeout, endpoint: endpoints[i])
@@ -132,6 +141,7 @@ public final class RemotePipeline: ShardPipeline {
                         throw GenerationError("worker \(registrations[i].workerID) did not report its KV pool (an older shard-worker?)")
                     }
                     workers.insert(WorkerInfo(endpoint: endpoints[i], registration: registrations[i], layers: plan[i]), at: 0)
+                    chainReports.append(r.chains)
                     workerPools.insert(KVPoolInfo(pageSize: Int(r.kvPageSize), pages: Int(r.kvPages), window: Int(r.kvWindow),
                                                   ringPages: Int(r.kvRingPages), windowPages: Int(r.kvWindowPages)), at: 0)
                 case .error(let e): throw GenerationError("worker \(registrations[i].workerID) could not load layers \(plan[i]): \(e.message)")
@@ -142,6 +152,7 @@ public final class RemotePipeline: ShardPipeline {
                 throw GenerationError("the workers' KV pools disagree (page sizes or windows): \(workerPools)")
             }
             kvPool = common
+            workersChain = chainEnabled && chainReports.allSatisfy { $0 }
             // Ask again: a loaded worker reports the device its backend runs on.
             for i in workers.indices { workers[i].registration = try registration(i, endpoint: endpoints[i]) }
             input = try ActivationSender(context, endpoint: dataEndpoints[0], limits: limits)
@@ -231,6 +242,42 @@ public final class RemotePipeline: ShardPipeline {
     public func submit(_ step: PipelineStep) throws -> UInt64 {
         let id = nextStep
         nextStep += 1
+        try send(stepFrame(step, id: id), id: id)
+        inFlight.append((id, step.sampling, step.logitRows.count))
+        return id
+    }
+
+    public func chains(_ sampling: LogitSampling) -> Bool {
+        guard workersChain, workerSampling, case .greedy(let logprobs, let top) = sampling else { return false }
+        return !logprobs || top <= limits.maxTopLogprobs
+    }
+
+    public func submitChain(_ step: PipelineStep, budget: Int, stopTokens: [Int32]) throws -> UInt64 {
+        guard chains(step.sampling), step.rows.count == 1, step.logitRows == [0], budget >= 0, budget <= limits.maxChainBudget,
+              stopTokens.count <= limits.maxStopTokens else {
+            throw GenerationError("a chained step takes one row, logit row 0, greedy sampling and a budget within limits")
+        }
+        try endChain()
+        let id = nextStep
+        nextStep += UInt64(budget) + 1
+        var frame = stepFrame(step, id: id)
+        frame.chainBudget = budget
+        frame.stopTokens = stopTokens
+        try send(frame, id: id)
+        for s in id...(id + UInt64(budget)) { inFlight.append((s, step.sampling, 1)) }
+        chainLast = budget > 0 ? id + UInt64(budget) : nil
+        return id
+    }
+
+    public func endChain() throws {
+        guard let last = chainLast else { return }
+        chainLast = nil
+        inFlight.removeAll { $0.id <= last }
+        try input?.send(ActivationFrame.chainStop(step: last))
+    }
+
+    /// The step's frame to worker 0.
+    private func stepFrame(_ step: PipelineStep, id: UInt64) -> ActivationFrame {
         let wireRows = step.rows.map { ActivationFrame.Row(sequence: $0.sequence, position: UInt32($0.position)) }
         var frame = ActivationFrame.tokens(step: id, rows: wireRows, logitRows: step.logitRows.map(UInt32.init), tokens: step.tokens)
         frame.releaseIDs = releasedSinceLastStep + step.release
@@ -242,6 +289,10 @@ public final class RemotePipeline: ShardPipeline {
             frame.sample = logprobs ? .greedyLogprobs : .greedy
             frame.topLogprobs = logprobs ? top : 0
         }
+        return frame
+    }
+
+    private func send(_ frame: ActivationFrame, id: UInt64) throws {
         StepTrace.shared.mark(id, "submit")
         guard let input else { throw GenerationError("the shard pipeline is closed") }
         do {
@@ -252,8 +303,6 @@ public final class RemotePipeline: ShardPipeline {
             throw error
         }
         StepTrace.shared.mark(id, "sent")
-        inFlight.append((id, step.sampling, step.logitRows.count))
-        return id
     }
 
     /// Waits for the oldest step in flight. A worker's Error, a dead worker or no answer within
@@ -284,6 +333,7 @@ public final class RemotePipeline: ShardPipeline {
                 guard ready.frames, let frame = try results.receive() else { continue }
                 guard frame.stepID == id else { continue }  // a late answer to a step that already failed
                 inFlight.removeFirst()
+                if id == chainLast { chainLast = nil }
                 lastResult = clock.now
                 StepTrace.shared.mark(id, "poll", at: tPoll)
                 let result = try Self.result(of: frame, step: id, sampling: sampling, logitRows: logitRows, vocab: vocabSize)

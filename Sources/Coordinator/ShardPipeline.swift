@@ -79,6 +79,23 @@ public protocol ShardPipeline: AnyObject {
     func collect() throws -> StepResult
 }
 
+/// A pipeline that can run chained greedy decode of one sequence (shard processes): the first shard
+/// starts each step on the last shard's pick of the step before without waiting for the coordinator,
+/// which still collects every step's result in order (issue 4: two hops per token instead of three
+/// plus the coordinator's turnaround). `SHARD_CHAIN=0` turns it off.
+public protocol ChainingPipeline: ShardPipeline {
+    /// Whether steps with this sampling can be chained now.
+    func chains(_ sampling: LogitSampling) -> Bool
+    /// Submits a one-row greedy step (one logit row) whose first shard then runs up to `budget` more
+    /// steps of that sequence, each on the previous pick at the next position, until a pick is one of
+    /// `stopTokens`. `collect` returns the results of the steps one by one. Returns the first step's id.
+    func submitChain(_ step: PipelineStep, budget: Int, stopTokens: [Int32]) throws -> UInt64
+    /// Ends the chain: tells the first shard to stop and forgets its steps not collected yet (their
+    /// results are dropped when they arrive). The steps the shards ran past the end wrote KV beyond the
+    /// sequence's last position: release the sequence afterwards.
+    func endChain() throws
+}
+
 extension ShardPipeline {
     /// Submits one step and waits for its result (nothing else may be in flight).
     public func run(_ step: PipelineStep) throws -> StepResult {

@@ -66,13 +66,14 @@ public struct SyntheticTensor: Sendable, Equatable {
 /// weights: for tests, benchmarks and memory planning without downloading a model.
 public enum SyntheticModel {
     public static let architectures = ["llama", "qwen2"]
-    public static let presets = ["tiny", "1b", "7b", "13b", "70b"]
+    public static let presets = ["tiny", "135m", "1b", "7b", "13b", "70b"]
 
     public static func config(arch: String, preset: String) throws(GGUFError) -> SyntheticConfig {
         // (n_embd, n_ff, n_layer, n_head, n_head_kv, vocab, ctx)
         let p: (Int, Int, Int, Int, Int, Int, Int)
         switch (arch, preset) {
         case ("llama", "tiny"), ("qwen2", "tiny"): p = (256, 512, 2, 4, 2, 512, 512)
+        case ("llama", "135m"), ("qwen2", "135m"): p = (576, 1536, 30, 9, 3, 49152, 8192)  // SmolLM2-135M
         case ("llama", "1b"): p = (2048, 5632, 22, 32, 4, 32000, 2048)        // TinyLlama-1.1B
         case ("llama", "7b"): p = (4096, 11008, 32, 32, 32, 32000, 4096)      // Llama-2-7B
         case ("llama", "13b"): p = (5120, 13824, 40, 40, 40, 32000, 4096)     // Llama-2-13B

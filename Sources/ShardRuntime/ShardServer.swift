@@ -53,6 +53,10 @@ public final class ShardServer {
     private let control: ZmqSocket
     private let data: ActivationInbox
     private var next: ActivationSender?
+    /// The last shard of a chaining pipeline: the first shard's data endpoint, for chained steps' picks.
+    private var chainNext: ActivationSender?
+    /// The first shard during a chained greedy decode: the sequence and the step whose pick it waits for.
+    private var chain: (sequence: UInt64, step: UInt64)?
     private var shard: ModelShard?
     private var coordinator: PeerID?
     private var stats = (tokens: UInt64(0), steps: UInt64(0), busy: 0.0)
@@ -113,6 +117,7 @@ public final class ShardServer {
     private func close() {
         StepTrace.shared.flush(role: "w-\(options.workerID)")
         next?.close()
+        chainNext?.close()
         data.close()
         control.close()
         context.shutdown()
@@ -190,9 +195,11 @@ public final class ShardServer {
         if let shard, var same = loadedRequest {
             same.nextEndpoint = request.nextEndpoint
             same.streamedWeights = request.streamedWeights  // however it arrived, it is the same model
+            same.chainEndpoint = request.chainEndpoint
             if same == request {
                 for s in shard.kv.sequences { shard.release(s) }
-                try connectNext(request.nextEndpoint)
+                chain = nil
+                try connectNext(request.nextEndpoint, chain: request.chainEndpoint)
                 loadedRequest = request
                 return ready(shard, memoryUsedBytes: loadedBytes)
             }
@@ -223,7 +230,8 @@ public final class ShardServer {
         (backend as? CPUBackend)?.idleSpin = options.idleSpin
         self.shard = nil
         let shard = try ModelShard(file: file, config: config, layers: layers, backend: backend, options: shardOptions)
-        try connectNext(request.nextEndpoint)
+        chain = nil
+        try connectNext(request.nextEndpoint, chain: request.chainEndpoint)
         self.shard = shard
         loadedRequest = request
         loadedBytes = UInt64(file.layerMemory.bytes(layers: layers))
@@ -240,6 +248,7 @@ public final class ShardServer {
         r.kvRingPages = UInt32(pool.ringPages)
         r.kvWindowPages = UInt32(pool.windowPages)
         r.kvBytes = UInt64(shard.kvBytes)
+        r.chains = true
         return r
     }
 
@@ -267,10 +276,13 @@ public final class ShardServer {
         return file
     }
 
-    private func connectNext(_ endpoint: String) throws {
+    private func connectNext(_ endpoint: String, chain chainEndpoint: String) throws {
         let sender = try ActivationSender(context, endpoint: endpoint, limits: limits)
+        let chainSender = chainEndpoint.isEmpty ? nil : try ActivationSender(context, endpoint: chainEndpoint, limits: limits)
         next?.close()
         next = sender
+        chainNext?.close()
+        chainNext = chainSender
     }
 
     private func serveData(polledAt tPoll: UInt64) throws {
@@ -287,9 +299,43 @@ public final class ShardServer {
                 throw error
             }
         }
-        guard let frame = received else { return }
+        guard var frame = received else { return }
+        if frame.chainStop {
+            chain = nil
+            return
+        }
+        if frame.kind == .sampled && frame.chainBudget > 0 {
+            // The last shard's pick of a chained step: the next step, unless the chain has ended.
+            guard let continued = continuation(of: frame) else { return }
+            frame = continued
+        } else if frame.kind == .tokens {
+            // A frame from the coordinator ends any chain (it may start a new one).
+            chain = frame.chainBudget > 0 ? (frame.rows[0].sequence, frame.stepID) : nil
+        }
         StepTrace.shared.mark(frame.stepID, "poll", at: tPoll)
         StepTrace.shared.mark(frame.stepID, "decoded")
+        serve(frame)
+    }
+
+    /// The step after a chained step whose pick `frame` carries: its pick at the next position, with the
+    /// next step id and one less budget; nil if that is not the chain this shard runs now (a stale pick
+    /// after a chain stop) or the pick is a stop token.
+    private func continuation(of frame: ActivationFrame) -> ActivationFrame? {
+        guard let c = chain, frame.rows.count == 1, c.sequence == frame.rows[0].sequence, c.step == frame.stepID,
+              let picks = try? frame.int32s(), picks.count == 1, !frame.stopTokens.contains(picks[0]) else { return nil }
+        let row = frame.rows[0]
+        guard row.position < UInt32.max else { return nil }
+        var next = ActivationFrame.tokens(step: frame.stepID + 1, rows: [.init(sequence: row.sequence, position: row.position + 1)],
+                                          logitRows: [0], tokens: picks)
+        next.sample = frame.sample
+        next.topLogprobs = frame.topLogprobs
+        next.chainBudget = frame.chainBudget - 1
+        next.stopTokens = frame.stopTokens
+        chain = next.chainBudget > 0 ? (row.sequence, next.stepID) : nil
+        return next
+    }
+
+    private func serve(_ frame: ActivationFrame) {
         guard let shard, let next else {
             report(.badRequest, "frame \(frame.stepID) arrived before LoadShard")
             return
@@ -327,6 +373,15 @@ public final class ShardServer {
             if output.kind != .sampled {
                 output.sample = frame.sample
                 output.topLogprobs = frame.topLogprobs
+            }
+            if frame.chainBudget > 0 || !frame.stopTokens.isEmpty, output.kind != .logits {
+                output.chainBudget = frame.chainBudget
+                output.stopTokens = frame.stopTokens
+            }
+            if output.kind == .sampled, output.chainBudget > 0, let chainNext,
+               let pick = try? output.int32s(), pick.count == 1, !output.stopTokens.contains(pick[0]) {
+                // A chained step: the first shard starts the next step on this pick at once.
+                try chainNext.send(output.encodeMessage())
             }
             let encoded = output.encodeMessage()
             StepTrace.shared.mark(frame.stepID, "encoded")

@@ -97,6 +97,9 @@
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _COLS / _ROWS / _PRE (see the properties they set).
+// - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 (no chained greedy decode: the
+//   coordinator sends every batch-1 decode step itself, RemotePipeline/ShardServer), SHARD_LINK=zmq,
+//   SHARD_WORKER_SAMPLING=0.
 import CVulkan
 import Compute
 import Dispatch

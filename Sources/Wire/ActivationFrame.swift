@@ -50,6 +50,13 @@ public struct ActivationFrame: ProtoBacked {
     public var logprobs: [Float] = []
     public var topTokens: [Int32] = []
     public var topValues: [Float] = []
+    /// Chained greedy decode (one row, one logit row, a greedy sample mode): after this step the first
+    /// shard may run up to this many more steps of the row's sequence on its own, each on the previous
+    /// step's pick, unless the pick is one of `stopTokens`. Every shard forwards both.
+    public var chainBudget: Int = 0
+    public var stopTokens: [Int32] = []
+    /// Coordinator → first shard: end the chain now (a frame with no rows and nothing else).
+    public var chainStop = false
 
     /// `sequence` starts on the first `length` positions (whole pages) of `source`'s KV, shared.
     public struct Fork: Sendable, Equatable {
@@ -100,6 +107,13 @@ public struct ActivationFrame: ProtoBacked {
         return ActivationFrame(stepID: step, kind: .logits, rows: rows, logitRows: logitRows,
                                shape: Shape(rows: logitRows.count, cols: vocabSize), dtype: dtype,
                                payload: floatPayload(values, dtype))
+    }
+
+    /// Coordinator → first shard: ends a chained greedy decode.
+    public static func chainStop(step: UInt64) -> ActivationFrame {
+        var f = ActivationFrame(stepID: step, kind: .tokens, rows: [], logitRows: [], shape: Shape(rows: 0, cols: 1), dtype: .i32, payload: [])
+        f.chainStop = true
+        return f
     }
 
     /// Last shard → coordinator: one sampled token per logit row.
@@ -157,6 +171,33 @@ public struct ActivationFrame: ProtoBacked {
         try r.get()
         try Self.checkSampling(kind: kind, sample: sample, topLogprobs: topLogprobs, logitRowCount: logitRows.count,
                                logprobs: logprobs.count, topTokens: topTokens.count, topValues: topValues.count, limits: limits)
+        try Self.checkChain(kind: kind, rowCount: rows.count, logitRows: logitRows, sample: sample, budget: UInt64(max(0, chainBudget)),
+                            stopTokens: stopTokens, chainStop: chainStop, pageOperations: releaseIDs.count + forks.count, limits: limits)
+        guard chainBudget >= 0 else { throw .malformed("negative chain budget \(chainBudget)") }
+    }
+
+    /// Chain fields: a chained frame has one row, logit row 0 and a greedy sample mode (and is not a
+    /// logits frame); a chain stop is a tokens frame with nothing else; stop tokens are valid ids.
+    static func checkChain(kind: PayloadKind, rowCount: Int, logitRows: some Collection<UInt32>, sample: SampleMode, budget: UInt64,
+                           stopTokens: some Collection<Int32>, chainStop: Bool, pageOperations: Int,
+                           limits: WireLimits) throws(WireError) {
+        guard stopTokens.count <= limits.maxStopTokens else {
+            throw .limitExceeded("\(stopTokens.count) stop tokens, limit \(limits.maxStopTokens)")
+        }
+        guard budget <= UInt64(limits.maxChainBudget) else {
+            throw .limitExceeded("chain budget \(budget), limit \(limits.maxChainBudget)")
+        }
+        if let bad = stopTokens.first(where: { $0 < 0 }) { throw .malformed("stop token \(bad)") }
+        if chainStop {
+            guard kind == .tokens, rowCount == 0, logitRows.isEmpty, budget == 0, stopTokens.isEmpty, pageOperations == 0 else {
+                throw .malformed("a chain stop frame with rows, a budget, stop tokens or page operations")
+            }
+        } else if budget > 0 || !stopTokens.isEmpty {
+            guard kind != .logits, rowCount == 1, logitRows.count == 1, logitRows.first == 0, sample != .logits else {
+                throw .malformed("a chained \(kind) frame of \(rowCount) rows, \(logitRows.count) logit rows, sample mode \(sample) "
+                                 + "(one row, logit row 0, greedy)")
+            }
+        }
     }
 
     /// A `.sampled` frame carries its log-probabilities exactly when asked (`.greedyLogprobs`): one per
@@ -256,6 +297,10 @@ public struct ActivationFrame: ProtoBacked {
         c.top_tokens = arena.array(topTokens)
         c.n_top_values = topValues.count
         c.top_values = arena.array(topValues)
+        c.chain_budget = UInt32(clamping: chainBudget)
+        c.n_stop_tokens = stopTokens.count
+        c.stop_tokens = arena.array(stopTokens)
+        c.chain_stop = chainStop ? 1 : 0
         // The payload is borrowed, not copied: pack reads it straight from the array.
         return payload.withUnsafeBytes { p in
             c.payload = ProtobufCBinaryData(len: p.count, data: UnsafeMutablePointer(
@@ -271,8 +316,8 @@ public struct ActivationFrame: ProtoBacked {
         guard b.count <= limits.maxFrameBytes else {
             throw .limitExceeded("frame of \(b.count) bytes, limit \(limits.maxFrameBytes)")
         }
-        let scan = try ProtoScan(b, maxField: 18,
-                                 packedVarints: 1 << 3 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 17)
+        let scan = try ProtoScan(b, maxField: 21,
+                                 packedVarints: 1 << 3 | 1 << 4 | 1 << 5 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 17 | 1 << 20)
         for (field, name) in [(3, "sequence ids"), (4, "positions"), (5, "logit rows"), (11, "fork sequence ids"),
                               (12, "fork source ids"), (13, "fork lengths")] {
             guard scan[field].elements <= limits.maxRows else {
@@ -291,8 +336,11 @@ public struct ActivationFrame: ProtoBacked {
         guard scan[17].elements <= limits.maxRows * limits.maxTopLogprobs else {
             throw .limitExceeded("\(scan[17].elements) top tokens, limit \(limits.maxRows) rows × \(limits.maxTopLogprobs)")
         }
+        guard scan[20].elements <= limits.maxStopTokens else {
+            throw .limitExceeded("\(scan[20].elements) stop tokens, limit \(limits.maxStopTokens)")
+        }
         let elements = (3...5).map { scan[$0].elements }.reduce(0, +) + (10...13).map { scan[$0].elements }.reduce(0, +)
-            + scan[17].elements
+            + scan[17].elements + scan[20].elements
         return 2 * b.count + 8 * elements + 64 * scan.unknown + 4096
     }
 
@@ -330,6 +378,14 @@ public struct ActivationFrame: ProtoBacked {
         logprobs = Array(UnsafeBufferPointer(start: c.logprobs, count: c.n_logprobs))
         topTokens = Array(UnsafeBufferPointer(start: c.top_tokens, count: c.n_top_tokens))
         topValues = Array(UnsafeBufferPointer(start: c.top_values, count: c.n_top_values))
+        guard c.n_stop_tokens == 0 || c.stop_tokens != nil else { throw .malformed("repeated field count without data") }
+        let stops = UnsafeBufferPointer(start: c.stop_tokens, count: c.n_stop_tokens)
+        try Self.checkChain(kind: kind, rowCount: rows.count, logitRows: logitRows, sample: sample, budget: UInt64(c.chain_budget),
+                            stopTokens: stops, chainStop: c.chain_stop != 0,
+                            pageOperations: c.n_release_ids + c.n_fork_sequence_ids, limits: limits)
+        chainBudget = Int(c.chain_budget)
+        stopTokens = Array(stops)
+        chainStop = c.chain_stop != 0
         releaseIDs = Array(UnsafeBufferPointer(start: c.release_ids, count: c.n_release_ids))
         forks = (0..<c.n_fork_sequence_ids).map { Fork(sequence: c.fork_sequence_ids[$0], source: c.fork_source_ids[$0], length: c.fork_lengths[$0]) }
     }

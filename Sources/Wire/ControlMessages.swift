@@ -78,6 +78,9 @@ public struct LoadShard: ProtoBacked {
     public var kvPageSize: UInt32 = 0
     /// Most sequences at once (0: 1).
     public var maxSequences: UInt32 = 0
+    /// The last shard of a pipeline that runs chained greedy decode: the first shard's data endpoint,
+    /// where it also sends the picks of chained steps. Empty: none.
+    public var chainEndpoint: String = ""
 
     public var layers: Range<Int> { Int(layerStart)..<Int(max(layerStart, layerEnd)) }
 
@@ -115,6 +118,7 @@ public struct LoadShard: ProtoBacked {
         c.kv_memory_fraction = kvMemoryFraction
         c.kv_page_size = kvPageSize
         c.max_sequences = maxSequences
+        c.chain_endpoint = arena.string(chainEndpoint)
         return withUnsafeMutablePointer(to: &c) { body(base($0)) }
     }
 
@@ -151,6 +155,7 @@ public struct LoadShard: ProtoBacked {
         kvMemoryFraction = c.kv_memory_fraction
         kvPageSize = c.kv_page_size
         maxSequences = c.max_sequences
+        chainEndpoint = try decodeString(c.chain_endpoint, "LoadShard.chain_endpoint", limits)
     }
 }
 
@@ -168,6 +173,8 @@ public struct Ready: ProtoBacked {
     public var kvRingPages: UInt32 = 0
     public var kvWindowPages: UInt32 = 0
     public var kvBytes: UInt64 = 0
+    /// The worker runs chained greedy decode (`ActivationFrame.chainBudget`).
+    public var chains = false
 
     public init(workerID: String, layerStart: UInt32, layerEnd: UInt32, memoryUsedBytes: UInt64) {
         self.workerID = workerID
@@ -189,13 +196,14 @@ public struct Ready: ProtoBacked {
         c.kv_ring_pages = kvRingPages
         c.kv_window_pages = kvWindowPages
         c.kv_bytes = kvBytes
+        c.chains = chains ? 1 : 0
         return withUnsafeMutablePointer(to: &c) { body(base($0)) }
     }
 
     static func unpack(_ a: UnsafeMutablePointer<ProtobufCAllocator>, _ n: Int, _ d: UnsafePointer<UInt8>)
         -> UnsafeMutablePointer<ProtobufCMessage>? { shard__ready__unpack(a, n, d).map(base) }
     static func precheck(_ b: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Int {
-        try controlPrecheck(b, maxField: 10, limits: limits)
+        try controlPrecheck(b, maxField: 11, limits: limits)
     }
 
     init(unpacked m: UnsafePointer<ProtobufCMessage>, limits: WireLimits) throws(WireError) {
@@ -213,6 +221,7 @@ public struct Ready: ProtoBacked {
         kvRingPages = c.kv_ring_pages
         kvWindowPages = c.kv_window_pages
         kvBytes = c.kv_bytes
+        chains = c.chains != 0
     }
 }
 

@@ -21,6 +21,10 @@ public struct WireLimits: Sendable, Equatable {
     public var maxWeightChunkBytes: Int = 768 << 10
     /// Alternatives per row a frame may ask the last shard for (`ActivationFrame.topLogprobs`).
     public var maxTopLogprobs: Int = 64
+    /// Stop tokens of a chained greedy decode frame (`ActivationFrame.stopTokens`).
+    public var maxStopTokens: Int = 64
+    /// Steps a chained greedy decode frame may let the first shard run on its own (`chainBudget`).
+    public var maxChainBudget: Int = 1 << 20
 
     public init(maxRows: Int = 4096, maxColumns: Int = 1 << 18, maxPayloadBytes: Int = 256 << 20,
                 maxStringLength: Int = 4096, maxReleaseIDs: Int = 65536, maxControlBytes: Int = 1 << 20) {

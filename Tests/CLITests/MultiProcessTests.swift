@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import Coordinator
+import ShardRuntime
 @testable import Wire
 
 /// Shards as `shard-worker` processes: same results for any shard count, faults reported cleanly,
@@ -344,12 +346,13 @@ extension MultiProcessTests {
 
     /// Heartbeat (request 1), then LoadShard (request 2) of all SmolLM2's 30 layers with results to
     /// `next`: the worker's two answers.
-    func helloAndLoad(_ control: ZmqSocket, limits: WireLimits, next: String) throws -> (hello: Control, loaded: Control) {
+    func helloAndLoad(_ control: ZmqSocket, limits: WireLimits, next: String, chain: String = "") throws -> (hello: Control, loaded: Control) {
         try control.send(Control(requestID: 1, .heartbeat(Heartbeat(workerID: "test", monotonicNanoseconds: 0, load: 0))))
         let hello = try #require(try control.receive(Control.self, limits: limits))
-        try control.send(Control(requestID: 2, .loadShard(LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128,
-                                                                     kvType: .f16, maxBatchRows: 64, backend: .cpu,
-                                                                     nextEndpoint: next))))
+        var load = LoadShard(modelPath: smol, layerStart: 0, layerEnd: 30, contextLength: 128, kvType: .f16, maxBatchRows: 64,
+                             backend: .cpu, nextEndpoint: next)
+        load.chainEndpoint = chain
+        try control.send(Control(requestID: 2, .loadShard(load)))
         let loaded = try #require(try control.receive(Control.self, limits: limits))
         return (hello, loaded)
     }
@@ -361,6 +364,157 @@ extension MultiProcessTests {
         guard case .shutdown = bye.body else { Issue.record("expected Shutdown, got \(bye.body)"); return }
         worker.waitUntilExit()
         #expect(worker.terminationStatus == 0)
+    }
+}
+
+extension MultiProcessTests {
+    /// Chained greedy decode (`ChainingPipeline`) through 2, 3 and 4 worker processes, over the
+    /// same-host link and ZeroMQ, gives 1 shard's tokens, as SHARD_CHAIN=0 does.
+    @Test func chainedDecodeGivesOneShardsTokens() throws {
+        func generate(_ shards: Int, _ env: [String: String]) throws -> String {
+            let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
+                                 "--temperature", "0", "--max-tokens", "20", "--json", "--shards", "\(shards)", "--backend", "cpu"],
+                                environment: env)
+            #expect(g.status == 0, "\(shards) shards, \(env): \(g.stderr)")
+            return g.lines.dropLast().joined(separator: "\n")
+        }
+        let one = try generate(1, [:])
+        #expect(!one.isEmpty)
+        for (shards, env) in [(2, [:]), (3, [:]), (4, [:]), (2, ["SHARD_LINK": "zmq"]), (4, ["SHARD_LINK": "zmq"]), (2, ["SHARD_CHAIN": "0"])] {
+            #expect(try generate(shards, env) == one, "\(shards) shards, \(env)")
+        }
+        #expect(workerCount() == 0, "shard-worker processes left behind")
+    }
+
+    /// Through 2 worker processes with the chain: max-token budgets and stop tokens give exactly the
+    /// tokens of one process (nothing past them reaches the caller); a request stopped mid-chain (a stop
+    /// string or a cancellation: its callback says stop) leaves nothing that changes the next requests,
+    /// the same prompt again or one that extends the stopped sequence.
+    @Test func chainedDecodeStopsExactlyAndLeavesNoTrace() throws {
+        let reference = try LocalModel(path: smol, options: options(shards: 1))
+        let model = try LocalModel(path: smol, options: options(shards: 2))
+        let remote = try #require(model.pipeline as? RemotePipeline)
+        #expect(remote.chains(.greedy(logprobs: false, top: 0)) && !remote.chains(.logits))
+        let prompt: [Int32] = [1, 504, 3575, 282, 4649, 314, 1345]
+        func run(_ m: LocalModel, _ prompt: [Int32], max: Int, stops: [Int32] = [], stopAfter: Int = .max,
+                 known: Bool = true) throws -> (tokens: [Int32], reason: StopReason) {
+            var seen = 0
+            let r = try m.generator.generate(prompt: prompt, maxTokens: max, sampling: .greedy, isEndOfGeneration: { stops.contains($0) },
+                                             stopTokens: known ? stops : [], onToken: { _ in seen += 1; return seen < stopAfter })
+            return (r.generated, r.stopReason)
+        }
+        let full = try run(reference, prompt, max: 24).tokens
+        #expect(full.count == 24)
+        #expect(try run(model, prompt, max: 24).tokens == full)
+        for n in [1, 2, 5] {
+            let r = try run(model, prompt, max: n)
+            #expect(r.tokens == Array(full.prefix(n)) && r.reason == .length, "max \(n)")
+        }
+        // A stop token, told to the workers or only known to the coordinator: the tokens before it.
+        let stop = full[6]
+        let before = Array(full.prefix { $0 != stop })
+        for known in [true, false] {
+            let r = try run(model, prompt, max: 24, stops: [stop], known: known)
+            #expect(r.tokens == before && r.reason == .eos, "stop token known to the workers: \(known)")
+        }
+        for k in [1, 3, 9] {
+            let r = try run(model, prompt, max: 24, stopAfter: k)
+            #expect(r.tokens == Array(full.prefix(k)) && r.reason == .stop, "stopped after \(k)")
+            #expect(try run(model, prompt, max: 24).tokens == full, "after a stop at \(k)")
+            let extended = prompt + full.prefix(k)
+            #expect(try run(model, extended, max: 10).tokens == run(reference, extended, max: 10).tokens, "extended after a stop at \(k)")
+        }
+    }
+
+    /// One worker driven by hand, its own data endpoint as the chain endpoint: a chained frame makes it
+    /// run the budget's steps on its own picks (the tokens step-by-step decode gives), a stop token or a
+    /// chain stop ends that early, a stale pick is dropped, and a malformed chain frame is reported while
+    /// the worker keeps serving.
+    @Test func workerChainsOnItsOwnPicksAndRejectsMalformedChainFrames() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-chain-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (worker, listen) = try startWorkerByHand(in: dir)
+        defer { if worker.isRunning { worker.terminate() } }
+        let limits = WireLimits.forModel(embeddingLength: 576, vocabSize: 49152, maxBatchRows: 64)
+        let ctx = try ZmqContext()
+        let control = try ZmqSocket(ctx, .dealer, options: .control(limits, receiveTimeout: .seconds(20)))
+        try control.connect(listen)
+        let results = try ActivationInbox(ctx, bind: "ipc://\(dir.path)/results", limits: limits)
+        let dataEndpoint = try Endpoints.data(forControl: listen)
+        let data = try ActivationSender(ctx, endpoint: dataEndpoint, limits: limits)
+        defer { data.close(); control.close(); results.close(); ctx.shutdown() }
+        let (_, loaded) = try helloAndLoad(control, limits: limits, next: results.endpoint, chain: dataEndpoint)
+        guard case .ready(let ready) = loaded.body else { Issue.record("expected Ready, got \(loaded.body)"); return }
+        #expect(ready.chains)
+
+        let prompt: [Int32] = [504, 3575, 282, 4649, 314]
+        func greedy(_ f: ActivationFrame) -> ActivationFrame { var f = f; f.sample = .greedy; return f }
+        func result() throws -> ActivationFrame? { try results.next(within: .seconds(20)) }
+        func quiet() throws -> Bool { try results.next(within: .milliseconds(1500)) == nil }
+        /// Prefills `prompt` as sequence `seq`: its pick.
+        func prefill(_ seq: UInt64, step: UInt64) throws -> Int32 {
+            try data.send(greedy(.tokens(step: step, rows: prompt.indices.map { .init(sequence: seq, position: UInt32($0)) },
+                                         logitRows: [UInt32(prompt.count - 1)], tokens: prompt)))
+            let r = try #require(try result())
+            #expect(r.stepID == step && r.kind == .sampled)
+            return try r.int32s()[0]
+        }
+        // Reference: sequence 1 decoded step by step.
+        var expected = [try prefill(1, step: 1)]
+        for i in 0..<5 {
+            try data.send(greedy(.tokens(step: 2 + UInt64(i), rows: [.init(sequence: 1, position: UInt32(prompt.count + i))],
+                                         logitRows: [0], tokens: [expected.last!])))
+            expected.append(try #require(try result()).int32s()[0])
+        }
+        // Sequence 2 chained: step 100 and the 4 the budget allows, at consecutive positions.
+        let first = try prefill(2, step: 99)
+        #expect(first == expected[0])
+        var chained = greedy(.tokens(step: 100, rows: [.init(sequence: 2, position: UInt32(prompt.count))], logitRows: [0], tokens: [first]))
+        chained.chainBudget = 4
+        try data.send(chained)
+        for i in 0..<5 {
+            let r = try #require(try result())
+            #expect(r.stepID == 100 + UInt64(i) && r.kind == .sampled && r.rows == [.init(sequence: 2, position: UInt32(prompt.count + i))])
+            #expect(try r.int32s() == [expected[i + 1]], "chained step \(i)")
+        }
+        #expect(try quiet(), "steps past the budget")
+        // A stop token: the chain ends at the step that picks it.
+        _ = try prefill(3, step: 199)
+        chained.stepID = 200
+        chained.rows = [.init(sequence: 3, position: UInt32(prompt.count))]
+        chained.chainBudget = 50
+        chained.stopTokens = [expected[2]]
+        try data.send(chained)
+        #expect(try #require(try result()).stepID == 200)
+        let last = try #require(try result())
+        #expect(last.stepID == 201 && (try last.int32s()) == [expected[2]])
+        #expect(try quiet(), "steps past a stop token")
+        // A chain stop: the worker ends the chain within a step or two.
+        _ = try prefill(4, step: 299)
+        chained.stepID = 300
+        chained.rows = [.init(sequence: 4, position: UInt32(prompt.count))]
+        chained.stopTokens = []
+        try data.send(chained)
+        #expect(try #require(try result()).stepID == 300)
+        try data.send(ActivationFrame.chainStop(step: 0))
+        var after = 0
+        while try results.next(within: .milliseconds(1500)) != nil { after += 1 }
+        #expect(after <= 3, "\(after) steps after the chain stop")
+        // A stale pick (no chain waits for it) is dropped; a malformed chain frame (two rows) is reported.
+        var stale = greedy(.sampled(step: 301, rows: [.init(sequence: 4, position: 9)], logitRows: [0], tokens: [expected[1]]))
+        stale.chainBudget = 7
+        try data.send(stale)
+        var bad = greedy(.tokens(step: 400, rows: [.init(sequence: 5, position: 0), .init(sequence: 5, position: 1)],
+                                 logitRows: [1], tokens: [504, 3575]))
+        bad.chainBudget = 2
+        try data.send(bad)
+        let report = try #require(try control.receive(Control.self, limits: limits))
+        guard case .error(let e) = report.body else { Issue.record("expected Error, got \(report.body)"); return }
+        #expect(e.code == .malformedFrame && e.message.contains("chained"), "\(e.message)")
+        #expect(try prefill(6, step: 500) == expected[0], "the worker keeps serving")
+        #expect(try quiet(), "a stale pick started a step")
+        try shutDown(worker, control, limits: limits)
     }
 }
 

@@ -120,6 +120,55 @@ import Testing
         }
     }
 
+    /// Chained greedy decode: the budget and stop tokens travel on one-row greedy frames, a chain stop is
+    /// a frame with nothing else; anything else with chain fields is refused on both ends.
+    @Test func chainFields() throws {
+        func chained(_ kind: PayloadKind = .tokens, _ edit: (inout ActivationFrame) -> Void = { _ in }) -> ActivationFrame {
+            var f = kind == .tokens ? ActivationFrame.tokens(step: 5, rows: rows(1), logitRows: [0], tokens: [42])
+                : kind == .sampled ? ActivationFrame.sampled(step: 5, rows: rows(1), logitRows: [0], tokens: [43])
+                : ActivationFrame.hidden(step: 5, rows: rows(1), logitRows: [0], values: [1, 2], cols: 2)
+            f.sample = .greedy
+            f.chainBudget = 1000
+            f.stopTokens = [2, 0, 49151]
+            edit(&f)
+            return f
+        }
+        for f in [chained(), chained(.sampled), chained(.hidden), chained { $0.stopTokens = [] }, chained { $0.chainBudget = 0 },
+                  ActivationFrame.chainStop(step: 7)] {
+            try f.validate()
+            let d = try ActivationFrame.decode(f.encode())
+            #expect(d == f)
+            #expect(d.chainBudget == f.chainBudget && d.stopTokens == f.stopTokens && d.chainStop == f.chainStop)
+        }
+        #expect(try ActivationFrame.decode(ActivationFrame.chainStop(step: 7).encode()).chainStop)
+        var two = ActivationFrame.tokens(step: 5, rows: rows(2), logitRows: [1], tokens: [42, 43])
+        two.sample = .greedy
+        two.chainBudget = 3
+        var stopWithRows = chained { $0.chainBudget = 0; $0.stopTokens = [] }
+        stopWithRows.chainStop = true
+        var stopWithRelease = ActivationFrame.chainStop(step: 1)
+        stopWithRelease.releaseIDs = [3]
+        let bad: [ActivationFrame] = [
+            two,                                                           // one row only
+            chained { $0.sample = .logits },                               // greedy only
+            chained { $0.logitRows = [] ; $0.chainBudget = 1 },            // logit row 0
+            chained { $0.stopTokens = [-1] },                              // a token id
+            chained { $0.stopTokens = Array(repeating: 1, count: 65) },    // limit
+            chained { $0.chainBudget = (1 << 20) + 1 },                    // limit
+            stopWithRows, stopWithRelease,                                 // a stop carries nothing else
+        ]
+        for (i, f) in bad.enumerated() {
+            #expect(throws: WireError.self, "case \(i)") { try f.validate() }
+            #expect(throws: WireError.self, "case \(i)") { try ActivationFrame.decode(f.encode()) }
+        }
+        var load = LoadShard(modelPath: "/m.gguf", layerStart: 0, layerEnd: 4, contextLength: 64, maxBatchRows: 8)
+        load.chainEndpoint = "tcp://10.0.0.2:5556"
+        #expect(try Control.decode(Control(requestID: 1, .loadShard(load)).encode()).body == .loadShard(load))
+        var ready = Ready(workerID: "w", layerStart: 0, layerEnd: 4, memoryUsedBytes: 1)
+        ready.chains = true
+        #expect(try Control.decode(Control(requestID: 1, .ready(ready)).encode()).body == .ready(ready))
+    }
+
     @Test(arguments: [DType.f32, .f16]) func hiddenStates(_ dtype: DType) throws {
         let cols = 2048
         let r = rows(8)

@@ -220,10 +220,15 @@ struct  Shard__LoadShard
   float kv_memory_fraction;
   uint32_t kv_page_size;
   uint32_t max_sequences;
+  /*
+   * Chained greedy decode (the last shard only): worker 0's data endpoint, where this shard also sends
+   * the picks of a chained step (ActivationFrame.chain_budget > 0). Empty: not the last shard, or no chain.
+   */
+  char *chain_endpoint;
 };
 #define SHARD__LOAD_SHARD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__load_shard__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, SHARD__KVTYPE__KV_TYPE_UNSPECIFIED, 0, SHARD__BACKEND__BACKEND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -279,10 +284,14 @@ struct  Shard__Ready
    */
   uint32_t kv_window_pages;
   uint64_t kv_bytes;
+  /*
+   * this worker runs chained greedy decode (ActivationFrame.chain_budget)
+   */
+  protobuf_c_boolean chains;
 };
 #define SHARD__READY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__ready__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Shard__Heartbeat
@@ -458,10 +467,27 @@ struct  Shard__ActivationFrame
   int32_t *top_tokens;
   size_t n_top_values;
   float *top_values;
+  /*
+   * Chained greedy decode of one sequence (batch 1). coordinator -> first shard, on a tokens frame of one
+   * row and one logit row with SAMPLE_GREEDY(_LOGPROBS): after this step the first shard may run up to
+   * chain_budget more steps of that sequence on its own, each on the previous step's pick at the next
+   * position with the next step id, unless the pick is one of stop_tokens. Every shard forwards both
+   * fields; the last shard sends its PAYLOAD_SAMPLED frame to the coordinator and, while chain_budget > 0
+   * and the pick is not a stop token, also to the first shard (LoadShard.chain_endpoint), whose next
+   * frame then carries chain_budget - 1.
+   */
+  uint32_t chain_budget;
+  size_t n_stop_tokens;
+  int32_t *stop_tokens;
+  /*
+   * coordinator -> first shard: end the chain now (a frame with no rows, no payload and nothing else).
+   * Picks of the ended chain that arrive later are dropped.
+   */
+  protobuf_c_boolean chain_stop;
 };
 #define SHARD__ACTIVATION_FRAME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shard__activation_frame__descriptor) \
-    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL}, 0,NULL, 0,NULL, 0,NULL, 0,NULL, SHARD__SAMPLE_MODE__SAMPLE_LOGITS, 0, 0,NULL, 0,NULL, 0,NULL }
+    , 0, SHARD__PAYLOAD_KIND__PAYLOAD_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0, 0, SHARD__DTYPE__DTYPE_UNSPECIFIED, {0,NULL}, 0,NULL, 0,NULL, 0,NULL, 0,NULL, SHARD__SAMPLE_MODE__SAMPLE_LOGITS, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0,NULL, 0 }
 
 
 /* Shard__Register methods */
