@@ -114,6 +114,8 @@ public final class CPUBackend: ComputeBackend {
 
     public func beginStep(_ batch: StepBatch) throws { self.batch = batch }
     public func prepareForStep() { pool.prepare() }
+    /// No step is coming soon: the worker threads sleep now (`ThreadPool.park`).
+    public func parkThreads() { pool.park() }
     /// How long the worker threads stay awake between steps (see `ThreadPool.idleSpin`).
     public var idleSpin: Duration {
         get { pool.idleSpin }

@@ -21,6 +21,8 @@ public final class ThreadPool: @unchecked Sendable {
     /// Workers keep spinning (instead of sleeping) until this monotonic time in nanoseconds.
     private let spinUntil = Atomic<Int>(0)
     private let idleSpinNanoseconds = Atomic<Int>(0)
+    /// Set by `park()`, cleared by `prepare()` and by a job: workers waiting for a job sleep at once.
+    private let parked = Atomic<Bool>(false)
     private var chunkCount = 0
     private var body: ((Int) -> Void)?
     // Heap-allocated: pthread objects must not move.
@@ -48,6 +50,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// are spinning, not waking up, when it is posted. They spin at least a millisecond, or `idleSpin`.
     public func prepare() {
         guard threadCount > 1 else { return }
+        parked.store(false, ordering: .relaxed)
         spinUntil.store(Self.monotonicNanoseconds() + max(1_000_000, idleSpinNanoseconds.load(ordering: .relaxed)), ordering: .relaxed)
         pthread_mutex_lock(mutex)
         if sleepers > 0 {
@@ -55,6 +58,16 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_cond_broadcast(condition)
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// No job is coming soon (e.g. a shard process has sent its step's output and waits for the next
+    /// frame): workers sleep now instead of spinning `spinLimit` iterations first, so that on an
+    /// oversubscribed host they leave the cores to the processes that compute meanwhile. The next
+    /// `prepare()` or job wakes them.
+    public func park() {
+        guard threadCount > 1 else { return }
+        spinUntil.store(0, ordering: .relaxed)
+        parked.store(true, ordering: .relaxed)
     }
 
     @inline(__always) static func monotonicNanoseconds() -> Int {
@@ -111,6 +124,7 @@ public final class ThreadPool: @unchecked Sendable {
             chunkCount = chunks
             nextChunk.store(0, ordering: .relaxed)
             busyWorkers.store(threadCount - 1, ordering: .relaxed)
+            if parked.load(ordering: .relaxed) { parked.store(false, ordering: .relaxed) }
             pthread_mutex_lock(mutex)
             generation.add(1, ordering: .releasing)
             if sleepers > 0 { pthread_cond_broadcast(condition) }
@@ -147,10 +161,11 @@ public final class ThreadPool: @unchecked Sendable {
             var keepSpinningUntil = Self.monotonicNanoseconds() + idleSpinNanoseconds.load(ordering: .relaxed)
             while current == seen {
                 spins += 1
-                if spins % 256 != 0 {
+                let parkNow = parked.load(ordering: .relaxed)
+                if spins % 256 != 0 && !parkNow {
                     spinPause()
-                } else if spins < Self.spinLimit
-                            || Self.monotonicNanoseconds() < max(keepSpinningUntil, spinUntil.load(ordering: .relaxed)) {
+                } else if !parkNow && (spins < Self.spinLimit
+                            || Self.monotonicNanoseconds() < max(keepSpinningUntil, spinUntil.load(ordering: .relaxed))) {
                     sched_yield()
                 } else {
                     pthread_mutex_lock(mutex)

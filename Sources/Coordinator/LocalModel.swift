@@ -63,9 +63,29 @@ public struct LoadOptions {
     /// threads (and their idle cores) at every step cost more than the spinning on a 32-core host.
     public var defaultIdleSpin: Duration {
         if let s = getenv("SHARD_IDLE_SPIN_MS"), let ms = Int(String(cString: s)), ms >= 0 { return .milliseconds(ms) }
-        let cores = ThreadPool.usableCores  // under taskset, the cores allowed, not the host's
+        return localWorkersFit ? .milliseconds(20) : .zero
+    }
+
+    /// The local workers' threads (and this process) fit the cores this process may use (its affinity
+    /// mask: under taskset the cores allowed, not the host's) with one to spare.
+    public var localWorkersFit: Bool {
         let workerThreads = (0..<shardCount).map { backend(forShard: $0) == .cpu ? threads : 1 }.reduce(0, +)
-        return workerThreads + 2 <= cores ? .milliseconds(20) : .zero
+        return workerThreads + 2 <= ThreadPool.usableCores
+    }
+
+    /// Chained greedy decode through shard processes (`ChainingPipeline`); nil: `defaultChain`.
+    public var chain: Bool?
+    /// SHARD_CHAIN=0 / 1 turn it off / on; else on for running workers (`workers`, other hosts) and for
+    /// local workers that fit the cores, off on an oversubscribed host. There the coordinator's and the
+    /// last worker's per-token work then overlaps the first worker's forward pass and slows it more than
+    /// the hop saves (16-core host pinned to 2 cores, SmolLM2's shape: 0.68× of 1 shard with the chain,
+    /// 0.98× without; unpinned 1.09× / 1.04×).
+    public var defaultChain: Bool {
+        switch getenv("SHARD_CHAIN").map({ String(cString: $0) }) {
+        case "0"?: return false
+        case "1"?: return true
+        default: return workers != nil || localWorkersFit
+        }
     }
 
     /// The flags a local `shard-worker` for shard `i` is started with.
@@ -137,7 +157,7 @@ public final class LocalModel {
                 }, embeddingLength: config.embeddingLength,
                 vocabSize: config.vocabSize, contextLength: ctx, maxBatchRows: maxRows, backends: options.backend(forShard:),
                 devices: options.devices, resultEndpoint: started?.socketPath("results") ?? LocalModel.resultEndpoint(for: endpoints),
-                ownsWorkers: started != nil, kv: options.kv)
+                ownsWorkers: started != nil, kv: options.kv, chain: options.chain ?? options.defaultChain)
             if let started {
                 remote.healthCheck = { started.allAlive ? nil : "a shard-worker process exited" }
                 remote.idleSpin = options.idleSpin ?? options.defaultIdleSpin

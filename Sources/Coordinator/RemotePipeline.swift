@@ -39,8 +39,8 @@ public final class RemotePipeline: ChainingPipeline {
     /// before; SHARD_WORKER_SAMPLING=0 sets it, for A/B measurements).
     public var workerSampling = getenv("SHARD_WORKER_SAMPLING").map { String(cString: $0) } != "0"
     /// Chained greedy decode (`ChainingPipeline`): the last worker also sends a chained step's pick to
-    /// worker 0. SHARD_CHAIN=0 turns it off (for A/B measurements); set before the workers load.
-    public let chainEnabled = getenv("SHARD_CHAIN").map { String(cString: $0) } != "0"
+    /// worker 0 (init's `chain`; `LoadOptions.defaultChain` says when; SHARD_CHAIN=0 / 1 for A/B).
+    public let chainEnabled: Bool
     /// Every worker reported that it chains (Ready.chains).
     private var workersChain = false
     /// The last step of the chain in flight, until it is collected or the chain ends.
@@ -74,8 +74,9 @@ public final class RemotePipeline: ChainingPipeline {
     public init(endpoints: [String], model: GGUFFile, plan makePlan: ([Register]) throws -> [Range<Int>], embeddingLength: Int, vocabSize: Int,
                 contextLength: Int, maxBatchRows: Int, backends: (Int) -> BackendKind, devices: [Int]?,
                 resultEndpoint: String, ownsWorkers: Bool = true, kv: KVLoadOptions = KVLoadOptions(),
-                loadTimeout: Duration = .seconds(600)) throws {
+                loadTimeout: Duration = .seconds(600), chain: Bool = getenv("SHARD_CHAIN").map { String(cString: $0) } != "0") throws {
         self.ownsWorkers = ownsWorkers
+        chainEnabled = chain
         precondition(!endpoints.isEmpty)
         self.vocabSize = vocabSize
         self.maxBatchRows = maxBatchRows

@@ -93,11 +93,17 @@ public final class ShardServer {
                 shard?.backend.prepareForStep()  // the pool's threads wake while the frame is decoded
                 try serveData(polledAt: polled)
                 lastStep = ContinuousClock.now
+                // Not spinning between steps (an oversubscribed host): the pool's threads sleep now
+                // rather than after their spin, leaving the cores to the shard that computes next.
+                if parkAfterStep { cpu?.parkThreads() }
             }
         }
     }
 
     private var lastStep = ContinuousClock.now
+    private var cpu: CPUBackend? { shard?.backend as? CPUBackend }
+    /// SHARD_POOL_PARK=0 (or an idle spin) keeps the pool's threads spinning briefly after a step.
+    private lazy var parkAfterStep = options.idleSpin == .zero && getenv("SHARD_POOL_PARK").map { String(cString: $0) } != "0"
 
     /// Which of [control, data] have a message. Within `idleSpin` of the last step it polls without
     /// sleeping (the next frame is then seen without a thread wake-up); otherwise it blocks up to 200 ms.

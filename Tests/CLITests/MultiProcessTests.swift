@@ -380,7 +380,9 @@ extension MultiProcessTests {
         }
         let one = try generate(1, [:])
         #expect(!one.isEmpty)
-        for (shards, env) in [(2, [:]), (3, [:]), (4, [:]), (2, ["SHARD_LINK": "zmq"]), (4, ["SHARD_LINK": "zmq"]), (2, ["SHARD_CHAIN": "0"])] {
+        // SHARD_CHAIN=1: on this (small) host the default leaves the chain off (`LoadOptions.defaultChain`).
+        let chain = ["SHARD_CHAIN": "1"], zmq = ["SHARD_CHAIN": "1", "SHARD_LINK": "zmq"]
+        for (shards, env) in [(2, chain), (3, chain), (4, chain), (2, zmq), (4, zmq), (2, ["SHARD_CHAIN": "0"])] {
             #expect(try generate(shards, env) == one, "\(shards) shards, \(env)")
         }
         #expect(workerCount() == 0, "shard-worker processes left behind")
@@ -392,7 +394,9 @@ extension MultiProcessTests {
     /// the same prompt again or one that extends the stopped sequence.
     @Test func chainedDecodeStopsExactlyAndLeavesNoTrace() throws {
         let reference = try LocalModel(path: smol, options: options(shards: 1))
-        let model = try LocalModel(path: smol, options: options(shards: 2))
+        var o = options(shards: 2)
+        o.chain = true
+        let model = try LocalModel(path: smol, options: o)
         let remote = try #require(model.pipeline as? RemotePipeline)
         #expect(remote.chains(.greedy(logprobs: false, top: 0)) && !remote.chains(.logits))
         let prompt: [Int32] = [1, 504, 3575, 282, 4649, 314, 1345]
