@@ -97,9 +97,10 @@
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _COLS / _ROWS / _PRE (see the properties they set).
-// - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 (no chained greedy decode: the
-//   coordinator sends every batch-1 decode step itself, RemotePipeline/ShardServer), SHARD_LINK=zmq,
-//   SHARD_WORKER_SAMPLING=0.
+// - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
+//   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
+//   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
+//   SHARD_LINK=zmq, SHARD_WORKER_SAMPLING=0.
 import CVulkan
 import Compute
 import Dispatch
