@@ -288,22 +288,39 @@ public final class ActivationInbox {
     /// The next frame that has arrived, or nil if none is complete yet. A frame that does not decode
     /// throws `.malformed`/`.limitExceeded` after it has been consumed; a link connection whose framing
     /// is lost (an oversized length, or its end inside a frame) is closed and reported the same way.
+    /// The sources (each link connection, then the PULL) take turns, starting after the one that gave
+    /// the last frame: a sender that always has a frame ready (a chained decode's picks) cannot starve
+    /// the others (the coordinator's chain stop).
     public func receive() throws(WireError) -> ActivationFrame? {
-        if let c = connections.first(where: { $0.hasFrame }) { return try take(c) }
         if listenerReady {
             listenerReady = false
             acceptAll()
         }
-        for c in connections where c.ready {
-            c.ready = false
-            if try fill(c) { return try take(c) }
-        }
-        if pullReady {
-            pullReady = false
-            return try pull.receive(ActivationFrame.self, limits: limits)
+        let sources = connections
+        for k in 0...sources.count {
+            let i = (turn + k) % (sources.count + 1)
+            if i == sources.count {
+                guard pullReady else { continue }
+                pullReady = false
+                turn = 0
+                return try pull.receive(ActivationFrame.self, limits: limits)
+            }
+            let c = sources[i]
+            guard connections.contains(where: { $0 === c }) else { continue }  // dropped meanwhile
+            var complete = c.hasFrame
+            if !complete && c.ready {
+                c.ready = false
+                complete = try fill(c)
+            }
+            if complete {
+                turn = i + 1
+                return try take(c)
+            }
         }
         return nil
     }
+    /// Where `receive` starts looking: the source after the one that gave the last frame.
+    private var turn = 0
 
     private func acceptAll() {
         while true {

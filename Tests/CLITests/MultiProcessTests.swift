@@ -456,10 +456,12 @@ extension MultiProcessTests {
         func greedy(_ f: ActivationFrame) -> ActivationFrame { var f = f; f.sample = .greedy; return f }
         func result() throws -> ActivationFrame? { try results.next(within: .seconds(20)) }
         func quiet() throws -> Bool { try results.next(within: .milliseconds(1500)) == nil }
-        /// Prefills `prompt` as sequence `seq`: its pick.
+        /// Prefills `prompt` as sequence `seq` (releasing the earlier ones: the pool holds one): its pick.
         func prefill(_ seq: UInt64, step: UInt64) throws -> Int32 {
-            try data.send(greedy(.tokens(step: step, rows: prompt.indices.map { .init(sequence: seq, position: UInt32($0)) },
-                                         logitRows: [UInt32(prompt.count - 1)], tokens: prompt)))
+            var f = greedy(.tokens(step: step, rows: prompt.indices.map { .init(sequence: seq, position: UInt32($0)) },
+                                   logitRows: [UInt32(prompt.count - 1)], tokens: prompt))
+            f.releaseIDs = Array(1..<seq)
+            try data.send(f)
             let r = try #require(try result())
             #expect(r.stepID == step && r.kind == .sampled)
             return try r.int32s()[0]
@@ -492,7 +494,8 @@ extension MultiProcessTests {
         try data.send(chained)
         #expect(try #require(try result()).stepID == 200)
         let last = try #require(try result())
-        #expect(last.stepID == 201 && (try last.int32s()) == [expected[2]])
+        let lastPick = try last.int32s()
+        #expect(last.stepID == 201 && lastPick == [expected[2]])
         #expect(try quiet(), "steps past a stop token")
         // A chain stop: the worker ends the chain within a step or two.
         _ = try prefill(4, step: 299)
