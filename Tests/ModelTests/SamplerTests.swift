@@ -149,4 +149,29 @@ import Testing
         pool.run(chunks: 17) { hits[$0] += 1 }
         #expect((0..<17).allSatisfy { hits[$0] == 1 })
     }
+
+    /// Parked workers (`park()`: no job soon, sleep now) come back for the next job, with or without a
+    /// `prepare()` first, and the jobs use them (not only the calling thread).
+    @Test func parkedWorkersWakeForTheNextJob() {
+        let pool = ThreadPool(threads: 3)
+        defer { pool.shutdown() }
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+        let threads = UnsafeMutablePointer<pthread_t>.allocate(capacity: 64)
+        defer { hits.deallocate(); threads.deallocate() }
+        var others = 0
+        for round in 0..<40 {
+            hits.initialize(repeating: 0, count: 64)
+            if round % 2 == 0 { pool.prepare() }
+            pool.run(chunks: 64) { i in
+                hits[i] += 1
+                threads[i] = pthread_self()
+                if i % 8 == 0 { usleep(200) }  // long enough for a woken worker to take chunks
+            }
+            #expect((0..<64).allSatisfy { hits[$0] == 1 }, "round \(round)")
+            if (0..<64).contains(where: { pthread_equal(threads[$0], pthread_self()) == 0 }) { others += 1 }
+            pool.park()
+            if round % 3 == 0 { usleep(2000) }  // the workers are asleep by now
+        }
+        #expect(others > 20, "workers took part in \(others) of 40 jobs")
+    }
 }
