@@ -10,6 +10,11 @@ import Wire
 /// coordinator. Each worker is told its layer range and where to push its output; a step sends the
 /// token ids to worker 0 and waits for the logits from the last worker. A worker's Error, or no
 /// answer within `stepTimeout`, fails the step with a message naming the worker.
+///
+/// Chained greedy decode (`ChainingPipeline`, `chainEnabled`): the last worker is also told worker 0's
+/// data endpoint (`LoadShard.chain_endpoint`); `submitChain` sends one frame with a step budget and stop
+/// tokens, worker 0 then starts each following step on the last worker's pick, and `collect` returns
+/// the steps' results in order until the budget, a stop token, or `endChain` (a `chain_stop` frame).
 public final class RemotePipeline: ChainingPipeline {
     public struct WorkerInfo: Sendable {
         public var endpoint: String

@@ -18,6 +18,10 @@ let stopRequested = Atomic<Bool>(false)
 /// link, see `FrameLink`): ActivationFrames of token ids or hidden states; the results (hidden states,
 /// or logits from the last shard) go to LoadShard's `nextEndpoint` (the link if it offers one, else a PUSH).
 /// A malformed frame or a failing step is reported to the coordinator as an Error; the worker keeps serving.
+/// Chained greedy decode: the last shard also sends the pick of a frame with `chainBudget` > 0 (not a stop
+/// token) to LoadShard's `chainEndpoint` (the first shard), and the first shard runs the next step on it
+/// (`continuation(of:)`) until the budget is spent, a stop token comes, or a `chainStop` frame or any other
+/// coordinator frame ends the chain; picks of an ended chain are dropped.
 public final class ShardServer {
     public struct Options {
         public var listen: String
