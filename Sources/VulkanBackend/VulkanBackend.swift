@@ -40,7 +40,8 @@
 //   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
-//   batched decode steps of 2...16 rows (mcDotMax) on integer dot products too where their producer
+//   batched decode steps of 2...16 rows (mcDotMax; 2...8, mcDotSplitMax, where matmul_cm's K-split decode
+//   tiles are available) on integer dot products too where their producer
 //   rounds x (matvec_q8_mc.comp: rms_quant / swiglu_quant / attention_merge_quant write all n rows as
 //   int8, row r at word r · int8RowWords(K); 2 weight rows × up to 8 columns per workgroup, each weight
 //   unit loaded and its scales decoded once for all its columns; it goes before matmul_cm, which wins
@@ -99,7 +100,7 @@
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
-//   SHARD_VK_MC8_MAX / _COLS / _ROWS / _PRE (see the properties they set).
+//   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 import CVulkan
 import Compute
 import Dispatch
@@ -369,7 +370,8 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_NORM_FUSE") == 1 { normFusion = false }
         if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
         if env("SHARD_VK_NO_O_DP") == 1 { mergePacksInt8 = false }
-        if let v = env("SHARD_VK_MC8_MAX"), v >= 0 { mcDotMax = v } else if cmSplitTarget == 0 { mcDotMax = 16 }   // main's routing
+        if let v = env("SHARD_VK_MC8_MAX"), v >= 0 { mcDotMax = v }
+        if let v = env("SHARD_VK_MC8_SPLIT_MAX"), v >= 0 { mcDotSplitMax = v }
         if let v = env("SHARD_VK_MC8_COLS"), [1, 2, 4, 8, 16, 32].contains(v) { mcDotColumns = v }
         if let v = env("SHARD_VK_MC8_ROWS"), v > 0, v <= 8 { mcDotRows = v }
         if let v = env("SHARD_VK_MC8_PRE"), v == 0 || v == 1 { mcDotPreload = v == 1 }
@@ -1872,12 +1874,15 @@ public final class VulkanBackend: ComputeBackend {
     /// Batched decode steps of 2...mcDotMax rows run their Q4_K / Q6_K products on integer dot products
     /// (matvec_q8_mc.comp: mcDotRows weight rows × up to mcDotColumns columns per workgroup, each weight
     /// unit loaded once for all its columns), reading the n-row int8 copy the fused producers write,
-    /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 8: on
-    /// an H200 (7B Q4_K_M, bench --concurrency) it beat main's matmul_cm tiles at 4 streams (2.3×) and 16
-    /// (1.12×), but matmul_cm with the K split over workgroups (cmSplitTarget) beats it at 16 columns
-    /// (kernel-bench: 4096 × 4096 Q4_K 34 against 39 µs, 11008 × 4096 64 against 87; 16 streams 1028
-    /// against 857 tok/s) and loses at 8 (23 against 34 µs): its time grows with the columns (BENCHMARKS.md).
-    public var mcDotMax = 8
+    /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
+    /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm without the K split at 4 streams (2.3×)
+    /// and 16 (1.12×) and lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
+    public var mcDotMax = 16
+    /// ... and up to this many rows only where matmul_cm's K-split decode tiles are available (cooperative
+    /// matrices, cmSplitTarget > 0; env SHARD_VK_MC8_SPLIT_MAX): on an H200 those beat matvec_q8_mc at 16
+    /// columns (kernel-bench: 4096 × 4096 Q4_K 31–34 against 37–39 µs, 11008 × 4096 64–69 against 87–91;
+    /// 16 streams 1004 against 875 tok/s) and lose at 8 (23 against 34 µs).
+    public var mcDotSplitMax = 8
     /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
     /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
     /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
@@ -1890,7 +1895,8 @@ public final class VulkanBackend: ComputeBackend {
     public var mcDotPreload = false
     /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
     func mcDotShape(_ n: Int) -> Int? {
-        guard n >= 2, n <= mcDotMax, dotProducts, roundsActivations else { return nil }
+        let splitTiles = cmSplitTarget > 0 && cmEnabled && cooperativeMatrix && tiles
+        guard n >= 2, n <= mcDotMax, !splitTiles || n <= mcDotSplitMax, dotProducts, roundsActivations else { return nil }
         var nc = 1
         while nc < n && nc < mcDotColumns { nc *= 2 }
         return mcDotRows * nc * dotSubgroups <= 1024 ? nc : nil

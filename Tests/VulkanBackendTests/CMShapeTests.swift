@@ -99,5 +99,14 @@ extension VulkanBackendTests {
         #expect(vk.cmShape(tall, n: 40)?.rows == 64)
         vk.cmSplitTarget = 0
         #expect(vk.cmShape(tall, n: 40)?.rows == 16)   // main's decode tile
+        // matvec_q8_mc takes 2...16 rows, but only 2...8 where the split tiles are there to take 9...16.
+        let savedMC = (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax)
+        defer { (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax) = savedMC }
+        (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax) = (true, true, 16, 8)
+        #expect(vk.mcDotShape(16) != nil && vk.mcDotShape(9) != nil)   // no split: main's routing
+        vk.cmSplitTarget = 512
+        #expect(vk.mcDotShape(8) != nil && vk.mcDotShape(9) == nil && vk.mcDotShape(16) == nil)
+        vk.cooperativeMatrix = false   // no cooperative matrices (lavapipe): matvec_q8_mc up to mcDotMax
+        #expect(vk.mcDotShape(16) != nil && vk.mcDotShape(17) == nil)
     }
 }
