@@ -28,7 +28,7 @@ done
 long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
 for pr in "the quick brown fox" "$long"; do
   c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)
-  for pe in "SHARD_VK_CM_SPLIT=0" "SHARD_VK_CM_SPLIT=512" "SHARD_VK_MC8_MAX=0"; do
+  for pe in "SHARD_VK_CM_SPLIT=0" "SHARD_VK_CM_SPLIT=256" "SHARD_VK_MC8_MAX=0"; do
     v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
     echo "7b top-5 logits, $(echo $pr | wc -w)-word prompt ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
   done
@@ -39,7 +39,7 @@ echo "kernel-bench done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait | token hashes |" > "$out/mmq.md"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" >> "$out/mmq.md"
 # base: main's behaviour (no K split, matvec_q8_mc up to 16 rows); split: the defaults.
-IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_SPLIT=0|4 16 64;split|SHARD_VK_CM_SPLIT=512|4 16 32 64}"
+IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_SPLIT=0|4 16 64;split|SHARD_VK_CM_SPLIT=256|4 16 32 64}"
 for cfg in "${cfgs[@]}"; do
   IFS='|' read -r name envs list <<< "$cfg"; envs=${envs//,/ }
   env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1

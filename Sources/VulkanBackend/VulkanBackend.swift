@@ -57,7 +57,7 @@
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every other
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
 //   host picks per column count (`cmShape`: for ≤ 64 rows 64 weight rows × up to 64 columns with K also
-//   split over workgroups — about cmSplitTarget of them; each writes partial sums that
+//   split over workgroups — about cmSplitTarget (256) of them; each writes partial sums that
 //   splitk_reduce.comp adds in a fixed order after the group's barrier; env SHARD_VK_CM_SPLIT=0: main's
 //   16 weight rows with K split over 4 subgroups only, SHARD_VK_CM_DECS: the split tile —, 64 × 128
 //   above, Q4_K with 64 k per step; Q4_K and Q6_K weights; Q6_K
@@ -1988,7 +1988,10 @@ public final class VulkanBackend: ComputeBackend {
     /// before), each writing partial sums that splitk_reduce.comp adds in a fixed order (deterministic: a
     /// product's result does not depend on what else runs). With it the decode tile is cmDecodeSplit:
     /// more weight rows per workgroup, so that each X tile (f32, n columns) is read by fewer workgroups.
-    public var cmSplitTarget = 512
+    /// 256: on an H200 (7B Q4_K_M, bench --concurrency, two calls) 2106–2201 tok/s at 64 streams and 1032
+    /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
+    /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
+    public var cmSplitTarget = 256
     /// Decode tile with the K split (env SHARD_VK_CM_DECS="rm,0,rs,ks[,kc]"): 64 weight rows (4 subgroups
     /// along rows) × 16·⌈n/16⌉ columns, 64 k per step.
     public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64)

@@ -66,7 +66,7 @@ extension VulkanBackendTests {
         defer { (vk.cmSplitTarget, vk.cmDecodeMax) = saved }
         vk.cmDecodeMax = 64
         let tile = VulkanBackend.CMShape(rm: 1, nt: 4, rs: 4, ks: 1, kc: 64)   // 64 rows × 64 columns, 64 k per step
-        for target in [128, 512, 1024] {
+        for target in [128, 256, 512, 1024] {
             vk.cmSplitTarget = target
             for (m, k, n) in [(4096, 4096, 64), (11008, 4096, 64), (4096, 11008, 64), (4096, 11008, 17), (1013, 768, 3), (32000, 4096, 64), (40, 512, 2)] {
                 let (splits, kLen) = vk.cmSplit(tile, m: m, k: k, n: n)
@@ -78,8 +78,11 @@ extension VulkanBackendTests {
                 if splits == 1 { #expect(kLen == k) }
             }
         }
+        vk.cmSplitTarget = 256
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (4, 1024))   // 64 row tiles × 4 splits of 1024 k
+        #expect(vk.cmSplit(tile, m: 11008, k: 4096, n: 64) == (2, 2048))
         vk.cmSplitTarget = 512
-        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (8, 512))   // 64 row tiles × 8 splits of 512 k
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (8, 512))
         #expect(vk.cmSplit(tile, m: 4096, k: 11008, n: 64) == (8, 1408))
         #expect(vk.cmSplit(tile, m: 11008, k: 4096, n: 64) == (3, 1408))
         #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 65) == (1, 4096))   // prefill: no split
