@@ -27,8 +27,11 @@ layout(std430, binding = 1) readonly buffer XBuf { vec4 X[]; };
 layout(std430, binding = 2) writeonly buffer YBuf { float Y[]; };
 layout(std430, binding = 3) readonly buffer BBuf { float Bias[]; };
 layout(std430, binding = 4) buffer ResBuf { float Res[]; };
-// flags: bit 0 adds Bias[row]; bit 1 also adds the result into Res (a fused residual add).
-layout(push_constant) uniform Params { uint M, K, N, rowBytes, flags; } p;
+// flags: bit 0 adds Bias[row]; bit 1 also adds the result into Res (a fused residual add); bit 2: split K
+// over workgroups (grid z): workgroup z covers k in [z·kLen, min(K, (z+1)·kLen)) and writes its partial sums
+// (no bias, no Res) to Y[pOff + z·N·M + col·M + row], which splitk_reduce.comp adds in z order.
+// kLen is a multiple of the step TK (the host's); without bit 2 it is K.
+layout(push_constant) uniform Params { uint M, K, N, rowBytes, flags, kLen, pOff; } p;
 
 // WG (constant 0) must be 128: 4 subgroups of 32 (the host checks the subgroup size).
 layout(constant_id = 1) const uint RM = 1u;   // 16-row matrices per subgroup (1…4)
@@ -165,6 +168,8 @@ void main() {
     const uint ks = sg % KS, rs = (sg / KS) % RS, cs = sg / (KS * RS);
     const uint row0 = gl_WorkGroupID.x * TMR, col0 = gl_WorkGroupID.y * TNC;
     DECL_ROW(0) DECL_ROW(1) DECL_ROW(2) DECL_ROW(3)
+    const bool split = (p.flags & 4u) != 0u;
+    const uint kBegin = split ? gl_WorkGroupID.z * p.kLen : 0u, kEnd = split ? min(p.K, kBegin + p.kLen) : p.K;
 
     Unit ua[MAXA];
     vec4 xb[MAXB];
@@ -174,25 +179,25 @@ void main() {
         const uint e = tid + 128u * s; \
         if (128u * s < AU && e < AU) { \
             const uint r = e / (TK / 16u), k = (k0) + 16u * (e % (TK / 16u)); \
-            if (k < p.K) ua[s] = loadUnit(min(row0 + r, p.M - 1u), k); \
+            if (k < kEnd) ua[s] = loadUnit(min(row0 + r, p.M - 1u), k); \
         } \
     } \
     [[unroll]] for (uint s = 0u; s < MAXB; s++) { \
         const uint e = tid + 128u * s; \
         if (128u * s < BU && e < BU) { \
             const uint cc = e / (TK / 4u), k = (k0) + 4u * (e % (TK / 4u)); \
-            xb[s] = k < p.K ? X[(min(col0 + cc, p.N - 1u) * p.K + k) / 4u] : vec4(0.0); \
+            xb[s] = k < kEnd ? X[(min(col0 + cc, p.N - 1u) * p.K + k) / 4u] : vec4(0.0); \
         } \
     }
 
-    LOAD_STEP(0u)
-    for (uint k0 = 0u; k0 < p.K; k0 += TK) {
+    LOAD_STEP(kBegin)
+    for (uint k0 = kBegin; k0 < kEnd; k0 += TK) {
         // Registers → shared tiles (weights decoded here).
         [[unroll]] for (uint s = 0u; s < MAXA; s++) {
             const uint e = tid + 128u * s;
             if (128u * s < AU && e < AU) {
                 const uint r = e / (TK / 16u), kk = 16u * (e % (TK / 16u)), o = r * ST + kk;
-                if (k0 + kk < p.K) {
+                if (k0 + kk < kEnd) {
                     storeUnit(ua[s], k0 + kk, o);
                 } else {
                     [[unroll]] for (uint t = 0u; t < 16u; t++) Ash[o + t] = float16_t(0.0);
@@ -209,7 +214,7 @@ void main() {
         }
         barrier();
         // The next step's global loads are in flight while this step's products run.
-        if (k0 + TK < p.K) { LOAD_STEP(k0 + TK) }
+        if (k0 + TK < kEnd) { LOAD_STEP(k0 + TK) }
         [[unroll]] for (uint kk = 0u; kk < KC; kk += 16u) {
             const uint kofs = ks * KC + kk;
             F16MAT a, b0, b1, b2, b3;
@@ -241,7 +246,9 @@ void main() {
                 const uint row = row0 + rs * 16u * RM + 16u * uint(i) + rr, col = col0 + cs * 16u * NT + 16u * uint(j) + cc; \
                 float v = Osh[sg * 256u + rr * 16u + cc]; \
                 for (uint s = 1u; s < KS; s++) v += Rsh[((s - 1u) * RS * CS + rs + RS * cs) * 256u + rr * 16u + cc]; \
-                if (row < p.M && col < p.N) { \
+                if (row < p.M && col < p.N && split) { \
+                    Y[p.pOff + gl_WorkGroupID.z * p.N * p.M + col * p.M + row] = v; \
+                } else if (row < p.M && col < p.N) { \
                     v += (p.flags & 1u) != 0u ? Bias[row] : 0.0; \
                     Y[col * p.M + row] = v; \
                     if ((p.flags & 2u) != 0u) Res[col * p.M + row] += v; \

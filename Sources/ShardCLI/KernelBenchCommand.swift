@@ -14,6 +14,8 @@ extension Shardctl {
         var vulkan = false
         @Flag(help: "With --vulkan: time the decode mat-vecs (float and integer-dot) on the 7B's shapes only.")
         var matvec = false
+        @Flag(help: "With --vulkan: time batched-decode products (8...64 columns) on the 7B's shapes: matvec_q8_mc, matmul_cm and its K-split tiles.")
+        var decode = false
         @Option(help: "Vulkan mat-mat size: rows,columns-of-weights,tokens.")
         var matmul: String = "4096,4096,512"
 
@@ -22,6 +24,10 @@ extension Shardctl {
                 let b = try VulkanBackend()
                 if matvec {
                     Terminal.write("\(b.deviceName), integer dot products: \(b.dotProducts ? "yes" : "no")\n" + (try b.matvecReport()) + "\n")
+                    return
+                }
+                if decode {
+                    Terminal.write(try b.decodeReport() + "\n")
                     return
                 }
                 let gbs = try b.copyBandwidth()

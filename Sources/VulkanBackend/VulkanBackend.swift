@@ -40,7 +40,8 @@
 //   matvec.comp (4 rows per workgroup, every row's loads issued first;
 //   batched decode steps of 2...64 rows: its multi-column variant, matvec.comp -DMC, 2 rows × 8 columns
 //   per workgroup, each weight row decoded once per 8 columns; env SHARD_VK_MULTICOL_MAX=0 or 1: off),
-//   batched decode steps of 2...16 rows (mcDotMax) on integer dot products too where their producer
+//   batched decode steps of 2...16 rows (mcDotMax; 2...8, mcDotSplitMax, where matmul_cm's K-split decode
+//   tiles are available) on integer dot products too where their producer
 //   rounds x (matvec_q8_mc.comp: rms_quant / swiglu_quant / attention_merge_quant write all n rows as
 //   int8, row r at word r · int8RowWords(K); 2 weight rows × up to 8 columns per workgroup, each weight
 //   unit loaded and its scales decoded once for all its columns; it goes before matmul_cm, which wins
@@ -55,8 +56,11 @@
 //   VK_NV_cooperative_matrix with a 16×16×16 f16 shape (queried at run time), else shared-memory
 //   tiles (matmul_tiled.comp, 64 × 64, f32; lavapipe runs these). With cooperative matrices, every other
 //   product of 2 or more rows (batched decode and prefill) takes matmul_cm.comp, whose tile shape the
-//   host picks per column count (`cmShape`: 16 weight rows × up to 64 columns with K split over 4
-//   subgroups for ≤ 64 rows, 64 × 128 above, Q4_K with 64 k per step; Q4_K and Q6_K weights; Q6_K
+//   host picks per column count (`cmShape`: for ≤ 64 rows 64 weight rows × up to 64 columns with K also
+//   split over workgroups — about cmSplitTarget (256) of them; each writes partial sums that
+//   splitk_reduce.comp adds in a fixed order after the group's barrier; env SHARD_VK_CM_SPLIT=0: main's
+//   16 weight rows with K split over 4 subgroups only, SHARD_VK_CM_DECS: the split tile —, 64 × 128
+//   above, Q4_K with 64 k per step; Q4_K and Q6_K weights; Q6_K
 //   prefill tiles load their bytes as aligned 16-byte pairs, Q6W); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
@@ -89,14 +93,14 @@
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
 //   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_FLASH (prefill attention on attn_decode), SHARD_VK_FLASH_MIN, SHARD_VK_FLASH_CM,
-//   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W, SHARD_VK_NO_DP (no
+//   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W / _CM_SPLIT / _CM_DECS, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
-//   SHARD_VK_MC8_MAX / _COLS / _ROWS / _PRE (see the properties they set).
+//   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
@@ -356,6 +360,9 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CM_DECODE_MAX"), v >= 1 { cmDecodeMax = v }
         func shape(_ name: String) -> CMShape? { getenv(name).flatMap { CMShape(String(cString: $0)) } }
         if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
+        if let v = shape("SHARD_VK_CM_DECS") { cmDecodeSplit = v }
+        if let v = getenv("SHARD_VK_CM_DECS_TALL") { cmDecodeSplitTall = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTall }
+        if let v = env("SHARD_VK_CM_SPLIT"), v >= 0 { cmSplitTarget = v }
         if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v; cmPrefillQ4K = nil }
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
         if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
@@ -368,6 +375,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
         if env("SHARD_VK_NO_O_DP") == 1 { mergePacksInt8 = false }
         if let v = env("SHARD_VK_MC8_MAX"), v >= 0 { mcDotMax = v }
+        if let v = env("SHARD_VK_MC8_SPLIT_MAX"), v >= 0 { mcDotSplitMax = v }
         if let v = env("SHARD_VK_MC8_COLS"), [1, 2, 4, 8, 16, 32].contains(v) { mcDotColumns = v }
         if let v = env("SHARD_VK_MC8_ROWS"), v > 0, v <= 8 { mcDotRows = v }
         if let v = env("SHARD_VK_MC8_PRE"), v == 0 || v == 1 { mcDotPreload = v == 1 }
@@ -729,6 +737,114 @@ public final class VulkanBackend: ComputeBackend {
         return lines.joined(separator: "\n")
     }
 
+    /// Times batched-decode products (8...64 columns) on random weights of the 7B's shapes, each call after
+    /// a barrier as in a step, x written by an rms_quant once per step (its int8 copy too, for matvec_q8_mc):
+    /// matvec_q8_mc, matmul_cm's decode tile without a K split (as main), and K-split variants (`variants`:
+    /// name, split tile, workgroup target). GPU µs per call (difference of two step lengths), weight GB/s,
+    /// TFLOP/s and the relative difference from the f32 tiles. A developer tool (`kernel-bench --vulkan --decode`).
+    public func decodeReport(columns: [Int] = [8, 16, 32, 64], reps: Int = 40,
+                             variants: [(String, CMShape, Int)] = [("64x, kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 512),
+                                                                    ("64x, kc64, 256 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 256),
+                                                                    ("64x, kc64, 1024 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 1024),
+                                                                    ("128x, kc32", CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 512),
+                                                                    ("32x, ks2, kc64", CMShape(rm: 1, nt: 1, rs: 2, ks: 2, kc: 64), 512),
+                                                                    ("16x, ks4 (main's tile)", CMShape(rm: 1, nt: 1, rs: 1, ks: 4), 512)]) throws -> String {
+        let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
+                                              (.q6_K, 4096, 4096), (.q6_K, 4096, 11008)]
+        let copies = 6
+        let path = "/tmp/shard-decode-bench-\(getpid()).gguf"
+        let writer = GGUFWriter()
+        writer.set("general.architecture", "bench")
+        for (i, (t, m, k)) in shapes.enumerated() {
+            for c in 0..<copies {
+                try writer.addTensor(name: "w\(i)_\(c)", shape: [k, m], type: t) { chunk, rows in
+                    var rng = SplitMix64(seed: 31 &+ UInt64(rows.lowerBound) &+ UInt64(c) << 32)
+                    SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+                }
+            }
+            try writer.addTensor(name: "n\(i)", shape: [k], type: .f32) { chunk, _ in
+                var rng = SplitMix64(seed: 77)
+                SyntheticData.fillFloats(chunk, type: .f32, mean: 1, sigma: 0.3, rng: &rng)
+            }
+        }
+        try writer.write(to: path)
+        defer { unlink(path) }
+        let file = try GGUFFile(path: path)
+        let saved = (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns)
+        defer { (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) = saved }
+        let savedTall = cmDecodeSplitTall
+        defer { cmDecodeSplitTall = savedTall }
+        replays = false
+        struct Path { let name: String; let set: (VulkanBackend) -> Void }
+        var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
+                     Path(name: "matvec_q8_mc") { b in b.mcDotMax = 64 },
+                     Path(name: "matmul_cm, no split (main)") { b in b.mcDotMax = 0; b.cmSplitTarget = 0 },
+                     Path(name: "matmul_cm split, defaults") { b in b.mcDotMax = 0; b.cmDecodeSplitTall = savedTall }]
+        for (name, shape, target) in variants {
+            paths.append(Path(name: "matmul_cm split \(name)") { b in b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = nil })
+        }
+        func relative(_ got: [Float], _ ref: [Float]) -> Double {
+            var num = 0.0, den = 0.0
+            for (a, b) in zip(got, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+            return (num / max(den, 1e-30)).squareRoot()
+        }
+        var lines = ["\(deviceName): decode products, GPU us per call (GB/s of weights, TFLOP/s, relative difference from f32)"]
+        for (i, (t, m, k)) in shapes.enumerated() {
+            let ws = try (0..<copies).map { try loadWeight(file.tensor(named: "w\(i)_\($0)")!, of: file) }
+            let bytes = Double(file.tensor(named: "w\(i)_0")!.byteCount)
+            let nw = try loadWeight(file.tensor(named: "n\(i)")!, of: file)
+            let maxN = columns.max() ?? 64
+            var rng = SplitMix64(seed: 9 &+ UInt64(i))
+            let xs = (0..<(maxN * k)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+            let x = try makeActivations(rowCapacity: maxN, columns: k), xn = try makeActivations(rowCapacity: maxN, columns: k)
+            let y = try makeActivations(rowCapacity: maxN, columns: m)
+            for n in columns {
+                let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
+                var ref: [Float] = []
+                var cells: [String] = []
+                for path in paths {
+                    (cooperativeMatrix, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) =
+                        (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
+                    path.set(self)
+                    if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
+                    if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
+                    var label = ""
+                    func timed(_ count: Int) throws -> Double {
+                        let t0 = DispatchTimeShim.now()
+                        try beginStep(batch)
+                        upload(Array(xs[0..<(n * k)]), to: x)
+                        rmsNorm(x, weight: nw, eps: 1e-5, into: xn)
+                        matmul(ws[0], xn, bias: nil, into: y, rows: nil)
+                        if case let .matmul(job) = pending {
+                            flushPending()
+                            for c in 1..<count {
+                                var j = MatJob(w: ws[c % ws.count] as! VulkanWeight, input: job.input, bias: nil, out: job.out, n: job.n, k: job.k)
+                                j.qx = job.qx
+                                emitMatmul(j, residual: nil, barrierAfter: true)
+                            }
+                        } else { flushPending() }
+                        try endStep()
+                        return DispatchTimeShim.now() - t0
+                    }
+                    dispatchLog = []
+                    _ = try timed(1)
+                    label = dispatchLog?.last(where: { !$0.hasPrefix("splitk") && !$0.hasPrefix("rms") }) ?? ""
+                    dispatchLog = nil
+                    var best1 = Double.infinity, bestN = Double.infinity
+                    for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+                    let dt = max(bestN - best1, 1e-9) / Double(reps)
+                    _ = try timed(1)
+                    let out = download(y, rows: 0..<n)
+                    if ref.isEmpty { ref = out; continue }
+                    let tf = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
+                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(String(relative(out, ref)).prefix(7)))")
+                }
+                lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// Times decode mat-vecs (one column) on random weights of the 7B's shapes, each call after a
     /// barrier as in a decode step: the float mat-vec (matvec.comp, f32 activations: no rounding pass)
     /// and, where the device has integer dot products, matvec_q8x (x packed as int8 once, by an
@@ -933,6 +1049,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
         "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
         "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
+        "splitk_reduce": (SPIRV.splitk_reduce, 4),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1562,6 +1679,35 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     private func emitMatmul(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool) {
+        emitMatmulBody(job, residual: residual, barrierAfter: barrierAfter)
+        // K-split products of this group (dispatched without barriers between them): one barrier, then
+        // their reductions (splitk_reduce.comp) in the order of the products.
+        if barrierAfter && !splitReduces.isEmpty {
+            pendingBarrier = true
+            let reduces = splitReduces
+            splitReduces = []
+            splitOffset = 0
+            for (i, r) in reduces.enumerated() {
+                let count = r.m * r.n
+                let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
+                dispatch("splitk_reduce", [r.scratch, r.out, r.bias ?? dummy, r.residual ?? dummy],
+                         [UInt32(r.m), UInt32(r.n), UInt32(r.splits), r.flags, UInt32(r.offset)],
+                         groups: (gx, gy, 1), barrierAfter: i == reduces.count - 1, label: "splitk reduce \(r.m)x\(r.n) /\(r.splits)")
+            }
+        }
+    }
+
+    /// A K-split product's reduction, recorded after the barrier that ends its group.
+    private struct SplitReduce { let scratch: GPUBuffer, out: GPUBuffer, bias: GPUBuffer?, residual: GPUBuffer?, m: Int, n: Int, splits: Int, flags: UInt32, offset: Int }
+    private var splitReduces: [SplitReduce] = []
+    /// Next free float of splitScratch in the current group of products.
+    private var splitOffset = 0
+    /// Partial sums of K-split products (splits × n × M floats each, one region per product of a group).
+    private var splitScratch: GPUBuffer?
+    /// Scratch buffers replaced by a larger one: kept alive, since recorded steps (and their replays) bind them.
+    private var retiredScratch: [GPUBuffer] = []
+
+    private func emitMatmulBody(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool) {
         let w = job.w, n = job.n
         let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
         let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
@@ -1613,8 +1759,29 @@ public final class VulkanBackend: ComputeBackend {
         if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type],
            case let full = name + "#" + shape.key + (w.type == .q6_K && n > cmDecodeMax && cmQ6Wide ? ".1" : ""), cmPipeline(full) {
             // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp; ".1": Q6W, Q6_K prefill).
+            let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n)
+            if splits > 1 {
+                // K split over workgroups (grid z): partial sums into the scratch, added by splitk_reduce.
+                let need = splitOffset + splits * n * w.rowCount
+                if (splitScratch?.size ?? 0) < need * 4 + 16 {
+                    do {
+                        if let old = splitScratch { retiredScratch.append(old) }
+                        splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
+                    } catch { deferredError = error; return }
+                }
+                let scratch = splitScratch!
+                dispatch(full, [w.buffer, job.input, scratch, dummy, dummy],
+                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
+                         groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, splits),
+                         barrierAfter: false,
+                         label: "matmul cm \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
+                                                m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
+                splitOffset = need
+                return
+            }
             dispatch(full, buffers,
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
                      groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
                      barrierAfter: barrierAfter,
                      label: "matmul cm \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
@@ -1712,9 +1879,14 @@ public final class VulkanBackend: ComputeBackend {
     /// (matvec_q8_mc.comp: mcDotRows weight rows × up to mcDotColumns columns per workgroup, each weight
     /// unit loaded once for all its columns), reading the n-row int8 copy the fused producers write,
     /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
-    /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm at 4 streams (2.3×) and 16 (1.12×) and
-    /// lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
+    /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm without the K split at 4 streams (2.3×)
+    /// and 16 (1.12×) and lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
     public var mcDotMax = 16
+    /// ... and up to this many rows only where matmul_cm's K-split decode tiles are available (cooperative
+    /// matrices, cmSplitTarget > 0; env SHARD_VK_MC8_SPLIT_MAX): on an H200 those beat matvec_q8_mc at 16
+    /// columns (kernel-bench: 4096 × 4096 Q4_K 31–34 against 37–39 µs, 11008 × 4096 64–69 against 87–91;
+    /// 16 streams 1004 against 875 tok/s) and lose at 8 (23 against 34 µs).
+    public var mcDotSplitMax = 8
     /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
     /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
     /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
@@ -1727,7 +1899,8 @@ public final class VulkanBackend: ComputeBackend {
     public var mcDotPreload = false
     /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
     func mcDotShape(_ n: Int) -> Int? {
-        guard n >= 2, n <= mcDotMax, dotProducts, roundsActivations else { return nil }
+        let splitTiles = cmSplitTarget > 0 && cmEnabled && cooperativeMatrix && tiles
+        guard n >= 2, n <= mcDotMax, !splitTiles || n <= mcDotSplitMax, dotProducts, roundsActivations else { return nil }
         var nc = 1
         while nc < n && nc < mcDotColumns { nc *= 2 }
         return mcDotRows * nc * dotSubgroups <= 1024 ? nc : nil
@@ -1814,12 +1987,42 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// Decode products (2...cmDecodeMax columns) of matmul_cm split K over workgroups so that the grid has
+    /// about this many workgroups (env SHARD_VK_CM_SPLIT; 0: off, cmDecode's tiles without a split as
+    /// before), each writing partial sums that splitk_reduce.comp adds in a fixed order (deterministic: a
+    /// product's result does not depend on what else runs). With it the decode tile is cmDecodeSplit:
+    /// more weight rows per workgroup, so that each X tile (f32, n columns) is read by fewer workgroups.
+    /// 256: on an H200 (7B Q4_K_M, bench --concurrency, two calls) 2106–2201 tok/s at 64 streams and 1032
+    /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
+    /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
+    public var cmSplitTarget = 256
+    /// Decode tile with the K split (env SHARD_VK_CM_DECS="rm,0,rs,ks[,kc]"): 64 weight rows (4 subgroups
+    /// along rows) × 16·⌈n/16⌉ columns, 64 k per step.
+    public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64)
+    /// The split decode tile of matrices of 8192+ rows (env SHARD_VK_CM_DECS_TALL="rm,0,rs,ks[,kc]"; "0":
+    /// cmDecodeSplit for them too): 128 rows, 32 k per step. On an H200 (kernel-bench, 64 columns) the
+    /// 11008 × 4096 Q4_K product took 97 µs with it (6 splits) against 112 with the 64-row tile (3 splits),
+    /// where 4096-row products were faster on 64 rows (47.6–51 against 52 µs).
+    public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32)
+    /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
+    /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
+    /// the grid is large enough already.
+    func cmSplit(_ shape: CMShape, m: Int, k: Int, n: Int) -> (splits: Int, kLen: Int) {
+        guard cmSplitTarget > 0, n <= cmDecodeMax else { return (1, k) }
+        let step = shape.kc * shape.ks
+        let groups = ((m + shape.rows - 1) / shape.rows) * ((n + shape.columns - 1) / shape.columns)
+        let want = min((cmSplitTarget + groups - 1) / groups, (k + step - 1) / step)
+        guard want > 1 else { return (1, k) }
+        let kLen = ((k + want - 1) / want + step - 1) / step * step
+        return ((k + kLen - 1) / kLen, kLen)
+    }
+
     /// The matmul_cm shape for an n-column product with w, or nil for the other paths.
     func cmShape(_ w: VulkanWeight, n: Int) -> CMShape? {
         guard cmEnabled, cooperativeMatrix, tiles, n >= max(2, cmMinColumns), w.rowLength % 16 == 0, Self.cmNames[w.type] != nil else { return nil }
         var shape = (w.type == .q4_K ? cmPrefillQ4K : nil) ?? cmPrefill
         if n <= cmDecodeMax {
-            shape = cmDecode
+            shape = cmSplitTarget <= 0 ? cmDecode : w.rowCount >= 8192 ? cmDecodeSplitTall ?? cmDecodeSplit : cmDecodeSplit
             shape.nt = min(4, (n + 15) / 16)
             // Fewer columns than the decode shape covers (cs > 1): one column group suffices.
             if shape.cs > 1 { shape.nt = min(shape.nt, max(1, (n + 16 * shape.cs - 1) / (16 * shape.cs))) }

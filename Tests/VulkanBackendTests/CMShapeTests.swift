@@ -33,10 +33,17 @@ extension VulkanBackendTests {
         #expect(vk.cmShape(w, n: 16) == nil)   // no cooperative matrices (lavapipe): the other paths
         vk.cooperativeMatrix = true            // (no dispatch here: only the choice)
         #expect(vk.cmShape(w, n: 1) == nil)    // decode of one row: the mat-vec
-        for (n, nt) in [(2, 1), (16, 1), (17, 2), (33, 3), (64, 4)] {
-            let s = vk.cmShape(w, n: n)
-            #expect(s?.nt == nt && s?.rm == vk.cmDecode.rm && s?.rs == vk.cmDecode.rs && s?.ks == vk.cmDecode.ks, "n=\(n): \(String(describing: s))")
+        let savedSplit = vk.cmSplitTarget
+        defer { vk.cmSplitTarget = savedSplit }
+        for target in [0, 512] {
+            vk.cmSplitTarget = target   // with a K split: the split decode tile (64 rows), else main's (16 rows)
+            let d = target > 0 ? vk.cmDecodeSplit : vk.cmDecode
+            for (n, nt) in [(2, 1), (16, 1), (17, 2), (33, 3), (64, 4)] {
+                let s = vk.cmShape(w, n: n)
+                #expect(s?.nt == nt && s?.rm == d.rm && s?.rs == d.rs && s?.ks == d.ks, "n=\(n): \(String(describing: s))")
+            }
         }
+        vk.cmSplitTarget = 0
         #expect(vk.cmShape(w, n: 65) == vk.cmPrefillQ4K ?? vk.cmPrefill)   // Q4_K's own prefill tile (64 k per step)
         #expect(vk.cmShape(w, n: 65)?.kc == 64)
         // 64 k per step where the tiles fit, else 32 (the decode shape's other fields kept).
@@ -48,5 +55,61 @@ extension VulkanBackendTests {
         #expect(vk.cmShape(other, n: 16) == nil)   // Q5_K: no matmul_cm variant compiled
         vk.cmEnabled = false
         #expect(vk.cmShape(w, n: 16) == nil)
+    }
+
+    /// K split over workgroups for decode products (splitk_reduce.comp adds the partial sums): the splits
+    /// cover K exactly once, in whole steps of the tile, about cmSplitTarget workgroups in all, and none
+    /// for prefill shapes, with the knob off, or where the grid is large enough.
+    @Test func cmSplitCoversKInWholeStepsAndOnlyForDecodeProducts() throws {
+        let vk = try Shared.vulkan()
+        let saved = (vk.cmSplitTarget, vk.cmDecodeMax)
+        defer { (vk.cmSplitTarget, vk.cmDecodeMax) = saved }
+        vk.cmDecodeMax = 64
+        let tile = VulkanBackend.CMShape(rm: 1, nt: 4, rs: 4, ks: 1, kc: 64)   // 64 rows × 64 columns, 64 k per step
+        for target in [128, 256, 512, 1024] {
+            vk.cmSplitTarget = target
+            for (m, k, n) in [(4096, 4096, 64), (11008, 4096, 64), (4096, 11008, 64), (4096, 11008, 17), (1013, 768, 3), (32000, 4096, 64), (40, 512, 2)] {
+                let (splits, kLen) = vk.cmSplit(tile, m: m, k: k, n: n)
+                let groups = ((m + 63) / 64) * ((n + 63) / 64)
+                #expect(kLen % 64 == 0 || splits == 1, "\(m)x\(k)x\(n): kLen \(kLen)")
+                #expect(splits * kLen >= k && (splits - 1) * kLen < k, "\(m)x\(k)x\(n): \(splits) × \(kLen)")   // every k once, no empty split
+                if groups >= target { #expect(splits == 1) }
+                #expect(splits <= max(1, (target + groups - 1) / groups), "\(m)x\(k)x\(n): \(groups) × \(splits) for \(target)")
+                if splits == 1 { #expect(kLen == k) }
+            }
+        }
+        vk.cmSplitTarget = 256
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (4, 1024))   // 64 row tiles × 4 splits of 1024 k
+        #expect(vk.cmSplit(tile, m: 11008, k: 4096, n: 64) == (2, 2048))
+        vk.cmSplitTarget = 512
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (8, 512))
+        #expect(vk.cmSplit(tile, m: 4096, k: 11008, n: 64) == (8, 1408))
+        #expect(vk.cmSplit(tile, m: 11008, k: 4096, n: 64) == (3, 1408))
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 65) == (1, 4096))   // prefill: no split
+        vk.cmSplitTarget = 0
+        #expect(vk.cmSplit(tile, m: 4096, k: 4096, n: 64) == (1, 4096))   // off: main's single pass
+        // Matrices of 8192+ rows take the tall split tile (128 rows), smaller ones the 64-row one.
+        let g = try TempGGUF([("tall", [256, 8192], .q4_K), ("low", [256, 8191], .q4_K)], seed: 5)
+        let tall = try vk.loadWeight(g.tensor("tall"), of: g.file) as! VulkanWeight
+        let low = try vk.loadWeight(g.tensor("low"), of: g.file) as! VulkanWeight
+        let savedCoop = (vk.cooperativeMatrix, vk.cmDecodeSplitTall)
+        defer { (vk.cooperativeMatrix, vk.cmDecodeSplitTall) = savedCoop }
+        vk.cooperativeMatrix = true   // the choice only (lavapipe has no cooperative matrices)
+        vk.cmSplitTarget = 512
+        #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 32 && vk.cmShape(tall, n: 40)?.nt == 3)
+        #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 64)
+        vk.cmDecodeSplitTall = nil
+        #expect(vk.cmShape(tall, n: 40)?.rows == 64)
+        vk.cmSplitTarget = 0
+        #expect(vk.cmShape(tall, n: 40)?.rows == 16)   // main's decode tile
+        // matvec_q8_mc takes 2...16 rows, but only 2...8 where the split tiles are there to take 9...16.
+        let savedMC = (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax)
+        defer { (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax) = savedMC }
+        (vk.dotProducts, vk.roundsActivations, vk.mcDotMax, vk.mcDotSplitMax) = (true, true, 16, 8)
+        #expect(vk.mcDotShape(16) != nil && vk.mcDotShape(9) != nil)   // no split: main's routing
+        vk.cmSplitTarget = 512
+        #expect(vk.mcDotShape(8) != nil && vk.mcDotShape(9) == nil && vk.mcDotShape(16) == nil)
+        vk.cooperativeMatrix = false   // no cooperative matrices (lavapipe): matvec_q8_mc up to mcDotMax
+        #expect(vk.mcDotShape(16) != nil && vk.mcDotShape(17) == nil)
     }
 }
