@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON a lent machine with 2 GPUs (kind nvidia-h200-x2 or nvidia-h100-x2; carry .gl and the bundle): the
 # numbers issues 3, 4 and 5 name, in one call, on the synthetic 7B Q4_K_M, and prints one summary.
-#   run: OUT=$OUT bash scripts/gpu-all.sh        env: BUNDLE (default .gpu), LIST (streams, default "4 16 64")
+#   run: OUT=$OUT bash scripts/gpu-all.sh        env: BUNDLE (default .gpu), LIST (streams, default "4 16 64"),
+#   QUICK=1 (when device time is short: no cold runs, VRAM or profile; one warm batch-1 run and the 2-GPU one)
 # - issue 3: parity (greedy tokens of the tiny models, top-5 logits of the 7B after a 28-word prompt, vs
 #   the CPU), batch-1 prefill of 512 + decode of 128 tokens, cold (--warmup 0: a fresh process's first
 #   prompt, as BENCHMARKS.md measured before) and warm (--warmup 1, as llama-bench does), two runs each;
@@ -32,11 +33,16 @@ parity+="7b: $(topk_parity "$c" "$v")"
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
 ( while true; do nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > "$out/vram.txt" 2>/dev/null &
 smi=$!
-$S bench $B --warmup 0 > "$out/b1-cold-1.json" 2>>"$out/err.txt"
-kill $smi 2>/dev/null
-for r in cold-2:0 warm-1:1 warm-2:1; do $S bench $B --warmup ${r#*:} > "$out/b1-${r%:*}.json" 2>>"$out/err.txt"; done
-$S bench $B --profile > /dev/null 2> "$out/profile.txt"
-$S bench $B --shards 2 > "$out/b1-2proc-1gpu.json" 2>>"$out/err.txt"
+if [ "${QUICK:-0}" = 0 ]; then
+  $S bench $B --warmup 0 > "$out/b1-cold-1.json" 2>>"$out/err.txt"
+  kill $smi 2>/dev/null
+  for r in cold-2:0 warm-1:1 warm-2:1; do $S bench $B --warmup ${r#*:} > "$out/b1-${r%:*}.json" 2>>"$out/err.txt"; done
+  $S bench $B --profile > /dev/null 2> "$out/profile.txt"
+  $S bench $B --shards 2 > "$out/b1-2proc-1gpu.json" 2>>"$out/err.txt"
+else
+  kill $smi 2>/dev/null
+  $S bench $B > "$out/b1-warm-1.json" 2>>"$out/err.txt"
+fi
 [ "$gpus" -ge 2 ] && $S bench $B --shards 2 --devices 0,1 > "$out/b1-2proc-2gpu.json" 2>>"$out/err.txt"
 $S bench $B > "$out/b1-warm-3.json" 2>>"$out/err.txt"
 
