@@ -3,6 +3,11 @@ import Synchronization
 import Glibc
 #endif
 
+@_silgen_name("sched_getaffinity")
+private func shard_sched_getaffinity(_ pid: pid_t, _ size: Int, _ mask: UnsafeMutablePointer<UInt8>) -> Int32
+@_silgen_name("pthread_setaffinity_np")
+private func shard_pthread_setaffinity_np(_ thread: pthread_t, _ size: Int, _ mask: UnsafePointer<UInt8>) -> Int32
+
 /// A persistent pool of worker threads for the CPU backend's parallel loops.
 ///
 /// A decode step runs a few hundred short parallel loops (tens of microseconds each), so waking
@@ -91,6 +96,31 @@ public final class ThreadPool: @unchecked Sendable {
             }, box)
             workers.append(tid)
         }
+        // Off by default: on the 2-core VM it cut a 2-process decode's context switches from ~8500 to ~3300
+        // and CPU migrations from ~230 to ~25, but its tok/s gain was inside the VM's noise (BENCHMARKS.md).
+        if getenv("SHARD_PIN_THREADS").map({ String(cString: $0) }) == "1" { pinThreads() }
+    }
+
+    /// The cores the calling thread may run on (its affinity mask), or [] if it cannot be read.
+    public static func callingThreadCores() -> [Int] {
+        // A cpu_set_t: 1024 bits (glibc's __USE_GNU declarations do not reach Swift).
+        var allowed = [UInt8](repeating: 0, count: 128)
+        guard shard_sched_getaffinity(0, allowed.count, &allowed) == 0 else { return [] }
+        return (0..<(allowed.count * 8)).filter { allowed[$0 / 8] & (1 << ($0 % 8)) != 0 }
+    }
+
+    /// Pins the calling thread to the first core this process may use and worker k to the (k+1)-th
+    /// (modulo their count), so that the pool's threads never share a core while another is idle.
+    public func pinThreads() {
+        let cores = Self.callingThreadCores()
+        guard !cores.isEmpty else { return }
+        func pin(_ thread: pthread_t, _ core: Int) {
+            var set = [UInt8](repeating: 0, count: 128)
+            set[core / 8] |= UInt8(1 << (core % 8))
+            _ = shard_pthread_setaffinity_np(thread, set.count, &set)
+        }
+        pin(pthread_self(), cores[0])
+        for (k, tid) in workers.enumerated() { pin(tid, cores[(k + 1) % cores.count]) }
     }
 
     deinit {

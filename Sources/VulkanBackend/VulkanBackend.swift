@@ -104,7 +104,7 @@
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
-//   SHARD_LINK=zmq, SHARD_WORKER_SAMPLING=0.
+//   SHARD_LINK=zmq, SHARD_WORKER_SAMPLING=0, SHARD_PIN_THREADS=1 (a CPU pool's threads on one core each).
 import CVulkan
 import Compute
 import Dispatch

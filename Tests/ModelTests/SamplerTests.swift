@@ -150,6 +150,37 @@ import Testing
         #expect((0..<17).allSatisfy { hits[$0] == 1 })
     }
 
+    /// `pinThreads()` leaves the calling thread and every worker on one core each (the caller on the
+    /// first allowed core); jobs still run every chunk. Runs on a thread of its own, so that no test
+    /// runner thread stays pinned.
+    @Test func pinnedThreadsRunOnOneCoreEach() {
+        final class Result: @unchecked Sendable { var caller: [Int] = []; var allowed: [Int] = []; var masks: [[Int]] = []; var complete = false }
+        let result = Result()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            result.allowed = ThreadPool.callingThreadCores()
+            let pool = ThreadPool(threads: 3)
+            pool.pinThreads()
+            result.caller = ThreadPool.callingThreadCores()
+            let lock = NSLock()
+            var hits = [Int](repeating: 0, count: 48)
+            pool.run(chunks: 48) { i in
+                let cores = ThreadPool.callingThreadCores()
+                usleep(100)
+                lock.lock(); hits[i] += 1; result.masks.append(cores); lock.unlock()
+            }
+            result.complete = hits.allSatisfy { $0 == 1 }
+            pool.shutdown()
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        #expect(!result.allowed.isEmpty)
+        #expect(result.caller == [result.allowed[0]])
+        #expect(result.complete)
+        #expect(result.masks.allSatisfy { $0.count == 1 && result.allowed.contains($0[0]) })
+    }
+
     /// Parked workers (`park()`: no job soon, sleep now) come back for the next job, with or without a
     /// `prepare()` first, and the jobs use them (not only the calling thread).
     @Test func parkedWorkersWakeForTheNextJob() {
