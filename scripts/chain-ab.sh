@@ -48,4 +48,6 @@ for label in labels:
     print(f'{label:8} {statistics.median(v):12.1f} {max(v):8.1f} {statistics.median(ratios):24.3f} {" ".join(f"{x:.3f}" for x in ratios)}')
 ratios = [d['chain'] / d['nochain'] for d in rounds.values() if 'chain' in d and 'nochain' in d]
 if ratios: print(f'chain / nochain per round: median {statistics.median(ratios):.3f}')
+ratios = [d['link'] / d['zmq'] for d in rounds.values() if 'link' in d and 'zmq' in d]
+if ratios: print(f'link / zmq per round: median {statistics.median(ratios):.3f}')
 PY

@@ -752,24 +752,7 @@ public final class VulkanBackend: ComputeBackend {
         let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
                                               (.q6_K, 4096, 4096), (.q6_K, 4096, 11008)]
         let copies = 6
-        let path = "/tmp/shard-decode-bench-\(getpid()).gguf"
-        let writer = GGUFWriter()
-        writer.set("general.architecture", "bench")
-        for (i, (t, m, k)) in shapes.enumerated() {
-            for c in 0..<copies {
-                try writer.addTensor(name: "w\(i)_\(c)", shape: [k, m], type: t) { chunk, rows in
-                    var rng = SplitMix64(seed: 31 &+ UInt64(rows.lowerBound) &+ UInt64(c) << 32)
-                    SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
-                }
-            }
-            try writer.addTensor(name: "n\(i)", shape: [k], type: .f32) { chunk, _ in
-                var rng = SplitMix64(seed: 77)
-                SyntheticData.fillFloats(chunk, type: .f32, mean: 1, sigma: 0.3, rng: &rng)
-            }
-        }
-        try writer.write(to: path)
-        defer { unlink(path) }
-        let file = try GGUFFile(path: path)
+        let file = try Self.benchWeights(shapes, copies: copies, name: "decode")
         let saved = (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns)
         defer { (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) = saved }
         let savedTall = cmDecodeSplitTall
@@ -845,6 +828,30 @@ public final class VulkanBackend: ComputeBackend {
         return lines.joined(separator: "\n")
     }
 
+    /// A GGUF file of random weights for the kernel reports, already open (its path is gone): for each
+    /// shape (type, M, K) i, `copies` different M × K matrices "w<i>_<c>" (products of decode size are then
+    /// not served from L2 when used in turn) and a norm weight "n<i>" of K.
+    static func benchWeights(_ shapes: [(GGMLType, Int, Int)], copies: Int, name: String) throws -> GGUFFile {
+        let path = "/tmp/shard-\(name)-bench-\(getpid()).gguf"
+        let writer = GGUFWriter()
+        writer.set("general.architecture", "bench")
+        for (i, (t, m, k)) in shapes.enumerated() {
+            for c in 0..<copies {
+                try writer.addTensor(name: "w\(i)_\(c)", shape: [k, m], type: t) { chunk, rows in
+                    var rng = SplitMix64(seed: 31 &+ UInt64(rows.lowerBound) &+ UInt64(c) << 32)
+                    SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
+                }
+            }
+            try writer.addTensor(name: "n\(i)", shape: [k], type: .f32) { chunk, _ in
+                var rng = SplitMix64(seed: 77)
+                SyntheticData.fillFloats(chunk, type: .f32, mean: 1, sigma: 0.3, rng: &rng)
+            }
+        }
+        try writer.write(to: path)
+        defer { unlink(path) }
+        return try GGUFFile(path: path)
+    }
+
     /// Times decode mat-vecs (one column) on random weights of the 7B's shapes, each call after a
     /// barrier as in a decode step: the float mat-vec (matvec.comp, f32 activations: no rounding pass)
     /// and, where the device has integer dot products, matvec_q8x (x packed as int8 once, by an
@@ -854,29 +861,14 @@ public final class VulkanBackend: ComputeBackend {
     public func matvecReport(reps: Int = 200) throws -> String {
         let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
                                               (.q6_K, 4096, 4096), (.q6_K, 4096, 11008), (.q6_K, 32000, 4096)]
-        let path = "/tmp/shard-matvec-bench-\(getpid()).gguf"
-        let writer = GGUFWriter()
-        writer.set("general.architecture", "bench")
-        for (i, (t, m, k)) in shapes.enumerated() {
-            try writer.addTensor(name: "w\(i)", shape: [k, m], type: t) { chunk, rows in
-                var rng = SplitMix64(seed: 31 &+ UInt64(rows.lowerBound))
-                SyntheticData.fillWeights(chunk, type: t, sigma: 0.05, rng: &rng)
-            }
-            try writer.addTensor(name: "n\(i)", shape: [k], type: .f32) { chunk, _ in
-                var rng = SplitMix64(seed: 77)
-                SyntheticData.fillFloats(chunk, type: .f32, mean: 1, sigma: 0.3, rng: &rng)
-            }
-        }
-        try writer.write(to: path)
-        defer { unlink(path) }
-        let file = try GGUFFile(path: path)
+        let file = try Self.benchWeights(shapes, copies: 1, name: "matvec")
         let saved = (dotProducts, roundsActivations, replays, dotRoundsX)
         defer { (dotProducts, roundsActivations, replays, dotRoundsX) = saved }
         replays = false
         let batch = StepBatch(positions: [0], tableIndex: [0], pageTables: [[0]])
         var lines: [String] = []
         for (i, (t, m, k)) in shapes.enumerated() {
-            let info = file.tensor(named: "w\(i)")!
+            let info = file.tensor(named: "w\(i)_0")!
             let w = try loadWeight(info, of: file), nw = try loadWeight(file.tensor(named: "n\(i)")!, of: file)
             var rng = SplitMix64(seed: 9 &+ UInt64(i))
             let xs = (0..<k).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }

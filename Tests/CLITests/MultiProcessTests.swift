@@ -65,11 +65,7 @@ import ShardRuntime
     /// default and ZeroMQ with SHARD_LINK=zmq; 2 and 3 shards give 1 shard's greedy tokens either way.
     @Test func sameHostLinkAndForcedZeroMQGiveOneShardsTokens() throws {
         func generate(_ shards: Int, _ env: [String: String]) throws -> String {
-            let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
-                                 "--temperature", "0", "--max-tokens", "24", "--json", "--shards", "\(shards)", "--backend", "cpu"],
-                                environment: env)
-            #expect(g.status == 0, "\(shards) shards, \(env): \(g.stderr)")
-            return g.lines.dropLast().joined(separator: "\n")
+            try greedyLines(shards: shards, maxTokens: 24, environment: env)
         }
         let one = try generate(1, [:])
         #expect(!one.isEmpty)
@@ -368,15 +364,21 @@ extension MultiProcessTests {
 }
 
 extension MultiProcessTests {
+    /// `generate --json` of a fixed prompt, greedy, on SmolLM2 through `shards` CPU shards: its token lines
+    /// (the summary line dropped).
+    func greedyLines(shards: Int, maxTokens: Int, environment: [String: String]) throws -> String {
+        let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
+                             "--temperature", "0", "--max-tokens", "\(maxTokens)", "--json", "--shards", "\(shards)", "--backend", "cpu"],
+                            environment: environment)
+        #expect(g.status == 0, "\(shards) shards, \(environment): \(g.stderr)")
+        return g.lines.dropLast().joined(separator: "\n")
+    }
+
     /// Chained greedy decode (`ChainingPipeline`) through 2, 3 and 4 worker processes, over the
     /// same-host link and ZeroMQ, gives 1 shard's tokens, as SHARD_CHAIN=0 does.
     @Test func chainedDecodeGivesOneShardsTokens() throws {
         func generate(_ shards: Int, _ env: [String: String]) throws -> String {
-            let g = try CLI.run(["generate", "--model", smol, "--prompt", "Once upon a time, in a small village,",
-                                 "--temperature", "0", "--max-tokens", "20", "--json", "--shards", "\(shards)", "--backend", "cpu"],
-                                environment: env)
-            #expect(g.status == 0, "\(shards) shards, \(env): \(g.stderr)")
-            return g.lines.dropLast().joined(separator: "\n")
+            try greedyLines(shards: shards, maxTokens: 20, environment: env)
         }
         let one = try generate(1, [:])
         #expect(!one.isEmpty)
