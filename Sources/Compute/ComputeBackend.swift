@@ -180,6 +180,12 @@ public protocol ComputeBackend: AnyObject {
 
     func upload(_ values: [Float], to a: Activations)
     func download(_ a: Activations, rows: Range<Int>) -> [Float]
+    /// Records, inside the step, each of the first `rows` rows' argmax (GreedyPick.argmax's answer:
+    /// the first index of the largest value) for `downloadArgmax` after `endStep`; false: not offered
+    /// (the caller downloads the rows and picks on the host). Default: false.
+    func recordArgmax(_ logits: Activations, rows: Int) -> Bool
+    /// The ids `recordArgmax` recorded, after `endStep`.
+    func downloadArgmax(rows: Int) -> [Int32]
 
     /// out[i] = dequantized row `tokens[i]` of `table`.
     func embed(_ table: Weight, tokens: [Int32], into out: Activations)
@@ -223,6 +229,8 @@ public enum ReservedMemory: Sendable {
 }
 
 extension ComputeBackend {
+    public func recordArgmax(_ logits: Activations, rows: Int) -> Bool { false }
+    public func downloadArgmax(rows: Int) -> [Int32] { [] }
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
     public var freeMemoryBytes: Int? { nil }
     public func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory) {}

@@ -129,30 +129,40 @@ public final class LocalPipeline: ShardPipeline {
     public var maxInFlight: Int { 1 }
 
     public func step(tokens: [Int32], rows: [StepRow], logitRows: [Int]) throws -> [Float] {
-        try compute(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows))
+        guard case .logits(let l) = try compute(PipelineStep(tokens: tokens, rows: rows, logitRows: logitRows)) else { return [] }
+        return l
     }
 
-    private func compute(_ step: PipelineStep) throws -> [Float] {
+    /// The last shard's output: logits, or with `picksOnly` the argmax ids where its backend offers them.
+    private func compute(_ step: PipelineStep, picksOnly: Bool = false) throws -> ShardOutput {
         var input = ShardInput.tokens(step.tokens)
         for (i, shard) in shards.enumerated() {
             let isLast = i == shards.count - 1
-            switch try shard.forward(input, rows: step.rows, logitRows: isLast ? step.logitRows : [],
-                                     release: step.release, forks: step.forks) {
-            case .hidden(let h): input = .hidden(h)
-            case .logits(let l): return l
-            }
+            let out = try shard.forward(input, rows: step.rows, logitRows: isLast ? step.logitRows : [],
+                                        release: step.release, forks: step.forks, picksOnly: isLast && picksOnly)
+            guard case .hidden(let h) = out else { return out }
+            input = .hidden(h)
         }
-        return []
+        return .logits([])
     }
 
     public func submit(_ step: PipelineStep) throws -> UInt64 {
         let id = nextStep
         nextStep += 1
-        let logits = try compute(step)
-        var result = StepResult(step: id, logits: logits)
-        if case .greedy(let logprobs, let top) = step.sampling {
-            result.picks = try StepResult.picks(fromLogits: logits, rows: step.logitRows.count, vocab: vocabSize,
-                                                logprobs: logprobs, top: top)
+        // A greedy step that wants no log-probabilities needs only each row's argmax.
+        let picksOnly = step.sampling == .greedy(logprobs: false, top: 0)
+        var result: StepResult
+        switch try compute(step, picksOnly: picksOnly) {
+        case .picks(let ids):
+            result = StepResult(step: id, logits: [], picks: ids.map { GreedyPick(token: $0, logprob: 0, top: []) })
+        case .logits(let logits):
+            result = StepResult(step: id, logits: logits)
+            if case .greedy(let logprobs, let top) = step.sampling {
+                result.picks = try StepResult.picks(fromLogits: logits, rows: step.logitRows.count, vocab: vocabSize,
+                                                    logprobs: logprobs, top: top)
+            }
+        case .hidden:
+            result = StepResult(step: id, logits: [])
         }
         results.append(result)
         return id

@@ -186,6 +186,9 @@ extension Shardctl.Bench {
                 ("vulkan_record_seconds", JSON.number(vkRecord)),
                 ("vulkan_gpu_wait_seconds", JSON.number(vkGPU)),
                 ("vulkan_download_seconds", JSON.number(vkDownload)),
+                // Steps whose command buffer was recorded anew / replayed from the shape cache (in-process shards).
+                ("vulkan_recorded_steps", "\(vulkan.map(\.recordedSteps).reduce(0, +))"),
+                ("vulkan_replayed_steps", "\(vulkan.map(\.replayedSteps).reduce(0, +))"),
                 ("stream_token_hashes", "[" + streams.map { "\"\(String($0.tokenHash, radix: 16))\"" }.joined(separator: ",") + "]"),
             ]) + "\n")
         } else {

@@ -40,6 +40,9 @@ public enum ShardOutput {
     case hidden([Float])
     /// `logitRows.count` × vocabSize, row-major, in the order of `logitRows`.
     case logits([Float])
+    /// With `picksOnly`, where the backend offers it: each logit row's argmax token (GreedyPick.argmax's
+    /// answer), in the order of `logitRows`, instead of the logits.
+    case picks([Int32])
 }
 
 /// How much memory a shard's KV pool may take.
@@ -204,7 +207,7 @@ public final class ModelShard {
     /// in that order: the coordinator sends them with the step so that every shard applies them at the
     /// same point of the step order. A step with no rows only applies them.
     public func forward(_ input: ShardInput, rows: [StepRow], logitRows: [Int] = [], release: [SequenceID] = [],
-                        forks: [PrefixFork] = []) throws -> ShardOutput {
+                        forks: [PrefixFork] = [], picksOnly: Bool = false) throws -> ShardOutput {
         let n = rows.count
         let started = ContinuousClock.now
         defer { if n > 0 { counters.record(rows: n, ContinuousClock.now - started) } }
@@ -257,16 +260,19 @@ public final class ModelShard {
             let normFirst = n > headInput.rowCapacity
             if normFirst { backend.rmsNorm(x, weight: outputNorm, eps: config.rmsEps, into: xn) }
             var values: [Float] = []
+            var picks: [Int32] = []
             var start = 0
             while true {
                 let chunk = logitRows[start..<min(start + headInput.rowCapacity, logitRows.count)]
                 for (j, r) in chunk.enumerated() { backend.copyRows(normFirst ? xn : x, from: r, to: headInput, at: j, count: 1) }
                 if !normFirst { backend.rmsNorm(headInput, weight: outputNorm, eps: config.rmsEps, into: headInput) }
                 backend.matmul(output, headInput, bias: nil, into: logits, rows: chunk.count)
+                // Every chunk alike: the backend offers the argmax for all of them or for none.
+                let picked = picksOnly && backend.recordArgmax(logits, rows: chunk.count)
                 try backend.endStep()
-                values += backend.download(logits, rows: 0..<chunk.count)
+                if picked { picks += backend.downloadArgmax(rows: chunk.count) } else { values += backend.download(logits, rows: 0..<chunk.count) }
                 start += chunk.count
-                if start == logitRows.count { return .logits(values) }
+                if start == logitRows.count { return picked ? .picks(picks) : .logits(values) }
                 try backend.beginStep(batch)
             }
         }

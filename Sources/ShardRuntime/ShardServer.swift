@@ -363,7 +363,7 @@ public final class ShardServer {
             var output: ActivationFrame
             let forks = frame.forks.map { PrefixFork(sequence: $0.sequence, source: $0.source, length: Int($0.length)) }
             switch try shard.forward(input, rows: rows, logitRows: shard.ownsHead ? logitRows : [], release: frame.releaseIDs,
-                                     forks: forks) {
+                                     forks: forks, picksOnly: frame.sample == .greedy) {
             case .hidden where shard.ownsHead:
                 // No logit rows asked for (a prefill chunk that does not end its prompt): nothing to return.
                 output = .logits(step: frame.stepID, rows: frame.rows, logitRows: [], values: [],
@@ -371,6 +371,9 @@ public final class ShardServer {
             case .hidden(let h):
                 output = .hidden(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, values: h,
                                  cols: shard.config.embeddingLength, dtype: .f32)
+            case .picks(let ids):
+                output = .sampled(step: frame.stepID, rows: frame.rows, logitRows: frame.logitRows, tokens: ids)
+                output.sample = frame.sample
             case .logits(let l) where frame.sample != .logits:
                 output = Self.sampled(frame, logits: l, vocab: shard.config.vocabSize)
             case .logits(let l):

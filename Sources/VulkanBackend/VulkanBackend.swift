@@ -367,6 +367,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
         if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
         if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
         dotProducts = ctx.integerDot   // env SHARD_VK_NO_DP=1: the device is created without it
@@ -1015,7 +1016,7 @@ public final class VulkanBackend: ComputeBackend {
         "embed_q8_0": (SPIRV.embed_q8_0, 3), "embed_q4_K": (SPIRV.embed_q4_K, 3),
         "embed_q5_K": (SPIRV.embed_q5_K, 3), "embed_q6_K": (SPIRV.embed_q6_K, 3),
         "rms_norm": (SPIRV.rms_norm, 3), "rope": (SPIRV.rope, 2), "store_kv": (SPIRV.store_kv, 4),
-        "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2),
+        "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2), "argmax": (SPIRV.argmax, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
         "attn_decode_merge": (SPIRV.attn_decode_merge, 8),
@@ -1374,7 +1375,12 @@ public final class VulkanBackend: ComputeBackend {
     public func download(_ a: Activations, rows: Range<Int>) -> [Float] {
         precondition(!recording, "download inside a step: call endStep first")
         let a = a as! VulkanActivations
-        let bytes = rows.count * a.columns * 4
+        return readBack(a.buffer, offset: rows.lowerBound * a.columns * 4, count: rows.count * a.columns, as: Float.self)
+    }
+
+    /// `count` values of `type` at byte `offset` of `buffer`, copied through the host-visible readback buffer.
+    private func readBack<T>(_ buffer: GPUBuffer, offset: Int, count: Int, as type: T.Type) -> [T] {
+        let bytes = count * MemoryLayout<T>.stride
         guard bytes > 0 else { return [] }
         let started = ContinuousClock.now
         defer { hostTimes.download += Self.since(started) }
@@ -1382,14 +1388,40 @@ public final class VulkanBackend: ComputeBackend {
             if (readback?.size ?? 0) < bytes { readback = try GPUBuffer(ctx, size: max(bytes, 1 << 20), hostVisible: true, use: .readback) }
             let rb = readback!
             try immediate { cmd in
-                var region = VkBufferCopy(srcOffset: VkDeviceSize(rows.lowerBound * a.columns * 4), dstOffset: 0, size: VkDeviceSize(bytes))
-                vkCmdCopyBuffer(cmd, a.buffer.buffer, rb.buffer, 1, &region)
+                var region = VkBufferCopy(srcOffset: VkDeviceSize(offset), dstOffset: 0, size: VkDeviceSize(bytes))
+                vkCmdCopyBuffer(cmd, buffer.buffer, rb.buffer, 1, &region)
             }
-            let p = rb.mapped!.bindMemory(to: Float.self, capacity: bytes / 4)
-            return Array(UnsafeBufferPointer(start: p, count: bytes / 4))
+            let p = rb.mapped!.bindMemory(to: T.self, capacity: count)
+            return Array(UnsafeBufferPointer(start: p, count: count))
         } catch {
             preconditionFailure("VulkanBackend.download: \(error)")
         }
+    }
+
+    /// Greedy steps pick each logit row's argmax on the device (argmax.comp) and read back one id per
+    /// row instead of the logits (at 64 rows × 32000: 8 MB read back and scanned on the host per step);
+    /// env SHARD_VK_NO_ARGMAX=1: off, the host picks from the logits as before.
+    public var argmaxOnDevice = true
+    /// The ids `recordArgmax` writes: allocated once, for the first logits' row capacity (a buffer is
+    /// never replaced while recorded steps may refer to it).
+    private var argmaxIDs: GPUBuffer?
+
+    public func recordArgmax(_ logits: Activations, rows: Int) -> Bool {
+        guard argmaxOnDevice, rows > 0 else { return false }
+        let a = logits as! VulkanActivations
+        if argmaxIDs == nil {
+            argmaxIDs = try? GPUBuffer(ctx, size: max(a.rowCapacity, rows, 512) * 4 + 16, hostVisible: false, use: .scratch)
+        }
+        guard let ids = argmaxIDs, ids.size >= rows * 4 else { return false }
+        flushPending()
+        dispatch("argmax", [a.buffer, ids], [UInt32(a.columns)], groups: (rows, 1, 1))
+        return true
+    }
+
+    public func downloadArgmax(rows: Int) -> [Int32] {
+        precondition(!recording, "download inside a step: call endStep first")
+        guard let ids = argmaxIDs else { return [] }
+        return readBack(ids, offset: 0, count: rows, as: Int32.self)
     }
 
     // MARK: fusion

@@ -145,3 +145,65 @@ extension VulkanBackendTests {
         }
     }
 }
+
+extension VulkanBackendTests {
+    /// argmax.comp gives GreedyPick.argmax's answer for every row: random rows of odd lengths, a tie of
+    /// the maximum (the first index wins), the maximum in the last element, NaNs (never win), a leading
+    /// NaN (0, as the host's scalar loop) and a row of -inf only.
+    @Test func deviceArgmaxMatchesHostPick() throws {
+        let vk = try Shared.vulkan()
+        let rows = 6
+        for cols in [1, 7, 300, 32001] {
+            var v = randomFloats(rows * cols, seed: UInt64(cols))
+            if cols > 3 { v[cols + 2] = 9; v[2 * cols - 1] = 9 }
+            v[3 * cols - 1] = 50
+            if cols > 2 { v[3 * cols + 1] = .nan; v[3 * cols + 2] = 40 }
+            v[4 * cols] = .nan
+            for i in 0..<cols { v[5 * cols + i] = -.infinity }
+            let a = try vk.makeActivations(rowCapacity: rows, columns: cols)
+            try vk.beginStep(StepBatch(positions: (0..<rows).map { Int32($0) }, tableIndex: Array(repeating: 0, count: rows), pageTables: [[0]]))
+            vk.upload(v, to: a)
+            #expect(vk.recordArgmax(a, rows: rows))
+            try vk.endStep()
+            let got = vk.downloadArgmax(rows: rows)
+            let want = v.withUnsafeBufferPointer { all in
+                (0..<rows).map { GreedyPick.argmax(UnsafeBufferPointer(rebasing: all[$0 * cols..<($0 + 1) * cols])) }
+            }
+            #expect(got == want, "\(cols) columns")
+            if cols > 3 { #expect(got[1] == 2 && got[2] == Int32(cols - 1) && got[4] == 0 && got[5] == 0) }
+        }
+    }
+
+    /// A plain greedy step of a batch picks its tokens on the device (no logits come back) and they are
+    /// the argmax of the logits that a `.logits` step of the same batch returns; with argmaxOnDevice off
+    /// the logits come back and the host picks.
+    @Test func greedyStepsPickOnTheDevice() throws {
+        let vk = try Shared.vulkan()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-argmax-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
+        let file = try GGUFFile(path: path)
+        let pipeline = try Self.pipeline(file, backend: vk)
+        let vocab = pipeline.vocabSize
+        let tokens: [Int32] = [3, 17, 42, 99, 250]
+        let rows = (0..<5).map { StepRow(sequence: 1, position: $0) }   // a 5-row prefill, every row's logits
+        func run(_ sampling: LogitSampling) throws -> StepResult {
+            let r = try pipeline.run(PipelineStep(tokens: tokens, rows: rows, logitRows: Array(0..<5), sampling: sampling))
+            try pipeline.release(1)
+            return r
+        }
+        let logits = try run(.logits).logits
+        #expect(logits.count == 5 * vocab)
+        let want = logits.withUnsafeBufferPointer { all in
+            (0..<5).map { GreedyPick.argmax(UnsafeBufferPointer(rebasing: all[$0 * vocab..<($0 + 1) * vocab])) }
+        }
+        let onDevice = try run(.greedy(logprobs: false, top: 0))
+        #expect(onDevice.logits.isEmpty)
+        #expect(onDevice.picks?.map(\.token) == want)
+        vk.argmaxOnDevice = false
+        defer { vk.argmaxOnDevice = true }
+        let onHost = try run(.greedy(logprobs: false, top: 0))
+        #expect(onHost.logits.count == 5 * vocab)
+        #expect(onHost.picks?.map(\.token) == want)
+    }
+}
