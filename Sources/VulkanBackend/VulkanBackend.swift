@@ -13,7 +13,9 @@
 //   nothing in a decode step's commands depends on the KV length (decode attention uses a fixed split
 //   count; page tables are padded to powers of two). `endStep` submits and waits on a fence;
 //   `download` (after `endStep`) is a second, tiny submit into a host-visible readback buffer.
-//   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step.
+//   `replays = false` (env SHARD_VK_NO_REPLAY=1) records every step. Plain greedy steps (ModelShard's
+//   `picksOnly`) end with argmax.comp and read back one id per logit row instead of the logits
+//   (env SHARD_VK_NO_ARGMAX=1: the logits, picked on the host).
 // - Fusion: ops are recorded one call late where the next call may fuse with them (see "fusion"
 //   below): a decode layer is 11 dispatches (8 barriers) instead of 20: rms_quant | q, k, v mat-vecs
 //   (rope and KV store in their epilogues) | attn_decode_merge | o mat-vec + residual |
