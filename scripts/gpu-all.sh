@@ -15,13 +15,12 @@ gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
 for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
-field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 
 # Parity.
 parity=""
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
-  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>>"$out/err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  c=$(greedy_tokens $m cpu 16 2>/dev/null)
+  v=$(greedy_tokens $m vulkan 16 2>>"$out/err.txt")
   [[ -n $c && $c == "$v" ]] && parity+="$(basename $m) greedy same; " || parity+="$(basename $m) greedy DIFF; "
 done
 long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"

@@ -21,8 +21,8 @@ for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /
 parity=""
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf /tmp/7b.gguf; do
   n=16; [[ $m == /tmp/7b.gguf ]] && n=8
-  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens $n --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
-  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens $n --json --backend vulkan 2>"$out/vk-err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  c=$(greedy_tokens $m cpu $n 2>/dev/null)
+  v=$(greedy_tokens $m vulkan $n 2>"$out/vk-err.txt")
   echo "$m cpu: $c" >> "$out/parity.txt"; echo "$m vk:  $v" >> "$out/parity.txt"
   [[ -n $c && $c == "$v" ]] && parity+="$(basename $m):same " || parity+="$(basename $m):DIFF "
 done
@@ -73,7 +73,6 @@ if [ "${VARIANTS:-0}" != 0 ]; then
   done
 fi
 
-field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 wbytes=$(( $(stat -c %s /tmp/7b.gguf) - 73728000 ))   # weights read per token: the file less token_embd (Q4_K 32000×4096)
 echo
 grep -A12 "^prefill:" "$out/profile.txt"; grep -A16 "^decode:" "$out/profile.txt"

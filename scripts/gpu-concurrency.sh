@@ -9,7 +9,6 @@ set -uo pipefail
 gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu-concurrency.txt"
 [ -f /tmp/7b.gguf ] || $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
-field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 runs=("1 shard|--shards 1")
 [ "$gpus" -ge 2 ] && runs+=("2 shards, 2 GPUs|--shards 2 --devices 0,1")
 [ "${SAME_GPU:-0}" != 0 ] && runs+=("2 shards, 1 GPU|--shards 2")

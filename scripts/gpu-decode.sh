@@ -21,9 +21,9 @@ for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /
 # Greedy parity with the CPU backend (tiny models: equal tokens expected; 7B: top logits).
 parity=""
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 24 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  c=$(greedy_tokens $m cpu 24 2>/dev/null)
   for knob in default ${PARITY_KNOBS:-SHARD_VK_NO_DP=1}; do
-    v=$(env $([ $knob != default ] && echo ${knob//,/ }) $S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 24 --json --backend vulkan 2>>"$out/vk-err.txt" | grep -o '"token":[0-9]*' | tr '\n' ' ')
+    v=$([ $knob != default ] && export ${knob//,/ }; greedy_tokens $m vulkan 24 2>>"$out/vk-err.txt")
     echo "$m cpu: $c / vk ($knob): $v" >> "$out/parity.txt"
     [[ -n $c && $c == "$v" ]] && parity+="$(basename $m .gguf)[$knob]:same " || parity+="$(basename $m .gguf)[$knob]:DIFF "
   done

@@ -5,6 +5,10 @@
 #   $S       the bundled shardctl
 #   topk_parity CPU VK   compares two `shardctl logits --top K` JSON answers: whether the top token is the
 #                        same, and the largest |Δlogit| over the CPU's top K (a token the other lacks: 1e9)
+#   greedy_tokens M BACKEND N   the token ids of `generate` on model M, greedy, N tokens, after "the quick
+#                        brown fox" (stderr is the caller's to redirect)
+#   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
+#   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 bundle=${BUNDLE:-.gpu}
@@ -18,3 +22,10 @@ c=json.loads(sys.argv[1]); v=json.loads(sys.argv[2])
 print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id'] else 'DIFF', max(abs(a['logit']-next((b['logit'] for b in v if b['id']==a['id']), 1e9)) for a in c)))
 " "$1" "$2" 2>/dev/null || echo error
 }
+greedy_tokens() {
+  $S generate --model "$1" --prompt "the quick brown fox" --temperature 0 --max-tokens "$3" --json --backend "$2" | grep -o '"token":[0-9]*' | tr '\n' ' '
+}
+field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
+step_ms() { python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
+print(' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in ('wall_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds')))" "$1" 2>/dev/null || echo "- | - | -"; }

@@ -12,17 +12,13 @@ t0=$(date +%s)
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
 for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
 echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
-field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
-perstep() { python3 -c "
-import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
-print(' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in ('wall_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds')))" "$1" 2>/dev/null || echo "- | - | -"; }
 # Parity vs the CPU: greedy tokens of the tiny models (decode steps of one row, producers' one-row
 # int8 copies), and the 7B's top-5 logits after a 4-token prompt (a 4-row step: matvec_q8_mc at the 7B's
 # shapes). (bench --concurrency cannot run the tiny models: its prompts assume a vocabulary of 1000+.)
 : > "$out/parity.txt"
 for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend cpu 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
-  v=$($S generate --model $m --prompt "the quick brown fox" --temperature 0 --max-tokens 16 --json --backend vulkan 2>&1 | grep -o '"token":[0-9]*' | tr '\n' ' ')
+  c=$(greedy_tokens $m cpu 16 2>/dev/null)
+  v=$(greedy_tokens $m vulkan 16 2>/dev/null)
   echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)" | tee -a "$out/parity.txt"
 done
 c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu 2>&1)
@@ -42,7 +38,7 @@ for cfg in "${cfgs[@]}"; do
   for c in $list; do
     j="$out/c-$name-$c.json"
     env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
-    echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(perstep $j) |" >> "$out/mc8.md"
+    echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) |" >> "$out/mc8.md"
   done
   echo "$name done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 done
