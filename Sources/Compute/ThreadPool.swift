@@ -218,22 +218,12 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Cores this process may run on: its CPU affinity mask (`taskset`, a container's cpuset; the
-    /// Cpus_allowed line of /proc/self/status), else the online count.
+    /// Cores this process may run on: the calling thread's CPU affinity mask (`taskset`, a container's
+    /// cpuset: the mask every thread starts with), else the online count.
     public static var usableCores: Int {
         let online = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        guard let f = fopen("/proc/self/status", "r") else { return online }
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 4096)
-        while fgets(&line, Int32(line.count), f) != nil {
-            let text = String(cString: line)
-            guard text.hasPrefix("Cpus_allowed:") else { continue }
-            let bits = text.dropFirst("Cpus_allowed:".count).reduce(0) { n, c in
-                n + (c.hexDigitValue.map { $0.nonzeroBitCount } ?? 0)
-            }
-            return bits > 0 ? min(bits, online) : online
-        }
-        return online
+        let allowed = callingThreadCores().count
+        return allowed > 0 ? min(allowed, online) : online
     }
 
     /// A short busy wait between polls.

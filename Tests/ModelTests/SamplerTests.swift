@@ -177,6 +177,8 @@ import Testing
         done.wait()
         #expect(!result.allowed.isEmpty)
         #expect(result.caller == [result.allowed[0]])
+        // Threads start with the process's mask, which `usableCores` counts.
+        #expect(ThreadPool.usableCores == result.allowed.count)
         #expect(result.complete)
         #expect(result.masks.allSatisfy { $0.count == 1 && result.allowed.contains($0[0]) })
     }
