@@ -393,7 +393,8 @@ public final class ShardServer {
             }
             if output.kind == .sampled, output.chainBudget > 0, let chainNext,
                let pick = try? output.int32s(), pick.count == 1, !output.stopTokens.contains(pick[0]) {
-                // A chained step: the first shard starts the next step on this pick at once.
+                // A chained step: the first shard starts the next step on this pick at once. (Its own
+                // encoding: a ZeroMQ send takes the message's bytes, so one message cannot go twice.)
                 try chainNext.send(output.encodeMessage())
             }
             let encoded = output.encodeMessage()
