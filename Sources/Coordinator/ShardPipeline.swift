@@ -151,18 +151,18 @@ public final class LocalPipeline: ShardPipeline {
         nextStep += 1
         // A greedy step that wants no log-probabilities needs only each row's argmax.
         let picksOnly = step.sampling == .greedy(logprobs: false, top: 0)
-        var result: StepResult
-        switch try compute(step, picksOnly: picksOnly) {
-        case .picks(let ids):
-            result = StepResult(step: id, logits: [], picks: ids.map { GreedyPick(token: $0, logprob: 0, top: []) })
-        case .logits(let logits):
-            result = StepResult(step: id, logits: logits)
-            if case .greedy(let logprobs, let top) = step.sampling {
-                result.picks = try StepResult.picks(fromLogits: logits, rows: step.logitRows.count, vocab: vocabSize,
-                                                    logprobs: logprobs, top: top)
-            }
-        case .hidden:
-            result = StepResult(step: id, logits: [])
+        let output = try compute(step, picksOnly: picksOnly)
+        if case .picks(let ids) = output {
+            results.append(StepResult(step: id, logits: [], picks: ids.map { GreedyPick(token: $0, logprob: 0, top: []) }))
+            return id
+        }
+        // `compute` gives logits otherwise (none for a step without logit rows).
+        let logits: [Float]
+        if case .logits(let l) = output { logits = l } else { logits = [] }
+        var result = StepResult(step: id, logits: logits)
+        if case .greedy(let logprobs, let top) = step.sampling {
+            result.picks = try StepResult.picks(fromLogits: logits, rows: step.logitRows.count, vocab: vocabSize,
+                                                logprobs: logprobs, top: top)
         }
         results.append(result)
         return id
