@@ -162,26 +162,10 @@ extension VulkanBackendTests {
                 vk.dotProducts = i == 0 || i == 3
                 vk.dotSubgroupRows = i == 3
                 let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4", "wo"].map { try b.loadWeight(g.tensor($0), of: g.file) }
-                func acts(_ c: Int) throws -> Activations { try b.makeActivations(rowCapacity: 1, columns: c) }
-                let xa = try acts(dim), xn = try acts(dim), ya = try acts(45), yb = try acts(29)
-                let gate = try acts(ff), up = try acts(ff), d1 = try acts(dim), d2 = try acts(dim), o = try acts(dim)
-                var got: [Float] = []
                 var log: [String] = []
                 vk.dispatchLog = []
-                got = try step(b, sequenceBatch(rows: 1, start: pos, pageSize: 4, pages: 2), {
-                    b.upload(x, to: xa)
-                    b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
-                    b.matmuls(xn, [MatmulItem(weight: w[1], bias: w[3], output: ya), MatmulItem(weight: w[2], output: yb)], rows: nil)
-                    b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
-                    b.matmuls(xn, [MatmulItem(weight: w[4], output: gate), MatmulItem(weight: w[5], output: up)], rows: nil)
-                    b.swiglu(gate: gate, up: up, into: gate)
-                    b.matmul(w[6], gate, bias: nil, into: d1, rows: nil)   // Q6_K down
-                    b.add(xa, d1)
-                    b.swiglu(gate: up, up: up, into: up)
-                    b.matmul(w[7], up, bias: nil, into: d2, rows: nil)     // Q4_K down
-                    b.matmul(w[8], d2, bias: nil, into: o, rows: nil)      // no int8 producer: float mat-vec
-                    b.add(xa, o)
-                }, then: { b.download(ya, rows: 0..<1) + b.download(yb, rows: 0..<1) + b.download(xa, rows: 0..<1) + b.download(d2, rows: 0..<1) })
+                let got = try int8ProducerLayer(b, weights: w, x: x, dim: dim, ff: ff,
+                                                batch: sequenceBatch(rows: 1, start: pos, pageSize: 4, pages: 2), floatTail: true)
                 log = vk.dispatchLog ?? []
                 vk.dispatchLog = nil
                 if i == 0 {

@@ -126,3 +126,32 @@ func sequenceBatch(rows: Int, start: Int = 0, pageSize: Int, pages: Int) -> Step
     StepBatch(positions: (0..<rows).map { Int32(start + $0) }, tableIndex: Array(repeating: 0, count: rows),
               pageTables: [(0..<pages).map { Int32(pages - 1 - $0) }])
 }
+
+/// The layer the int8-producer tests run (DotMatvecTests: one row, DotMatvecMCTests: n rows) on weights
+/// [norm, wa (Q4_K), wb (Q6_K), bias, wg, wu (Q4_K), wd (Q6_K), wd4 (Q4_K)] (+ wo with `floatTail`):
+/// rmsNorm → wa + bias, wb; rmsNorm → gate, up → swiglu → Q6_K down added into x; swiglu(up, up) → Q4_K
+/// down (d2); with `floatTail`, wo on d2 (no int8 producer: a float mat-vec) added into x. Returns the
+/// rows of wa's and wb's outputs, x and d2.
+func int8ProducerLayer(_ b: any ComputeBackend, weights w: [Weight], x: [Float], dim: Int, ff: Int,
+                       batch: StepBatch, floatTail: Bool = false) throws -> [Float] {
+    let n = batch.rows
+    func acts(_ c: Int) throws -> Activations { try b.makeActivations(rowCapacity: n, columns: c) }
+    let xa = try acts(dim), xn = try acts(dim), ya = try acts(w[1].shape[1]), yb = try acts(w[2].shape[1])
+    let gate = try acts(ff), up = try acts(ff), d1 = try acts(dim), d2 = try acts(dim), o = try acts(dim)
+    return try step(b, batch, {
+        b.upload(x, to: xa)
+        b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
+        b.matmuls(xn, [MatmulItem(weight: w[1], bias: w[3], output: ya), MatmulItem(weight: w[2], output: yb)], rows: nil)
+        b.rmsNorm(xa, weight: w[0], eps: 1e-5, into: xn)
+        b.matmuls(xn, [MatmulItem(weight: w[4], output: gate), MatmulItem(weight: w[5], output: up)], rows: nil)
+        b.swiglu(gate: gate, up: up, into: gate)
+        b.matmul(w[6], gate, bias: nil, into: d1, rows: nil)   // Q6_K down, residual add fused
+        b.add(xa, d1)
+        b.swiglu(gate: up, up: up, into: up)
+        b.matmul(w[7], up, bias: nil, into: d2, rows: nil)     // Q4_K down
+        if floatTail {
+            b.matmul(w[8], d2, bias: nil, into: o, rows: nil)  // no int8 producer: float mat-vec
+            b.add(xa, o)
+        }
+    }, then: { b.download(ya, rows: 0..<n) + b.download(yb, rows: 0..<n) + b.download(xa, rows: 0..<n) + b.download(d2, rows: 0..<n) })
+}
