@@ -80,10 +80,7 @@ extension VulkanBackendTests {
     @Test func batchedDecodeOnInt8MultiColumnMatchesCPUAndSingleRows() throws {
         let vk = try Shared.vulkan()
         #expect(vk.dotProducts)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-mc8-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 5)
         let config = try ModelConfig(gguf: file)
         // Room for the five sequences' KV pages.
         func pipeline(_ b: any ComputeBackend) throws -> LocalPipeline {

@@ -88,10 +88,7 @@ extension VulkanBackendTests {
     @Test(arguments: [KVElementType.f16, .q8_0])
     func windowModelMatchesCPU(type: KVElementType) throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-window-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 8)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 8)
         var config = try ModelConfig(gguf: file)
         config.attentionWindows = [16, 0]
         func pipeline(_ b: any ComputeBackend) throws -> LocalPipeline {
@@ -113,10 +110,7 @@ extension VulkanBackendTests {
     /// A tiny synthetic llama with Q8_0 KV: Vulkan's greedy tokens (teacher-forced) equal the CPU's.
     @Test func q8KVSyntheticModelMatchesCPU() throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-q8kv-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 5)
         let config = try ModelConfig(gguf: file)
         func pipeline(_ b: any ComputeBackend, _ type: KVElementType) throws -> LocalPipeline {
             LocalPipeline(shards: [try ModelShard(file: file, config: config, layers: 0..<config.layerCount, backend: b,
@@ -137,10 +131,7 @@ extension VulkanBackendTests {
     /// every row's logits equal those of the same row asked for alone (CPU), and Vulkan's match the CPU's.
     @Test func logitsOfManyRowsComeInPasses() throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-logits-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q8_0", to: path, seed: 9)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q8_0", seed: 9)
         let config = try ModelConfig(gguf: file)
         let n = 100
         let tokens = (0..<n).map { Int32(($0 * 37 + 11) % config.vocabSize) }
@@ -225,10 +216,7 @@ extension VulkanBackendTests {
             #expect(results[0] == results[2], "\(type): host rows differ from the CPU's")
             #expect(relativeError(results[1], results[0]) < 1e-6, "\(type)")
         }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-embed-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 2)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 2)
         let config = try ModelConfig(gguf: file)
         let fresh = try VulkanBackend()
         let shard = try ModelShard(file: file, config: config, layers: 0..<config.layerCount, backend: fresh,

@@ -12,10 +12,7 @@ extension VulkanBackendTests {
     @Test(arguments: ["llama", "qwen2"])
     func cpuShardThenVulkanShardGivesTheVulkanTokens(arch: String) throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-mixed-\(getpid())-\(arch).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: arch, preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: arch, quant: "q4_k_m", seed: 5)
         let config = try ModelConfig(gguf: file)
         let plan = try LayerPlan.even(layers: config.layerCount, shards: 2)
         let options = ShardOptions(contextLength: 128, maxBatchRows: 32)

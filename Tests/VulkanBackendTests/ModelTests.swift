@@ -45,10 +45,7 @@ extension VulkanBackendTests {
     @Test(arguments: [("llama", "q4_k_m"), ("qwen2", "q4_k_m"), ("llama", "q8_0"), ("qwen2", "q4_0"), ("llama", "f16")])
     func syntheticModelMatchesCPU(arch: String, quant: String) throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-synth-\(getpid())-\(arch)-\(quant).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: arch, preset: "tiny", quant: quant, to: path, seed: 3)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: arch, quant: quant, seed: 3)
         let cpu = try Self.pipeline(file, backend: Shared.cpu)
         // Two shards on the Vulkan backend: also exercises hidden-state upload between shards.
         let vulkan = try Self.pipeline(file, backend: vk, shards: 2)
@@ -93,10 +90,7 @@ extension VulkanBackendTests {
         let saved = vk.dotRopeSubgroupRows
         vk.dotRopeSubgroupRows = true
         defer { vk.dotRopeSubgroupRows = saved }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-sgrope-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 3)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 3)
         let cpu = try Self.pipeline(file, backend: Shared.cpu)
         let vulkan = try Self.pipeline(file, backend: vk)
         vk.dispatchLog = []
@@ -179,10 +173,7 @@ extension VulkanBackendTests {
     /// the logits come back and the host picks.
     @Test func greedyStepsPickOnTheDevice() throws {
         let vk = try Shared.vulkan()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-argmax-\(getpid()).gguf").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticModel.write(arch: "llama", preset: "tiny", quant: "q4_k_m", to: path, seed: 5)
-        let file = try GGUFFile(path: path)
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 5)
         let pipeline = try Self.pipeline(file, backend: vk)
         let vocab = pipeline.vocabSize
         let tokens: [Int32] = [3, 17, 42, 99, 250]

@@ -1,6 +1,7 @@
 import Compute
 import Foundation
 import GGUF
+import Model
 import Quant
 import Testing
 import VulkanBackend
@@ -154,4 +155,13 @@ func int8ProducerLayer(_ b: any ComputeBackend, weights w: [Weight], x: [Float],
             b.add(xa, o)
         }
     }, then: { b.download(ya, rows: 0..<n) + b.download(yb, rows: 0..<n) + b.download(xa, rows: 0..<n) + b.download(d2, rows: 0..<n) })
+}
+
+/// A tiny random-weight model (`SyntheticModel`, preset "tiny"), written to a temporary file that is gone
+/// again once the returned file has mapped it.
+func syntheticTinyModel(arch: String, quant: String, seed: UInt64) throws -> GGUFFile {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("shard-vk-tiny-\(getpid())-\(UUID().uuidString).gguf").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try SyntheticModel.write(arch: arch, preset: "tiny", quant: quant, to: path, seed: seed)
+    return try GGUFFile(path: path)
 }
