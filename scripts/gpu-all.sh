@@ -30,16 +30,16 @@ parity+="7b: $(topk_parity "$c" "$v")"
 
 # Issue 3 (and issue 4's batch-1 shard runs).
 B="--model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json"
-( while true; do nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > "$out/vram.txt" 2>/dev/null &
-smi=$!
 if [ "${QUICK:-0}" = 0 ]; then
+  # Peak VRAM during the cold run.
+  ( while true; do nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > "$out/vram.txt" 2>/dev/null &
+  smi=$!
   $S bench $B --warmup 0 > "$out/b1-cold-1.json" 2>>"$out/err.txt"
   kill $smi 2>/dev/null
   for r in cold-2:0 warm-1:1 warm-2:1; do $S bench $B --warmup ${r#*:} > "$out/b1-${r%:*}.json" 2>>"$out/err.txt"; done
   $S bench $B --profile > /dev/null 2> "$out/profile.txt"
   $S bench $B --shards 2 > "$out/b1-2proc-1gpu.json" 2>>"$out/err.txt"
 else
-  kill $smi 2>/dev/null
   $S bench $B > "$out/b1-warm-1.json" 2>>"$out/err.txt"
 fi
 [ "$gpus" -ge 2 ] && $S bench $B --shards 2 --devices 0,1 > "$out/b1-2proc-2gpu.json" 2>>"$out/err.txt"
@@ -63,7 +63,7 @@ done
 echo
 grep -A14 "^decode:" "$out/profile.txt" | head -16
 echo "parity: $parity"
-echo "peak VRAM (MiB, GPU 0, cold 1-shard run): $(sort -n $out/vram.txt | tail -1)"
+[ -f "$out/vram.txt" ] && echo "peak VRAM (MiB, GPU 0, cold 1-shard run): $(sort -n $out/vram.txt | tail -1)"
 echo "| batch-1 run | prefill tok/s | decode tok/s | load s |"
 echo "| --- | ---: | ---: | ---: |"
 for r in cold-1 cold-2 warm-1 warm-2 warm-3 2proc-1gpu 2proc-2gpu; do
