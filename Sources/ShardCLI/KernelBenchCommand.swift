@@ -16,6 +16,8 @@ extension Shardctl {
         var matvec = false
         @Flag(help: "With --vulkan: time batched-decode products (8...64 columns) on the 7B's shapes: matvec_q8_mc, matmul_cm and its K-split tiles.")
         var decode = false
+        @Flag(help: "With --vulkan: what a dependent step costs: chains of phases as dispatches with barriers, without, and as grid barriers in one dispatch.")
+        var sync = false
         @Option(help: "Vulkan mat-mat size: rows,columns-of-weights,tokens.")
         var matmul: String = "4096,4096,512"
 
@@ -24,6 +26,10 @@ extension Shardctl {
                 let b = try VulkanBackend()
                 if matvec {
                     Terminal.write("\(b.deviceName), integer dot products: \(b.dotProducts ? "yes" : "no")\n" + (try b.matvecReport()) + "\n")
+                    return
+                }
+                if sync {
+                    Terminal.write("\(b.deviceName)\n" + (try b.syncReport()) + "\n")
                     return
                 }
                 if decode {

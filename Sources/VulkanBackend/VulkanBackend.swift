@@ -179,7 +179,7 @@ public final class VulkanBackend: ComputeBackend {
     public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
 
     let ctx: VulkanContext
-    private let descriptors: DescriptorCache
+    let descriptors: DescriptorCache
     private var pipelines: [String: Pipeline] = [:]
     /// Workgroup size of every shader but attention, and attention's (its tile of positions).
     let workgroupSize: Int
@@ -915,7 +915,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Records `body` into the one-shot command buffer, submits it and waits.
-    private func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
+    func immediate(_ body: (VkCommandBuffer?) -> Void) throws {
         try finishUploads()
         try ctx.begin(oneShot)
         body(oneShot)
@@ -923,7 +923,7 @@ public final class VulkanBackend: ComputeBackend {
         try ctx.submitAndWait(oneShot)
     }
 
-    private func pipeline(_ name: String) throws -> Pipeline {
+    func pipeline(_ name: String) throws -> Pipeline {
         if let p = pipelines[name] { return p }
         let started = ContinuousClock.now
         defer { pipelineCreation.count += 1; pipelineCreation.seconds += Self.since(started) }
@@ -951,6 +951,7 @@ public final class VulkanBackend: ComputeBackend {
         var spec: [UInt32]
         switch name {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
+        case "sync_probe": spec = [256]
         case "attn_prefill", "attn_prefill_small", "attn_prefill_cm": spec = [128]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
@@ -1044,7 +1045,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
         "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
         "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
-        "splitk_reduce": (SPIRV.splitk_reduce, 4),
+        "splitk_reduce": (SPIRV.splitk_reduce, 4), "sync_probe": (SPIRV.sync_probe, 2),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1296,7 +1297,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Shader writes visible to later shaders only (between two dispatches: no transfer stage to wait for).
-    private func computeBarrier(_ cmd: VkCommandBuffer?) {
+    func computeBarrier(_ cmd: VkCommandBuffer?) {
         var b = VkMemoryBarrier()
         b.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER
         b.srcAccessMask = flags(VK_ACCESS_SHADER_WRITE_BIT)
@@ -1381,7 +1382,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// `count` values of `type` at byte `offset` of `buffer`, copied through the host-visible readback buffer.
-    private func readBack<T>(_ buffer: GPUBuffer, offset: Int, count: Int, as type: T.Type) -> [T] {
+    func readBack<T>(_ buffer: GPUBuffer, offset: Int, count: Int, as type: T.Type) -> [T] {
         let bytes = count * MemoryLayout<T>.stride
         guard bytes > 0 else { return [] }
         let started = ContinuousClock.now
