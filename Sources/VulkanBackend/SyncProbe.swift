@@ -6,13 +6,16 @@ extension VulkanBackend {
     /// 256 invocations, µs per phase when the phases are separate dispatches with a pipeline barrier between
     /// them (how every op of a step runs today), separate dispatches with no barrier (the launch alone), and
     /// phases of one dispatch separated by grid barriers (an atomic counter; what a persistent kernel would pay),
-    /// with and without the next phase's loads issued before the barrier. Sync_probe.comp says how.
+    /// with and without the next phase's loads issued before the barrier, and dispatches with no pipeline barrier
+    /// whose workgroups wait on the previous dispatch's arrival counter (with and without early loads).
+    /// sync_probe.comp says how.
     /// From the difference of two chain lengths, so the submit and the wait cancel out.
     public func syncReport(groupCounts: [Int] = [132, 264, 528], chunks: [Int] = [0, 1 << 20, 4096 * 4096 * 9 / 16]) throws -> String {
         precondition(chunks.allSatisfy { $0 % 16 == 0 }, "chunks of whole uvec4")
         let span = 32
         let src = try GPUBuffer(ctx, size: span * chunks.max()! + 64, hostVisible: false)
-        let out = try GPUBuffer(ctx, size: (16 + groupCounts.max()!) * 4, hostVisible: false)
+        precondition(groupCounts.max()! <= 4096 - 16)
+        let out = try GPUBuffer(ctx, size: (4096 + 256) * 4, hostVisible: false)
         try immediate { cmd in vkCmdFillBuffer(cmd, src.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0x3c003c01) }
         let p = try pipeline("sync_probe")
         let set = try descriptors.set(for: p, [src, out])
@@ -25,11 +28,16 @@ extension VulkanBackend {
             vkCmdDispatch(cmd, UInt32(groups), 1, 1)
         }
         /// Seconds for a chain of `phases` phases in `how` (0 dispatches + barriers, 1 dispatches, 2 grid barriers,
-        /// 3 grid barriers + early loads); nil when a grid barrier's spin overflowed (not all workgroups resident).
+        /// 3 grid barriers + early loads, 4 dispatches chained by counters, 5 the same with early loads); nil when a
+        /// spin overflowed (grid barriers: not all workgroups resident).
         func time(_ how: Int, phases: Int, chunk: Int, groups: Int) throws -> Double? {
             let t0 = DispatchTimeShim.now()
             try immediate { cmd in
-                if how >= 2 {
+                if how >= 4 {
+                    encode(cmd, mode: 3, phases: 1, first: 0, chunk: 0, groups: 1)
+                    computeBarrier(cmd)
+                    for i in 0..<phases { encode(cmd, mode: UInt32(how), phases: 1, first: i, chunk: chunk, groups: groups) }
+                } else if how >= 2 {
                     encode(cmd, mode: 3, phases: 1, first: 0, chunk: 0, groups: 1)
                     computeBarrier(cmd)
                     encode(cmd, mode: how == 2 ? 1 : 2, phases: phases, first: 0, chunk: chunk, groups: groups)
@@ -44,12 +52,13 @@ extension VulkanBackend {
             if how >= 2 && readBack(out, offset: 4, count: 1, as: UInt32.self)[0] != 0 { return nil }
             return t
         }
-        let names = ["dispatch + barrier", "dispatch, no barrier", "grid barrier", "grid barrier, loads first"]
+        let names = ["dispatch + barrier", "dispatch, no barrier", "grid barrier", "grid barrier, loads first", "chained dispatches",
+                     "chained, loads first"]
         var lines = ["µs per phase (best of 3; difference of 48- and 16-phase chains); 256 invocations per workgroup"]
         for groups in groupCounts {
             for chunk in chunks {
                 var cells: [String] = []
-                for how in 0..<4 {
+                for how in 0..<names.count {
                     var best: Double? = .infinity
                     for _ in 0..<3 {
                         guard let a = try time(how, phases: 16, chunk: chunk, groups: groups),
