@@ -6,6 +6,7 @@
 # - issue 3: parity (greedy tokens of the tiny models, top-5 logits of the 7B after a 28-word prompt, vs
 #   the CPU), batch-1 prefill of 512 + decode of 128 tokens, cold (--warmup 0: a fresh process's first
 #   prompt, as BENCHMARKS.md measured before) and warm (--warmup 1, as llama-bench does), two runs each;
+#   decode of 128 tokens from an empty context (a 1-token prompt: llama-bench's tg128), twice;
 #   peak VRAM during a cold run.
 # - issue 4: batch 1 with 2 shard processes on 1 GPU and on 2 GPUs against 1 shard.
 # - issue 5: aggregate decode at LIST streams on 1 GPU and as 2 shards on 2 GPUs.
@@ -44,6 +45,8 @@ else
 fi
 [ "$gpus" -ge 2 ] && $S bench $B --shards 2 --devices 0,1 > "$out/b1-2proc-2gpu.json" 2>>"$out/err.txt"
 $S bench $B > "$out/b1-warm-3.json" 2>>"$out/err.txt"
+# llama-bench's tg128 generates 128 tokens from an empty context; the runs above decode after a 512-token prompt.
+for r in 1 2; do $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 1 --gen-tokens 128 --ctx 2048 --json > "$out/b1-tg128-$r.json" 2>>"$out/err.txt"; done
 
 # Issue 5.
 echo "| run | streams | aggregate decode tok/s | TTFT p50 ms | ITL p50 / p99 ms | GPU wait ms/step |" > "$out/conc.md"
@@ -66,7 +69,7 @@ echo "parity: $parity"
 [ -f "$out/vram.txt" ] && echo "peak VRAM (MiB, GPU 0, cold 1-shard run): $(sort -n $out/vram.txt | tail -1)"
 echo "| batch-1 run | prefill tok/s | decode tok/s | load s |"
 echo "| --- | ---: | ---: | ---: |"
-for r in cold-1 cold-2 warm-1 warm-2 warm-3 2proc-1gpu 2proc-2gpu; do
+for r in cold-1 cold-2 warm-1 warm-2 warm-3 tg128-1 tg128-2 2proc-1gpu 2proc-2gpu; do
   f="$out/b1-$r.json"; [ -f "$f" ] && echo "| $r | $(field $f prefill_tokens_per_s) | $(field $f decode_tokens_per_s) | $(field $f load_seconds) |"
 done
 echo
