@@ -570,7 +570,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Copies `data` into the device-local `buffer` through a staging buffer (≤ 64 MiB at a time).
-    func uploadNow(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer, offset: Int = 0) throws {
+    private func uploadNow(_ data: UnsafeRawBufferPointer, to buffer: GPUBuffer, offset: Int = 0) throws {
         let chunk = min(max(data.count, 1), 64 << 20)
         let stage = try GPUBuffer(ctx, size: chunk, hostVisible: true, use: .upload)
         var done = 0
@@ -845,7 +845,8 @@ public final class VulkanBackend: ComputeBackend {
     /// Times decode attention (each call followed by its merge, mode 2) on the 7B's geometry: 32 heads of 128 over
     /// f16 KV in pages of 32, `rows` rows per step, row i at its own position over its own pages (contexts spread
     /// evenly over each range), layers rotated over 4 KV layers (1 GiB: L2 holds none), under each of `variants`
-    /// (name, settings; the first is the reference). GPU µs per call (difference of two step lengths), KV TB/s
+    /// (name, settings; the first is the reference). GPU µs per call (difference of two step lengths, wall
+    /// clock; the steps are replayed, so host recording is mostly out of it), KV TB/s
     /// read, the relative difference from the first variant. A developer tool (`kernel-bench --vulkan --attention`).
     public func attentionReport(rowsList: [Int] = [1, 2, 8, 16, 32, 64], ranges: [(Int, Int)] = [(16, 112), (128, 256)], reps: Int = 20,
                                 variants: [(String, (VulkanBackend) -> Void)]? = nil) throws -> String {
@@ -912,7 +913,6 @@ public final class VulkanBackend: ComputeBackend {
                 var cells: [String] = []
                 for (name, set) in paths {
                     restore()
-                    replays = false
                     set(self)
                     var label = ""
                     func timed(_ count: Int) throws -> Double {
