@@ -106,7 +106,8 @@
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_ATTN_VEC (=0: batched decode attention on
-//   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
+//   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge),
+//   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
