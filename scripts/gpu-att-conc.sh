@@ -4,7 +4,7 @@
 . "$(dirname "$0")/gpu-env.sh" >/dev/null 2>&1
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null
 # Warm-up of the measured shapes (both stream counts, 128-token prompts) under both variants: the pipeline cache then
-# holds every pipeline, so that no measured run compiles (2026-11-28 06:33: a warm-up of 64 streams × 32 tokens only
+# holds every pipeline, so that no measured run compiles (2026-11-28 06:31: a warm-up of 64 streams × 32 tokens only
 # left the first measured runs compiling theirs: 4.7 / 11.4 ms of host time per step against 2.2 / 4.1).
 for c in 16 64; do for e in 1 0; do
   SHARD_VK_ATTN_VEC=$e $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 8 --ctx 2048 --json >/dev/null 2>&1
