@@ -5,7 +5,8 @@
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
 # matmul_cm.comp for the formats in cm_formats; matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec
 # of batched decode); matvec_q8.comp (the integer-dot-product mat-vec) and matvec_q8_mc.comp (its multi-column variant) for Q4_K and Q6_K only; attn_decode.comp
-# and store_kv.comp also with -DKV_Q8 (attn_decode_q8, store_kv_q8: the Q8_0 KV cache); attn_prefill.comp also with
+# and store_kv.comp also with -DKV_Q8 (attn_decode_q8, store_kv_q8: the Q8_0 KV cache); attn_decode.comp and
+# attn_decode_vec.comp also with -DFUSED_MERGE (attn_decode_merge, attn_decode_vec_merge); attn_prefill.comp also with
 # -DNC=2u (attn_prefill_small: KV tiles of 16 positions, for devices with 32 KiB of shared memory).
 # Usage: scripts/gen-shaders.sh [output file]   (default: the committed file)
 set -eu
@@ -57,6 +58,7 @@ emit() {  # name, source, extra glslc flags...
   emit "matvec_q8_mc_q6_K" Shaders/matvec_q8_mc.comp -DTYPE_Q6_K
   emit "attn_decode_merge" Shaders/attn_decode.comp -DFUSED_MERGE
   emit "attn_decode_q8" Shaders/attn_decode.comp -DKV_Q8
+  emit "attn_decode_vec_merge" Shaders/attn_decode_vec.comp -DFUSED_MERGE
   emit "attn_prefill_small" Shaders/attn_prefill.comp -DNC=2u
   emit "store_kv_q8" Shaders/store_kv.comp -DKV_Q8
   for src in Shaders/*.comp; do

@@ -18,6 +18,12 @@ extension Shardctl {
         var decode = false
         @Flag(help: "With --vulkan: what a dependent step costs: chains of phases as dispatches with barriers, without, and as grid barriers in one dispatch.")
         var sync = false
+        @Flag(help: "With --vulkan: time decode attention (1...64 rows, the 7B's heads) under its variants.")
+        var attention = false
+        @Option(help: "With --attention: row counts, comma-separated.")
+        var attentionRows: String = "1,2,8,16,32,64"
+        @Option(help: "With --attention: context ranges lo-hi, comma-separated.")
+        var attentionContexts: String = "16-112,128-256"
         @Option(help: "Vulkan mat-mat size: rows,columns-of-weights,tokens.")
         var matmul: String = "4096,4096,512"
 
@@ -30,6 +36,16 @@ extension Shardctl {
                 }
                 if sync {
                     Terminal.write("\(b.deviceName)\n" + (try b.syncReport()) + "\n")
+                    return
+                }
+                if attention {
+                    let rows = attentionRows.split(separator: ",").compactMap { Int($0) }
+                    let ranges = attentionContexts.split(separator: ",").compactMap { r -> (Int, Int)? in
+                        let v = r.split(separator: "-").compactMap { Int($0) }
+                        return v.count == 2 && v[0] >= 1 && v[1] >= v[0] ? (v[0], v[1]) : nil
+                    }
+                    guard !rows.isEmpty, !ranges.isEmpty, rows.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--attention-rows / --attention-contexts") }
+                    Terminal.write(try b.attentionReport(rowsList: rows, ranges: ranges) + "\n")
                     return
                 }
                 if decode {

@@ -50,7 +50,11 @@
 //   from ~32 rows; env SHARD_VK_MC8_MAX=0: off, matmul_cm as before; SHARD_VK_MC8_COLS / _ROWS / _PRE:
 //   its shape),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
-//   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge). Prefill attention (17+ rows of one sequence at consecutive positions, f16 KV,
+//   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge);
+//   batched decode steps (2+ rows, f16 KV, head dim a multiple of 8) take attn_decode_vec.comp instead: K and V
+//   rows as 16-byte loads by headDim / 8 lanes, several positions per subgroup load and NPV loads in flight per
+//   lane group, splits from the step's rows × heads (about attentionVecWorkgroups workgroups) bounded by its
+//   longest context, merged by its last workgroups at up to 64 rows (env SHARD_VK_ATTN_VEC=0: attn_decode). Prefill attention (17+ rows of one sequence at consecutive positions, f16 KV,
 //   no sliding window, head dim ≤ 128): with cooperative matrices attn_prefill_cm.comp (64 query rows ×
 //   32 KV positions, f16 q/K/V/P, f32 accumulation), else attn_prefill.comp, tiles of 32 query rows × 32
 //   KV positions (16: attn_prefill_small, where shared memory is 32 KiB) with an online softmax in shared
@@ -101,7 +105,9 @@
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
-//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
+//   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_ATTN_VEC (=0: batched decode attention on
+//   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge),
+//   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
@@ -333,7 +339,8 @@ public final class VulkanBackend: ComputeBackend {
         var awg = device.type == "cpu" ? min(256, max(32, sg)) : min(256, max(64, sg * 4))
         while awg > 32 && 8 * awg + 1024 + 256 > device.maxSharedMemory { awg /= 2 }
         attentionWorkgroupSize = awg
-        decodeAttentionWorkgroupSize = device.type == "cpu" ? sg : min(256, max(64, sg * 4))
+        decodeAttentionWorkgroupSize = getenv("SHARD_VK_ATTN_WG").flatMap { Int(String(cString: $0)) }.flatMap { $0 >= sg && $0 <= 256 && $0 % sg == 0 ? $0 : nil }
+            ?? (device.type == "cpu" ? sg : min(256, max(64, sg * 4)))
         attentionSplits = device.type == "cpu" ? 3 : 16
         cooperativeMatrix = ctx.cooperativeMatrix16 && device.subgroupSize == 32
         func env(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
@@ -350,6 +357,11 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_MERGE_BATCH"), v >= 1, v <= 32 { mergeBatch = v }
         if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
         if env("SHARD_VK_ATTN_PREFETCH") == 1 { attentionPrefetchPages = true }
+        if env("SHARD_VK_ATTN_VEC") == 0 { attentionVec = false }
+        if let v = env("SHARD_VK_ATTN_VEC_POS"), v >= 1, v <= 8 { attentionVecPositions = v }
+        if let v = env("SHARD_VK_ATTN_VEC_WGS"), v >= 1 { attentionVecWorkgroups = v }
+        if let v = env("SHARD_VK_ATTN_VEC_MINPOS"), v >= 0 { attentionVecMinPositions = v }
+        if let v = env("SHARD_VK_ATTN_VEC_FUSED_MAX"), v >= 0 { attentionVecFusedMaxRows = v }
         if let v = env("SHARD_VK_DP_SG") { dotSubgroupRows = v == 1 }
         if env("SHARD_VK_DP_SG_ROPE") == 1 { dotRopeSubgroupRows = true }
         if let v = env("SHARD_VK_DP_UPL"), v >= 1, v <= 16 { dotUnitsPerLane = v }
@@ -831,6 +843,111 @@ public final class VulkanBackend: ComputeBackend {
         return lines.joined(separator: "\n")
     }
 
+    /// Times decode attention (each call followed by its merge, mode 2) on the 7B's geometry: 32 heads of 128 over
+    /// f16 KV in pages of 32, `rows` rows per step, row i at its own position over its own pages (contexts spread
+    /// evenly over each range), layers rotated over 4 KV layers (1 GiB: L2 holds none), under each of `variants`
+    /// (name, settings; the first is the reference). GPU µs per call (difference of two step lengths, wall
+    /// clock; the steps are replayed, so host recording is mostly out of it), KV TB/s
+    /// read, the relative difference from the first variant. A developer tool (`kernel-bench --vulkan --attention`).
+    public func attentionReport(rowsList: [Int] = [1, 2, 8, 16, 32, 64], ranges: [(Int, Int)] = [(16, 112), (128, 256)], reps: Int = 20,
+                                variants: [(String, (VulkanBackend) -> Void)]? = nil) throws -> String {
+        let heads = 32, headDim = 128, kvDim = heads * headDim, pageSize = 32, layers = 4
+        let maxRows = rowsList.max() ?? 64, maxCtx = ranges.map(\.1).max() ?? 256
+        let pagesPerRow = (maxCtx + pageSize - 1) / pageSize
+        let shape = KVShape(layers: layers, pages: maxRows * pagesPerRow, pageSize: pageSize, kvDim: kvDim)
+        let kv = try makeKVStorage(shape) as! VulkanKVStorage
+        var rng = SplitMix64(seed: 77)
+        // Random f16 values of magnitude 2^-5...1 (bits: sign, exponent 10...14, mantissa), one 64 MiB block repeated.
+        let block = (0..<(32 << 20)).map { _ -> UInt16 in
+            let r = rng.next()
+            return UInt16(truncatingIfNeeded: (r & 0x8000) | ((10 + (r >> 16) % 5) << 10) | ((r >> 32) & 0x3FF))
+        }
+        for buffer in kv.layers {
+            var at = 0
+            while at < buffer.size {
+                let n = min(block.count * 2, buffer.size - at)
+                try block.withUnsafeBytes { try uploadNow(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: buffer, offset: at) }
+                at += n
+            }
+        }
+        let q = try makeActivations(rowCapacity: maxRows, columns: kvDim), out = try makeActivations(rowCapacity: maxRows, columns: kvDim)
+        let qs = (0..<(maxRows * kvDim)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let params = AttentionParams(heads: heads, kvHeads: heads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
+        let saved = (replays, attentionVec, attentionVecPositions, attentionVecWorkgroups, attentionVecMinPositions, attentionVecFusedMaxRows,
+                     attentionFusedMerge, attentionSplits)
+        func restore() {
+            (replays, attentionVec, attentionVecPositions, attentionVecWorkgroups, attentionVecMinPositions, attentionVecFusedMaxRows,
+             attentionFusedMerge, attentionSplits) = saved
+        }
+        defer { restore() }
+        let paths = variants ?? [("attn_decode (SHARD_VK_ATTN_VEC=0)", { $0.attentionVec = false }),
+                                 ("attn_decode_vec (default)", { _ in }),
+                                 ("vec NPV 2", { $0.attentionVecPositions = 2 }),
+                                 ("vec NPV 8", { $0.attentionVecPositions = 8 }),
+                                 ("vec WGS 1024", { $0.attentionVecWorkgroups = 1024 }),
+                                 ("vec WGS 4096", { $0.attentionVecWorkgroups = 4096 }),
+                                 ("vec WGS 8192", { $0.attentionVecWorkgroups = 8192 }),
+                                 ("vec MINPOS 16", { $0.attentionVecMinPositions = 16 }),
+                                 ("vec MINPOS 64", { $0.attentionVecMinPositions = 64 }),
+                                 ("vec, merge dispatched", { $0.attentionVecFusedMaxRows = 0 })]
+        // Warm-up (clocks up, pipelines built): ~0.5 s of attention calls on 64 rows.
+        do {
+            let n = min(64, maxRows)
+            let batch = StepBatch(positions: (0..<n).map { _ in Int32(maxCtx - 1) }, tableIndex: (0..<n).map { Int32($0) },
+                                  pageTables: (0..<n).map { r in (0..<pagesPerRow).map { Int32(r * pagesPerRow + $0) } })
+            let t0 = DispatchTimeShim.now()
+            while DispatchTimeShim.now() - t0 < 0.5 {
+                try beginStep(batch)
+                upload(Array(qs[0..<(n * kvDim)]), to: q)
+                for c in 0..<50 { attention(q: q, storage: kv, layer: c % layers, params: params, into: out); flushPending() }
+                try endStep()
+            }
+        }
+        var lines = ["\(deviceName): decode attention, 32 heads x 128, f16 KV, GPU us per call incl. merge (KV TB/s, relative difference from the first)"]
+        for (lo, hi) in ranges {
+            for n in rowsList {
+                let lens = (0..<n).map { n == 1 ? hi : lo + (hi - lo) * $0 / (n - 1) }
+                let batch = StepBatch(positions: lens.map { Int32($0 - 1) }, tableIndex: (0..<n).map { Int32($0) },
+                                      pageTables: (0..<n).map { r in (0..<pagesPerRow).map { Int32(r * pagesPerRow + $0) } })
+                let bytes = Double(lens.reduce(0, +) * kvDim * 2 * 2)
+                var ref: [Float] = []
+                var cells: [String] = []
+                for (name, set) in paths {
+                    restore()
+                    set(self)
+                    var label = ""
+                    func timed(_ count: Int) throws -> Double {
+                        let t0 = DispatchTimeShim.now()
+                        try beginStep(batch)
+                        upload(Array(qs[0..<(n * kvDim)]), to: q)
+                        for c in 0..<count {
+                            attention(q: q, storage: kv, layer: c % layers, params: params, into: out)
+                            flushPending()
+                        }
+                        try endStep()
+                        return DispatchTimeShim.now() - t0
+                    }
+                    dispatchLog = []
+                    _ = try timed(1)
+                    label = (dispatchLog ?? []).filter { $0.hasPrefix("att") }.joined(separator: "+")
+                    dispatchLog = nil
+                    var best1 = Double.infinity, bestN = Double.infinity
+                    for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+                    let dt = max(bestN - best1, 1e-9) / Double(reps)
+                    _ = try timed(1)
+                    let o = download(out, rows: 0..<n)
+                    var num = 0.0, den = 0.0
+                    if ref.isEmpty { ref = o }
+                    for (a, b) in zip(o, ref) { num += Double(a - b) * Double(a - b); den += Double(b) * Double(b) }
+                    let rel = (num / max(den, 1e-30)).squareRoot()
+                    cells.append("\(name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e10).rounded() / 100) TB/s, rel \(String(Float(rel))))")
+                }
+                lines.append("rows \(n), contexts \(lo)...\(hi) (\((bytes / 1e5).rounded() / 10) MB of KV):\n    " + cells.joined(separator: "\n    "))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// A GGUF file of random weights for the kernel reports, already open (its path is gone): for each
     /// shape (type, M, K) i, `copies` different M × K matrices "w<i>_<c>" (products of decode size are then
     /// not served from L2 when used in turn) and a norm weight "n<i>" of K.
@@ -936,6 +1053,16 @@ public final class VulkanBackend: ComputeBackend {
             pipelines[name] = p
             return p
         }
+        if name.hasPrefix("attn_decode_vec"), let at = name.firstIndex(of: "@") {
+            // attn_decode_vec(_merge)@LP.CPL.NPV: one pipeline per lane shape (specialization constants 4, 1, 2).
+            let base = String(name[..<at])
+            let shape = name[name.index(after: at)...].split(separator: ".").compactMap { UInt32($0) }
+            guard let (spirv, bindings) = Self.shaders[base], shape.count == 3 else { throw ComputeError("VulkanBackend: no shader \(name)") }
+            let spec = [UInt32(decodeAttentionWorkgroupSize), shape[1], shape[2], UInt32((256 + device.subgroupSize - 1) / device.subgroupSize), shape[0]]
+            let p = try Pipeline(ctx, name: name, spirv: spirv, bindings: bindings, specialization: spec)
+            pipelines[name] = p
+            return p
+        }
         if let at = name.firstIndex(of: "@") {
             // matvec_q8_mc_<type>@R.NC.XPRE: one pipeline per shape (specialization constants 1...3).
             let base = String(name[..<at])
@@ -1022,7 +1149,7 @@ public final class VulkanBackend: ComputeBackend {
         "attention": (SPIRV.attention, 5), "attention_merge": (SPIRV.attention_merge, 2), "swiglu": (SPIRV.swiglu, 3), "add": (SPIRV.add, 2), "argmax": (SPIRV.argmax, 2),
         "attn_decode": (SPIRV.attn_decode, 4), "rms_quant": (SPIRV.rms_quant, 5), "swiglu_quant": (SPIRV.swiglu_quant, 5),
         "rope_store": (SPIRV.rope_store, 6), "attn_decode_q8": (SPIRV.attn_decode_q8, 4), "store_kv_q8": (SPIRV.store_kv_q8, 4),
-        "attn_decode_merge": (SPIRV.attn_decode_merge, 8),
+        "attn_decode_merge": (SPIRV.attn_decode_merge, 8), "attn_decode_vec": (SPIRV.attn_decode_vec, 4), "attn_decode_vec_merge": (SPIRV.attn_decode_vec_merge, 8),
         "attn_prefill": (SPIRV.attn_prefill, 4), "attn_prefill_small": (SPIRV.attn_prefill_small, 4), "attn_prefill_cm": (SPIRV.attn_prefill_cm, 4),
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 4), "copy": (SPIRV.copy, 2),
@@ -1455,6 +1582,8 @@ public final class VulkanBackend: ComputeBackend {
     struct AttentionJob {
         let kv: GPUBuffer, q: GPUBuffer, step: GPUBuffer, part: GPUBuffer, offset: Int, out: VulkanActivations
         let push: [UInt32], heads: Int, headDim: Int, splits: Int
+        /// attn_decode_merge, or attn_decode_vec_merge@… (batched steps).
+        var name = "attn_decode_merge"
     }
     /// Counters of attn_decode_merge's workgroups per (row, group); each group's last workgroup resets its own.
     private var mergeCounters: GPUBuffer?
@@ -1467,8 +1596,9 @@ public final class VulkanBackend: ComputeBackend {
                 try immediate { cmd in vkCmdFillBuffer(cmd, c.buffer, 0, VkDeviceSize(VK_WHOLE_SIZE), 0) }
                 mergeCounters = c
             }
-            dispatch("attn_decode_merge", [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!, int8 ?? dummy],
-                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0, int8 == nil ? 0 : 1], groups: (j.heads, batch.rows, j.splits))
+            dispatch(j.name, [j.kv, j.q, j.part, j.step, j.out.buffer, rounded ?? dummy, mergeCounters!, int8 ?? dummy],
+                     j.push + [UInt32(j.splits), UInt32(j.offset), UInt32(mode), 0, int8 == nil ? 0 : 1], groups: (j.heads, batch.rows, j.splits),
+                     label: j.name.hasPrefix("attn_decode_vec") ? "attn_decode_vec_merge" : j.name)
         } catch { deferredError = error }
     }
     struct MergeJob { let part: GPUBuffer, offset: Int, out: VulkanActivations, heads: Int, headDim: Int, splits: Int }
@@ -2238,6 +2368,34 @@ public final class VulkanBackend: ComputeBackend {
                      groups: (p.heads, (batch.rows + tile - 1) / tile, 1), label: "attn prefill")
             return
         }
+        // Batched decode steps (2+ rows, f16 KV): attn_decode_vec.comp, 16-byte K/V loads, several positions
+        // per subgroup load, splits from the step's rows × heads and its longest context.
+        if attentionVec && batch.rows >= 2 && !q8 && (batch.rows <= 16 || !prefillAttentionPerPosition), let (lp, cpl) = vecLanes(headDim: p.headDim) {
+            let splits = vecSplits(rows: batch.rows, heads: p.heads)
+            do {
+                let floats = batch.rows * p.heads * splits * (p.headDim + 2)
+                if stepPart == nil || stepPart!.bytes < floats * 4 {
+                    let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
+                    stepPart = (b, o, floats * 4)
+                }
+                let (part, offset) = (stepPart!.buffer, stepPart!.offset)
+                let shape = "@\(lp).\(cpl).\(attentionVecPositions)"
+                if window == 0 && attentionFusedMerge && batch.rows <= attentionVecFusedMaxRows && splits <= 128 && batch.rows * p.heads <= 65536 {
+                    var job = AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
+                                           out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits)
+                    job.name = "attn_decode_vec_merge" + shape
+                    pending = .attention(job)
+                    if !fuses { flushPending() }
+                    return
+                }
+                dispatch("attn_decode_vec" + shape, [s.layers[layer], q.buffer, part, step],
+                         push + [UInt32(splits), UInt32(offset / 4), 2, UInt32(window)], groups: (p.heads, batch.rows, splits),
+                         label: "attn_decode_vec")
+                pending = .merge(MergeJob(part: part, offset: offset / 4, out: o, heads: p.heads, headDim: p.headDim, splits: splits))
+                if !fuses { flushPending() }
+            } catch { deferredError = error }
+            return
+        }
         // attn_decode.comp for any row count: each row's positions split into shares (flash-decoding;
         // `attentionSplits` for up to 16 rows, fewer as rows fill the GPU, one from 256 rows), then merged.
         let sg = device.subgroupSize
@@ -2308,6 +2466,44 @@ public final class VulkanBackend: ComputeBackend {
         guard let p0 = pos.first, let t0 = ti.first else { return false }
         for i in pos.indices where pos[i] != p0 + Int32(i) || ti[i] != t0 { return false }
         return true
+    }
+
+    /// Batched decode steps (2+ rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0: attn_decode.comp
+    /// as before; one-row steps, Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
+    public var attentionVec = true
+    /// Positions per lane group per attn_decode_vec iteration (NPV; env SHARD_VK_ATTN_VEC_POS).
+    public var attentionVecPositions = 4
+    /// attn_decode_vec's splits: enough for about this many workgroups (rows × heads × splits; env SHARD_VK_ATTN_VEC_WGS) …
+    public var attentionVecWorkgroups = 2048
+    /// … but no more than leave this many positions per split of the step's longest context, rounded up to a power
+    /// of two (so that the step's commands change only where that bound does; env SHARD_VK_ATTN_VEC_MINPOS, 0: no bound),
+    /// and at most `attentionSplits`.
+    public var attentionVecMinPositions = 32
+    /// Largest step that merges in attn_decode_vec's last workgroups (attn_decode_vec_merge; env SHARD_VK_ATTN_VEC_FUSED_MAX);
+    /// larger ones dispatch attention_merge(_quant) after it.
+    public var attentionVecFusedMaxRows = 64
+
+    /// attn_decode_vec's lanes per position (LP, a power of two ≤ the subgroup size) and 16-byte chunks per lane
+    /// (CPL ≤ 4) for this head dim, or nil (attn_decode.comp then).
+    func vecLanes(headDim: Int) -> (lp: Int, cpl: Int)? {
+        let sg = device.subgroupSize, chunks = headDim / 8
+        guard headDim % 8 == 0, chunks > 0, headDim <= 256 else { return nil }
+        let lp = min(sg, chunks & -chunks), cpl = chunks / lp
+        let groups = max(1, decodeAttentionWorkgroupSize / sg) * (sg / lp)
+        guard cpl <= 4, groups <= 64, groups * headDim / 2 <= 1024 else { return nil }
+        return (lp, cpl)
+    }
+
+    /// attn_decode_vec's split count for this step (see attentionVecWorkgroups / attentionVecMinPositions).
+    func vecSplits(rows: Int, heads: Int) -> Int {
+        var splits = max(1, (attentionVecWorkgroups + rows * heads - 1) / max(1, rows * heads))
+        if attentionVecMinPositions > 0 {
+            let longest = Int(batch.positions.max() ?? 0) + 1
+            var bucket = 1
+            while bucket < longest { bucket *= 2 }
+            splits = min(splits, max(1, bucket / attentionVecMinPositions))
+        }
+        return max(1, min(splits, attentionSplits, 128))
     }
 
     /// MAXP of attn_decode.comp: dim pairs per lane for head dims up to 256.
