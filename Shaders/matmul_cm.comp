@@ -59,13 +59,17 @@ const uint TK = KC * KS;                      // k per step
 const uint ST = TK + 8u;                      // shared row stride in halfs (bank spread)
 const uint AU = TMR * (TK / 16u);             // W units (row, 16 k) per step
 const uint BU = TNC * (TK / 4u);              // X vec4s per step
+#ifdef PACK
+#define MAXA 4u                               // registers for AU / 128 (the host keeps AU <= 512: 128 k per
+#else                                         // step for 64 rows, 64 for 128)
 #define MAXA 2u                               // registers for AU / 128 and BU / 128 (the host keeps
+#endif
 #define MAXB 16u                              // AU <= 256 and BU <= 2048)
 
 // Fixed sizes (spec-constant-sized shared arrays crash glslc's optimizer): the host keeps
 // TMR · ST <= 5120 and TNC · ST <= 9216.
 #ifdef PACK
-shared uvec4 Ash4[640];       // [row][k], f16 pairs: ST / 8 uvec4 per row
+shared uvec4 Ash4[1152];      // [row][k], f16 pairs: ST / 8 uvec4 per row (the host keeps TMR · ST <= 9216)
 shared uvec4 Bsh4[1152];      // [column][k]
 const uint ST4 = ST / 8u;
 const uint LS = SU != 0u ? ST4 : ST;          // the stride coopMatLoadNV is given

@@ -53,10 +53,11 @@ echo "| --- | ---: | ---: | ---: | ---: | --- |" >> "$out/cm.md"
 gpu() { python3 -c "
 import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0)); print('%.1f (%.2f)' % (d['aggregate_decode_tokens_per_s'], 1000*d['vulkan_gpu_wait_seconds']/n))" "$1" 2>/dev/null || echo "-"; }
 pre() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d['prefill_tokens_per_s'])" "$1" 2>/dev/null || echo "-"; }
-IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_PACK=0;new|SHARD_VK_CM_PACK=1;f32x|SHARD_VK_CM_I8X=0}"
+# CONFIGS: "name|ENV=V+ENV=V;..." (values may hold commas: tile shapes).
+IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_PACK=0;new|SHARD_VK_CM_PACK=1;decpk|SHARD_VK_CM_PACK_PRE=0;k128|SHARD_VK_CM_DECS=1,0,4,1,128+SHARD_VK_CM_DECS_TALL=2,0,4,1,64}"
 for r in $(seq ${ROUNDS:-1}); do
   for cfg in "${cfgs[@]}"; do
-    IFS='|' read -r name envs <<< "$cfg"; envs=${envs//,/ }
+    IFS='|' read -r name envs <<< "$cfg"; envs=${envs//+/ }
     [ "$r" = 1 ] && env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1
     for c in 16 64; do
       env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$out/c-$name-$c-$r.json" 2> "$out/c-$name-$c-$r.err"
@@ -68,6 +69,10 @@ for r in $(seq ${ROUNDS:-1}); do
 done
 [ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 128 \
   --gen-tokens 32 --ctx 2048 --profile > "$out/profile-64.txt" 2>&1
+for pv in "new|" "base|SHARD_VK_CM_PACK=0"; do
+  IFS='|' read -r name envs <<< "$pv"
+  [ "${PPROF:-1}" != 0 ] && env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 16 --ctx 2048 --profile > "$out/profile-pre-$name.txt" 2>&1
+done
 [ "${KBP:-1}" != 0 ] && timeout 150 $S kernel-bench --vulkan > "$out/kb-prefill.txt" 2>&1
 echo "end: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 cd "$out" && tar czf logs.tgz *.json *.err 2>/dev/null; rm -f "$out"/*.json "$out"/*.err

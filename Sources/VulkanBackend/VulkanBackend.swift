@@ -374,6 +374,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
         if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
         if env("SHARD_VK_CM_PACK") == 0 { cmPacked = false }
+        if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
         if let v = env("SHARD_VK_CM_I8X"), (0...2).contains(v) { cmInt8X = v }
         if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
@@ -760,10 +761,12 @@ public final class VulkanBackend: ComputeBackend {
     /// name, split tile, workgroup target). GPU µs per call (difference of two step lengths), weight GB/s,
     /// TFLOP/s and the relative difference from the f32 tiles. A developer tool (`kernel-bench --vulkan --decode`).
     public func decodeReport(columns: [Int] = [8, 16, 32, 64, 77], reps: Int = 40,
-                             variants: [(String, CMShape, Int)] = [("64x, kc64 for all, 256 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 256),
-                                                                    ("64x, kc64 for all, 512 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 512),
-                                                                    ("128x, kc32 for all, 256 wg", CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 256),
-                                                                    ("128x, kc32 for all, 512 wg", CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 512)]) throws -> String {
+                             variants: [(String, CMShape, CMShape?, Int)] = [
+                                ("64x kc128, tall 128x kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256),
+                                ("64x kc128, tall 128x kc32", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 256),
+                                ("64x kc64, tall 128x kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256),
+                                ("64x kc128, tall 128x kc64, 512 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 512),
+                                ("32x kc128, tall 64x kc128", CMShape(rm: 1, nt: 1, rs: 2, ks: 2, kc: 128), CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), 256)]) throws -> String {
         let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
                                               (.q6_K, 4096, 4096), (.q6_K, 4096, 11008)]
         let copies = 6
@@ -772,18 +775,18 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) = saved }
         let savedTall = cmDecodeSplitTall
         defer { cmDecodeSplitTall = savedTall }
-        let savedPack = (cmPacked, cmInt8X, cmStrideUnits)
-        defer { (cmPacked, cmInt8X, cmStrideUnits) = savedPack }
+        let savedPack = (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill)
+        defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
         replays = false
         struct Path { let name: String; let set: (VulkanBackend) -> Void }
         var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
                      Path(name: "matvec_q8_mc") { b in b.mcDotMax = 64 },
                      Path(name: "matmul_cm split, unpacked f32 X (main; SHARD_VK_CM_PACK=0)") { b in b.mcDotMax = 0; b.cmPacked = false },
                      Path(name: "matmul_cm split, packed f32 X (SHARD_VK_CM_I8X=0)") { b in b.mcDotMax = 0; b.cmInt8X = 0 },
-                     Path(name: "matmul_cm split, packed int8 X, stride in f16s (SHARD_VK_CM_SU=0)") { b in b.mcDotMax = 0; b.cmStrideUnits = 0 },
-                     Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 }]
-        for (name, shape, target) in variants {
-            paths.append(Path(name: "matmul_cm split \(name)") { b in b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = nil })
+                     Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
+                     Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false }]
+        for (name, shape, tall, target) in variants {
+            paths.append(Path(name: "matmul_cm split \(name)") { b in b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = tall })
         }
         func relative(_ got: [Float], _ ref: [Float]) -> Double {
             var num = 0.0, den = 0.0
@@ -802,12 +805,12 @@ public final class VulkanBackend: ComputeBackend {
             let y = try makeActivations(rowCapacity: maxN, columns: m)
             for n in columns {
                 let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
-                var ref: [Float] = []
+                var ref: [Float] = [], main: [Float] = []
                 var cells: [String] = []
                 for path in paths {
                     (cooperativeMatrix, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) =
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
-                    (cmPacked, cmInt8X, cmStrideUnits, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedTall)
+                    (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -839,8 +842,11 @@ public final class VulkanBackend: ComputeBackend {
                     _ = try timed(1)
                     let out = download(y, rows: 0..<n)
                     if ref.isEmpty { ref = out; continue }
+                    if path.name.contains("(main;") { main = out }
                     let tf = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
-                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(String(relative(out, ref)).prefix(7)))")
+                    // Bit-identical to main's kernel (the packed kernel's operands are the same f16 values), or how far.
+                    let vsMain = main.isEmpty || main.count != out.count ? "" : zip(out, main).allSatisfy({ $0.bitPattern == $1.bitPattern }) ? ", = main" : ", vs main \(String(relative(out, main)).prefix(7))"
+                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(String(relative(out, ref)).prefix(7))\(vsMain))")
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
             }
@@ -1820,7 +1826,7 @@ public final class VulkanBackend: ComputeBackend {
                          [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
                          groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, splits),
                          barrierAfter: false,
-                         label: "matmul cm\(cmPacked ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                         label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
                 splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
                                                 m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
                 splitOffset = need
@@ -1830,7 +1836,7 @@ public final class VulkanBackend: ComputeBackend {
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
                      groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
                      barrierAfter: barrierAfter,
-                     label: "matmul cm\(cmPacked ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                     label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
         let subgroups = dotSubgroups
@@ -1994,12 +2000,20 @@ public final class VulkanBackend: ComputeBackend {
             return (1...4).contains(rm) && (1...4).contains(nt) && [1, 2, 4].contains(rs) && [1, 2, 4].contains(ks) && [32, 64].contains(kc)
                 && rs * ks <= 4 && rows * kc * ks / 16 <= 256 && columns * kc * ks / 4 <= 2048 && rows * st <= 5120 && columns * st <= 9216
         }
-        /// "rm,nt,rs,ks[,kc]" (an env knob's value; nt 0: from the column count, checked as 1).
+        /// Within the packed kernel's (matmul_cm_pk_*) arrays: MAXA 4, Ash4 and Bsh4 of 9216 f16 each, MAXX 8
+        /// X units of 8 k; up to 128 k per step.
+        var validPacked: Bool {
+            let st = kc * ks + 8
+            return (1...4).contains(rm) && (1...4).contains(nt) && [1, 2, 4].contains(rs) && [1, 2, 4].contains(ks) && [32, 64, 128].contains(kc)
+                && rs * ks <= 4 && rows * kc * ks / 16 <= 512 && columns * kc * ks / 8 <= 1024 && rows * st <= 9216 && columns * st <= 9216
+        }
+        /// "rm,nt,rs,ks[,kc]" (an env knob's value; nt 0: from the column count, checked as 1). Shapes only the
+        /// packed kernel holds (128 k per step) are accepted; the unpacked one's products then take the other paths.
         init?(_ text: String) {
             let v = text.split(separator: ",").compactMap { Int($0) }
             guard v.count == 4 || v.count == 5 else { return nil }
             self.init(rm: v[0], nt: max(1, v[1]), rs: v[2], ks: v[3], kc: v.count == 5 ? v[4] : 32)
-            guard valid else { return nil }
+            guard valid || validPacked else { return nil }
         }
     }
     /// The formats with a matmul_cm variant: those checked on a GPU so far (kernel-bench against the f32
@@ -2039,16 +2053,23 @@ public final class VulkanBackend: ComputeBackend {
     /// (the array's element type), 0 in f16 values (env SHARD_VK_CM_SU; kernel-bench's relative error
     /// tells which the driver reads).
     public var cmStrideUnits = 1
+    /// Prefill products (more than cmDecodeMax columns) on the packed kernel too (env SHARD_VK_CM_PACK_PRE=0:
+    /// the unpacked one, f32 X, for them).
+    public var cmPackPrefill = true
+    /// Whether n-column products take the packed kernel.
+    func cmPacks(_ n: Int) -> Bool { cmPacked && (n <= cmDecodeMax || cmPackPrefill) }
+    /// Whether a tile shape fits the kernel n-column products take.
+    func fits(_ shape: CMShape, n: Int) -> Bool { cmPacks(n) ? shape.validPacked : shape.valid }
     /// Whether an n-column matmul_cm product with w would read X from the int8 copy (where there is one).
     func cmReadsInt8(_ w: VulkanWeight, n: Int) -> Bool {
-        cmPacked && cmInt8X > 0 && (cmInt8X == 2 || n <= cmDecodeMax) && usesDot(w) && cmShape(w, n: n) != nil
+        cmPacks(n) && cmInt8X > 0 && (cmInt8X == 2 || n <= cmDecodeMax) && usesDot(w) && cmShape(w, n: n) != nil
     }
     /// The matmul_cm pipeline of a product: "matmul_cm_<type>#rm.nt.rs.ks.kc[.1]" (".1": Q6W, Q6_K prefill),
     /// or with cmPacked "matmul_cm_pk_<type>#rm.nt.rs.ks.kc.Q6W.XI8.SU" (specialization constants 1...8).
     func cmPipelineName(_ w: VulkanWeight, shape: CMShape, n: Int, int8X: Bool) -> String? {
         guard let name = Self.cmNames[w.type] else { return nil }
         let q6w = w.type == .q6_K && n > cmDecodeMax && cmQ6Wide
-        if cmPacked {
+        if cmPacks(n) {
             return "matmul_cm_pk_" + name.dropFirst("matmul_cm_".count) + "#" + shape.key + ".\(q6w ? 1 : 0).\(int8X ? 1 : 0).\(cmStrideUnits)"
         }
         return name + "#" + shape.key + (q6w ? ".1" : "")
@@ -2105,10 +2126,11 @@ public final class VulkanBackend: ComputeBackend {
             shape.nt = min(4, (n + 15) / 16)
             // Fewer columns than the decode shape covers (cs > 1): one column group suffices.
             if shape.cs > 1 { shape.nt = min(shape.nt, max(1, (n + 16 * shape.cs - 1) / (16 * shape.cs))) }
-            // 64 k per step where the tiles fit (Bsh), else 32.
-            if !shape.valid && shape.kc == 64 { shape.kc = 32 }
+            // 64 (128) k per step where the tiles fit (Bsh), else 32.
+            if !fits(shape, n: n) && shape.kc == 128 { shape.kc = 64 }
+            if !fits(shape, n: n) && shape.kc == 64 { shape.kc = 32 }
         }
-        return shape.valid ? shape : nil
+        return fits(shape, n: n) ? shape : nil
     }
     /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
     public private(set) var matvecUnits = 1

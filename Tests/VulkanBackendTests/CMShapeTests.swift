@@ -102,6 +102,22 @@ extension VulkanBackendTests {
         let name = try #require(vk.cmPipelineName(w, shape: d, n: 64, int8X: true))
         #expect(name.split(separator: "#")[1].split(separator: ".").count == 8)   // specialization constants 1...8
         #expect(VulkanBackend.shaders["matmul_cm_pk_q4_K"] != nil && VulkanBackend.shaders["matmul_cm_pk_q6_K"] != nil)
+        // 128 k per step: only the packed kernel's arrays hold it (unpacked: 64 k instead); prefill products on
+        // the unpacked kernel with cmPackPrefill off (no int8 X for them, names without the packed fields).
+        let k128 = try #require(VulkanBackend.CMShape("1,0,4,1,128"))
+        #expect(!k128.valid && k128.validPacked && VulkanBackend.CMShape("2,0,4,1,128") == nil)   // 128 rows × 128 k: past MAXA
+        let savedTile = (vk.cmDecodeSplit, vk.cmPackPrefill)
+        defer { (vk.cmDecodeSplit, vk.cmPackPrefill) = savedTile }
+        vk.cmDecodeSplit = k128
+        (vk.cmPacked, vk.cmStrideUnits) = (true, 1)
+        #expect(vk.cmShape(w, n: 64)?.kc == 128 && vk.cmShape(w, n: 64)?.rows == 64)
+        vk.cmPacked = false
+        #expect(vk.cmShape(w, n: 64)?.kc == 64)
+        vk.cmPacked = true
+        vk.cmPackPrefill = false
+        #expect(vk.cmReadsInt8(w, n: 64) && !vk.cmReadsInt8(w, n: 65))
+        #expect(vk.cmPipelineName(w6, shape: p6, n: 65, int8X: false) == "matmul_cm_q6_K#" + p6.key + ".1")
+        #expect(vk.cmPipelineName(w, shape: k128, n: 64, int8X: true) == "matmul_cm_pk_q4_K#" + k128.key + ".0.1.1")
         // The shader's qx_stride(K) (matmul_cm.comp's xs) against the host's layout of the copy.
         for k in [256, 768, 4096, 11008] { #expect(VulkanBackend.int8RowWords(k) == (k / 4 + k / 256 + 3) & ~3) }
     }
