@@ -367,8 +367,15 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CM_DECODE_MAX"), v >= 1 { cmDecodeMax = v }
         func shape(_ name: String) -> CMShape? { getenv(name).flatMap { CMShape(String(cString: $0)) } }
         if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
-        if let v = shape("SHARD_VK_CM_DECS") { cmDecodeSplit = v }
-        if let v = getenv("SHARD_VK_CM_DECS_TALL") { cmDecodeSplitTall = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTall }
+        if let v = shape("SHARD_VK_CM_DECS") { cmDecodeSplit = v; cmDecodeSplitQ4K = nil }
+        if let v = getenv("SHARD_VK_CM_DECS_TALL") {
+            cmDecodeSplitTall = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTall
+            cmDecodeSplitTallQ4K = nil
+        }
+        if let v = getenv("SHARD_VK_CM_DECS_Q4K") { cmDecodeSplitQ4K = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitQ4K }
+        if let v = getenv("SHARD_VK_CM_DECS_TALL_Q4K") {
+            cmDecodeSplitTallQ4K = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTallQ4K
+        }
         if let v = env("SHARD_VK_CM_SPLIT"), v >= 0 { cmSplitTarget = v }
         if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v; cmPrefillQ4K = nil }
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
@@ -736,7 +743,7 @@ public final class VulkanBackend: ComputeBackend {
                 for path in [reference, old] + decodeShapes.map({ cm($0, decode: true) }) {
                     let (dt, out) = try run(path, ws, x, xs, y, columns: cols, reps: reps * 4)
                     if ref.isEmpty { ref = out; continue }
-                    cells.append("\(path.name): \((dt * 1e6 * 10).rounded() / 10) us (rel \(String(relative(out, ref)).prefix(7)))")
+                    cells.append("\(path.name): \((dt * 1e6 * 10).rounded() / 10) us (rel \(Self.short(relative(out, ref))))")
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(cols): " + cells.joined(separator: "; "))
             }
@@ -762,11 +769,8 @@ public final class VulkanBackend: ComputeBackend {
     /// TFLOP/s and the relative difference from the f32 tiles. A developer tool (`kernel-bench --vulkan --decode`).
     public func decodeReport(columns: [Int] = [8, 16, 32, 64, 77], reps: Int = 40,
                              variants: [(String, CMShape, CMShape?, Int)] = [
-                                ("64x kc128, tall 128x kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256),
-                                ("64x kc128, tall 128x kc32", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 256),
-                                ("64x kc64, tall 128x kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256),
-                                ("64x kc128, tall 128x kc64, 512 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 512),
-                                ("32x kc128, tall 64x kc128", CMShape(rm: 1, nt: 1, rs: 2, ks: 2, kc: 128), CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), 256)]) throws -> String {
+                                ("64x kc64, tall 128x kc32 (main's tiles, packed)", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 256),
+                                ("64x kc128, tall 128x kc64 for all", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256)]) throws -> String {
         let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
                                               (.q6_K, 4096, 4096), (.q6_K, 4096, 11008)]
         let copies = 6
@@ -775,6 +779,8 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) = saved }
         let savedTall = cmDecodeSplitTall
         defer { cmDecodeSplitTall = savedTall }
+        let savedQ4K = (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K)
+        defer { (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K }
         let savedPack = (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill)
         defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
         replays = false
@@ -786,7 +792,10 @@ public final class VulkanBackend: ComputeBackend {
                      Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
                      Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false }]
         for (name, shape, tall, target) in variants {
-            paths.append(Path(name: "matmul_cm split \(name)") { b in b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = tall })
+            paths.append(Path(name: "matmul_cm split \(name)") { b in
+                b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = tall
+                b.cmDecodeSplitQ4K = nil; b.cmDecodeSplitTallQ4K = nil
+            })
         }
         func relative(_ got: [Float], _ ref: [Float]) -> Double {
             var num = 0.0, den = 0.0
@@ -811,6 +820,7 @@ public final class VulkanBackend: ComputeBackend {
                     (cooperativeMatrix, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) =
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
+                    (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -845,13 +855,21 @@ public final class VulkanBackend: ComputeBackend {
                     if path.name.contains("(main;") { main = out }
                     let tf = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
                     // Bit-identical to main's kernel (the packed kernel's operands are the same f16 values), or how far.
-                    let vsMain = main.isEmpty || main.count != out.count ? "" : zip(out, main).allSatisfy({ $0.bitPattern == $1.bitPattern }) ? ", = main" : ", vs main \(String(relative(out, main)).prefix(7))"
-                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(String(relative(out, ref)).prefix(7))\(vsMain))")
+                    let vsMain = main.isEmpty || main.count != out.count ? "" : zip(out, main).allSatisfy({ $0.bitPattern == $1.bitPattern }) ? ", = main" : ", vs main \(Self.short(relative(out, main)))"
+                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(Self.short(relative(out, ref)))\(vsMain))")
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A relative difference with 3 significant digits and its exponent (String(d).prefix(7) dropped the
+    /// exponent: kernel-bench printed 1.33545e-05 as "1.33545").
+    static func short(_ d: Double) -> String {
+        guard d.isFinite, d != 0 else { return "\(d)" }
+        let e = Int((log10(abs(d))).rounded(.down)), m = d / pow(10, Double(e))
+        return "\((m * 100).rounded() / 100)e\(e)"
     }
 
     /// A GGUF file of random weights for the kernel reports, already open (its path is gone): for each
@@ -2104,6 +2122,14 @@ public final class VulkanBackend: ComputeBackend {
     /// 11008 × 4096 Q4_K product took 97 µs with it (6 splits) against 112 with the 64-row tile (3 splits),
     /// where 4096-row products were faster on 64 rows (47.6–51 against 52 µs).
     public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32)
+    /// Q4_K's split decode tiles (nil: cmDecodeSplit / cmDecodeSplitTall; env SHARD_VK_CM_DECS_Q4K /
+    /// SHARD_VK_CM_DECS_TALL_Q4K, "0": nil; SHARD_VK_CM_DECS / _DECS_TALL alone set both formats): 64 rows with
+    /// 128 k per step, and 128 rows with 64 k for 8192+ rows. Only the packed kernel holds them: the unpacked
+    /// one (SHARD_VK_CM_PACK=0) steps down to 64 / 32 k, i.e. cmDecodeSplit / cmDecodeSplitTall. On an H200
+    /// (kernel-bench, one call) 4096 × 4096 at 16 columns 32.2 against 37.0 µs, 4096 × 11008 at 64 90.0 against
+    /// 101.1, 11008 × 4096 at 16 / 64 56.0 / 79.9 against 65.8 / 88.0; Q6_K was slower with 128 k (BENCHMARKS.md).
+    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
+    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64)
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
@@ -2122,7 +2148,10 @@ public final class VulkanBackend: ComputeBackend {
         guard cmEnabled, cooperativeMatrix, tiles, n >= max(2, cmMinColumns), w.rowLength % 16 == 0, Self.cmNames[w.type] != nil else { return nil }
         var shape = (w.type == .q4_K ? cmPrefillQ4K : nil) ?? cmPrefill
         if n <= cmDecodeMax {
-            shape = cmSplitTarget <= 0 ? cmDecode : w.rowCount >= 8192 ? cmDecodeSplitTall ?? cmDecodeSplit : cmDecodeSplit
+            let q4 = w.type == .q4_K
+            shape = cmSplitTarget <= 0 ? cmDecode
+                : w.rowCount >= 8192 ? (q4 ? cmDecodeSplitTallQ4K : nil) ?? cmDecodeSplitTall ?? (q4 ? cmDecodeSplitQ4K : nil) ?? cmDecodeSplit
+                : (q4 ? cmDecodeSplitQ4K : nil) ?? cmDecodeSplit
             shape.nt = min(4, (n + 15) / 16)
             // Fewer columns than the decode shape covers (cs > 1): one column group suffices.
             if shape.cs > 1 { shape.nt = min(shape.nt, max(1, (n + 16 * shape.cs - 1) / (16 * shape.cs))) }

@@ -157,11 +157,21 @@ extension VulkanBackendTests {
         let g = try TempGGUF([("tall", [256, 8192], .q4_K), ("low", [256, 8191], .q4_K)], seed: 5)
         let tall = try vk.loadWeight(g.tensor("tall"), of: g.file) as! VulkanWeight
         let low = try vk.loadWeight(g.tensor("low"), of: g.file) as! VulkanWeight
-        let savedCoop = (vk.cooperativeMatrix, vk.cmDecodeSplitTall)
-        defer { (vk.cooperativeMatrix, vk.cmDecodeSplitTall) = savedCoop }
+        let savedCoop = (vk.cooperativeMatrix, vk.cmDecodeSplitTall, vk.cmPacked, vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K)
+        defer { (vk.cooperativeMatrix, vk.cmDecodeSplitTall, vk.cmPacked, vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K) = savedCoop }
         vk.cooperativeMatrix = true   // the choice only (lavapipe has no cooperative matrices)
         vk.cmSplitTarget = 512
+        // The packed kernel (default): Q4_K's own tiles, 64 rows × 128 k, 128 rows × 64 k for 8192+ rows.
+        #expect(vk.cmPacked && vk.cmDecodeSplitQ4K != nil && vk.cmDecodeSplitTallQ4K != nil)
+        #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 64 && vk.cmShape(tall, n: 40)?.nt == 3)
+        #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 128)
+        // The unpacked kernel (SHARD_VK_CM_PACK=0): the same settings step down to main's tiles.
+        vk.cmPacked = false
         #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 32 && vk.cmShape(tall, n: 40)?.nt == 3)
+        #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 64)
+        (vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K) = (nil, nil)   // as SHARD_VK_CM_DECS(_TALL) leave them
+        vk.cmPacked = true
+        #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 32)
         #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 64)
         vk.cmDecodeSplitTall = nil
         #expect(vk.cmShape(tall, n: 40)?.rows == 64)
