@@ -67,7 +67,9 @@
 //   default; env SHARD_VK_CM_PACK=0: the unpacked kernel) writes the shared tiles with 16-byte stores of f16
 //   pairs and reads X from the n-row int8 copy (Q8_K blocks, exactly the f32 copy's values) that the fused
 //   producers then also write for its products (env SHARD_VK_CM_I8X=0: f32 X, 1: decode products only;
-//   SHARD_VK_CM_SU=0: coopMatLoadNV strides in f16s instead of uvec4s); the multi-column
+//   SHARD_VK_CM_SU=0: coopMatLoadNV strides in f16s instead of uvec4s; SHARD_VK_CM_PACK_PRE=0: prefill
+//   products on the unpacked kernel); it holds up to 128 k per step, which Q4_K's split decode tiles use
+//   (64 rows × 128 k, 128 rows × 64 k for 8192+ rows; SHARD_VK_CM_DECS_Q4K / _DECS_TALL_Q4K); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
@@ -100,7 +102,7 @@
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
 //   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_FLASH (prefill attention on attn_decode), SHARD_VK_FLASH_MIN, SHARD_VK_FLASH_CM,
 //   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W / _CM_SPLIT / _CM_DECS / _CM_DECS_TALL /
-//   _CM_PACK / _CM_I8X / _CM_SU, SHARD_VK_NO_DP (no
+//   _CM_DECS_Q4K / _CM_DECS_TALL_Q4K / _CM_PACK / _CM_PACK_PRE / _CM_I8X / _CM_SU, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
