@@ -67,7 +67,13 @@
 //   splitk_reduce.comp adds in a fixed order after the group's barrier; env SHARD_VK_CM_SPLIT=0: main's
 //   16 weight rows with K split over 4 subgroups only, SHARD_VK_CM_DECS: the split tile —, 64 × 128
 //   above, Q4_K with 64 k per step; Q4_K and Q6_K weights; Q6_K
-//   prefill tiles load their bytes as aligned 16-byte pairs, Q6W); the multi-column
+//   prefill tiles load their bytes as aligned 16-byte pairs, Q6W). Its packed variant (matmul_cm_pk_*, the
+//   default; env SHARD_VK_CM_PACK=0: the unpacked kernel) writes the shared tiles with 16-byte stores of f16
+//   pairs and reads X from the n-row int8 copy (Q8_K blocks, exactly the f32 copy's values) that the fused
+//   producers then also write for its products (env SHARD_VK_CM_I8X=0: f32 X, 1: decode products only;
+//   SHARD_VK_CM_SU=0: coopMatLoadNV strides in f16s instead of uvec4s; SHARD_VK_CM_PACK_PRE=0: prefill
+//   products on the unpacked kernel); it holds up to 128 k per step, which Q4_K's split decode tiles use
+//   (64 rows × 128 k, 128 rows × 64 k for 8192+ rows; SHARD_VK_CM_DECS_Q4K / _DECS_TALL_Q4K); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
@@ -99,7 +105,8 @@
 // - Tuning knobs for measurements (env): SHARD_VK_NO_FUSE, SHARD_VK_NO_TILED, SHARD_VK_FULL_BARRIERS,
 //   SHARD_VK_MATVEC_ROWS / _WG / _UNITS / _XSH, SHARD_VK_MULTICOL_MAX / _ROWS, SHARD_VK_ATTN_SPLITS / _POS, SHARD_VK_COOP_TILE,
 //   SHARD_VK_PREFILL_ATTN_OLD, SHARD_VK_NO_FLASH (prefill attention on attn_decode), SHARD_VK_FLASH_MIN, SHARD_VK_FLASH_CM,
-//   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W / _CM_SPLIT / _CM_DECS, SHARD_VK_NO_DP (no
+//   SHARD_VK_CM / _CM_MIN / _CM_DECODE_MAX / _CM_DEC / _CM_PRE / _CM_PRE_Q4K / _CM_Q6W / _CM_SPLIT / _CM_DECS / _CM_DECS_TALL /
+//   _CM_DECS_Q4K / _CM_DECS_TALL_Q4K / _CM_PACK / _CM_PACK_PRE / _CM_I8X / _CM_SU, SHARD_VK_NO_DP (no
 //   integer-dot mat-vecs: the device is created without the extension), SHARD_VK_DP_ROWS, SHARD_VK_DP_ROUNDX
 //   (matvec_q8 rounds x per workgroup; with it the RMSNorm and SwiGLU fusions into the mat-vecs,
 //   SHARD_VK_NO_NORM_FUSE / SHARD_VK_NO_SWIGLU_FUSE), SHARD_VK_NO_O_DP, SHARD_VK_NO_ROPE_FUSE (decode q/k/v
@@ -374,12 +381,23 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CM_DECODE_MAX"), v >= 1 { cmDecodeMax = v }
         func shape(_ name: String) -> CMShape? { getenv(name).flatMap { CMShape(String(cString: $0)) } }
         if let v = shape("SHARD_VK_CM_DEC") { cmDecode = v }
-        if let v = shape("SHARD_VK_CM_DECS") { cmDecodeSplit = v }
-        if let v = getenv("SHARD_VK_CM_DECS_TALL") { cmDecodeSplitTall = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTall }
+        if let v = shape("SHARD_VK_CM_DECS") { cmDecodeSplit = v; cmDecodeSplitQ4K = nil }
+        if let v = getenv("SHARD_VK_CM_DECS_TALL") {
+            cmDecodeSplitTall = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTall
+            cmDecodeSplitTallQ4K = nil
+        }
+        if let v = getenv("SHARD_VK_CM_DECS_Q4K") { cmDecodeSplitQ4K = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitQ4K }
+        if let v = getenv("SHARD_VK_CM_DECS_TALL_Q4K") {
+            cmDecodeSplitTallQ4K = String(cString: v) == "0" ? nil : CMShape(String(cString: v)) ?? cmDecodeSplitTallQ4K
+        }
         if let v = env("SHARD_VK_CM_SPLIT"), v >= 0 { cmSplitTarget = v }
         if let v = shape("SHARD_VK_CM_PRE") { cmPrefill = v; cmPrefillQ4K = nil }
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
         if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
+        if env("SHARD_VK_CM_PACK") == 0 { cmPacked = false }
+        if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
+        if let v = env("SHARD_VK_CM_I8X"), (0...2).contains(v) { cmInt8X = v }
+        if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
         if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
@@ -687,15 +705,16 @@ public final class VulkanBackend: ComputeBackend {
             _ = try timed(1)
             return (reps > 0 ? max(bestN - best1, 1e-9) / Double(reps) : 0, download(y, rows: 0..<columns))
         }
+        let savedQ = (cmPrefillQ4K, cmQ6Wide, cmPacked)
+        defer { (cmPrefillQ4K, cmQ6Wide, cmPacked) = savedQ }
         func cm(_ shape: CMShape, decode: Bool) -> Path {
             Path(name: "matmul_cm \(decode ? "decode rm,rs,ks,kc \(shape.rm),\(shape.rs),\(shape.ks),\(shape.kc)" : "\(shape.rows)x\(shape.columns) (\(shape.key))")") { b in
                 b.cmMinColumns = 2
                 b.cmQ6Wide = true
+                b.cmPacked = savedQ.2
                 if decode { b.cmDecode = shape; b.cmDecodeMax = 64 } else { b.cmPrefill = shape; b.cmPrefillQ4K = nil; b.cmDecodeMax = 0 }
             }
         }
-        let savedQ = (cmPrefillQ4K, cmQ6Wide)
-        defer { (cmPrefillQ4K, cmQ6Wide) = savedQ }
         let prefillShapes = [CMShape(rm: 4, nt: 2, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 4, nt: 2, rs: 2, ks: 1, kc: 64),
                              CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64), CMShape(rm: 4, nt: 4, rs: 2, ks: 1)]
         let decodeShapes = [CMShape(rm: 1, nt: 1, rs: 1, ks: 4), CMShape(rm: 1, nt: 1, rs: 1, ks: 4, kc: 64), CMShape(rm: 1, nt: 1, rs: 2, ks: 2),
@@ -709,6 +728,11 @@ public final class VulkanBackend: ComputeBackend {
             var paths = [reference, Path(name: "coopmat f16 64x64 (matmul_coop)") { b in b.cmEnabled = false }]
             if hasCoop {
                 paths += prefillShapes.filter(\.valid).map { cm($0, decode: false) }
+                // The unpacked kernel (SHARD_VK_CM_PACK=0) on the default shapes.
+                for shape in [CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64)] {
+                    let c = cm(shape, decode: false)
+                    paths.append(Path(name: c.name + " unpacked") { b in c.set(b); b.cmPacked = false })
+                }
                 if t == .q6_K {   // the word loads of Q6_K (Q6W = 0), default and 64-k shapes
                     for shape in [CMShape(rm: 2, nt: 4, rs: 2, ks: 1), CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64)] {
                         let c = cm(shape, decode: false)
@@ -727,13 +751,13 @@ public final class VulkanBackend: ComputeBackend {
             guard decode, hasCoop else { continue }
             // Decode batches: GPU µs per call (weights rotated over `copies` tensors).
             let old = Path(name: "before matmul_cm (multi-column mat-vec <= 16, matmul_coop above)") { b in b.cmEnabled = false }
-            for cols in [2, 4, 8, 16, 32, 64] {
+            for cols in [16, 64] {
                 var ref: [Float] = []
                 var cells: [String] = []
                 for path in [reference, old] + decodeShapes.map({ cm($0, decode: true) }) {
                     let (dt, out) = try run(path, ws, x, xs, y, columns: cols, reps: reps * 4)
                     if ref.isEmpty { ref = out; continue }
-                    cells.append("\(path.name): \((dt * 1e6 * 10).rounded() / 10) us (rel \(String(relative(out, ref)).prefix(7)))")
+                    cells.append("\(path.name): \((dt * 1e6 * 10).rounded() / 10) us (rel \(Self.short(relative(out, ref))))")
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(cols): " + cells.joined(separator: "; "))
             }
@@ -757,13 +781,10 @@ public final class VulkanBackend: ComputeBackend {
     /// matvec_q8_mc, matmul_cm's decode tile without a K split (as main), and K-split variants (`variants`:
     /// name, split tile, workgroup target). GPU µs per call (difference of two step lengths), weight GB/s,
     /// TFLOP/s and the relative difference from the f32 tiles. A developer tool (`kernel-bench --vulkan --decode`).
-    public func decodeReport(columns: [Int] = [8, 16, 32, 64], reps: Int = 40,
-                             variants: [(String, CMShape, Int)] = [("64x, kc64", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 512),
-                                                                    ("64x, kc64, 256 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 256),
-                                                                    ("64x, kc64, 1024 wg", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), 1024),
-                                                                    ("128x, kc32", CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 512),
-                                                                    ("32x, ks2, kc64", CMShape(rm: 1, nt: 1, rs: 2, ks: 2, kc: 64), 512),
-                                                                    ("16x, ks4 (main's tile)", CMShape(rm: 1, nt: 1, rs: 1, ks: 4), 512)]) throws -> String {
+    public func decodeReport(columns: [Int] = [8, 16, 32, 64, 77], reps: Int = 40,
+                             variants: [(String, CMShape, CMShape?, Int)] = [
+                                ("64x kc64, tall 128x kc32 (main's tiles, packed)", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32), 256),
+                                ("64x kc128, tall 128x kc64 for all", CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128), CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64), 256)]) throws -> String {
         let shapes: [(GGMLType, Int, Int)] = [(.q4_K, 4096, 4096), (.q4_K, 11008, 4096), (.q4_K, 4096, 11008),
                                               (.q6_K, 4096, 4096), (.q6_K, 4096, 11008)]
         let copies = 6
@@ -772,14 +793,23 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cooperativeMatrix, replays, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) = saved }
         let savedTall = cmDecodeSplitTall
         defer { cmDecodeSplitTall = savedTall }
+        let savedQ4K = (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K)
+        defer { (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K }
+        let savedPack = (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill)
+        defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
         replays = false
         struct Path { let name: String; let set: (VulkanBackend) -> Void }
         var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
                      Path(name: "matvec_q8_mc") { b in b.mcDotMax = 64 },
-                     Path(name: "matmul_cm, no split (main)") { b in b.mcDotMax = 0; b.cmSplitTarget = 0 },
-                     Path(name: "matmul_cm split, defaults") { b in b.mcDotMax = 0; b.cmDecodeSplitTall = savedTall }]
-        for (name, shape, target) in variants {
-            paths.append(Path(name: "matmul_cm split \(name)") { b in b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = nil })
+                     Path(name: "matmul_cm split, unpacked f32 X (main; SHARD_VK_CM_PACK=0)") { b in b.mcDotMax = 0; b.cmPacked = false },
+                     Path(name: "matmul_cm split, packed f32 X (SHARD_VK_CM_I8X=0)") { b in b.mcDotMax = 0; b.cmInt8X = 0 },
+                     Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
+                     Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false }]
+        for (name, shape, tall, target) in variants {
+            paths.append(Path(name: "matmul_cm split \(name)") { b in
+                b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = tall
+                b.cmDecodeSplitQ4K = nil; b.cmDecodeSplitTallQ4K = nil
+            })
         }
         func relative(_ got: [Float], _ ref: [Float]) -> Double {
             var num = 0.0, den = 0.0
@@ -798,11 +828,13 @@ public final class VulkanBackend: ComputeBackend {
             let y = try makeActivations(rowCapacity: maxN, columns: m)
             for n in columns {
                 let batch = StepBatch(positions: (0..<n).map { Int32($0) }, tableIndex: Array(repeating: 0, count: n), pageTables: [[0]])
-                var ref: [Float] = []
+                var ref: [Float] = [], main: [Float] = []
                 var cells: [String] = []
                 for path in paths {
                     (cooperativeMatrix, cmEnabled, multiColumnMax, mcDotMax, cmSplitTarget, cmDecodeSplit, cmDecodeMax, cmMinColumns) =
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
+                    (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
+                    (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -834,8 +866,11 @@ public final class VulkanBackend: ComputeBackend {
                     _ = try timed(1)
                     let out = download(y, rows: 0..<n)
                     if ref.isEmpty { ref = out; continue }
+                    if path.name.contains("(main;") { main = out }
                     let tf = 2.0 * Double(m) * Double(k) * Double(n) / dt / 1e12
-                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(String(relative(out, ref)).prefix(7)))")
+                    // Bit-identical to main's kernel (the packed kernel's operands are the same f16 values), or how far.
+                    let vsMain = main.isEmpty || main.count != out.count ? "" : zip(out, main).allSatisfy({ $0.bitPattern == $1.bitPattern }) ? ", = main" : ", vs main \(Self.short(relative(out, main)))"
+                    cells.append("\(path.name) [\(label)]: \((dt * 1e7).rounded() / 10) us (\((bytes / dt / 1e9).rounded()) GB/s, \((tf * 10).rounded() / 10) TF, rel \(Self.short(relative(out, ref)))\(vsMain))")
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
             }
@@ -946,6 +981,14 @@ public final class VulkanBackend: ComputeBackend {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A relative difference with 3 significant digits and its exponent (String(d).prefix(7) dropped the
+    /// exponent: kernel-bench printed 1.33545e-05 as "1.33545").
+    static func short(_ d: Double) -> String {
+        guard d.isFinite, d != 0 else { return "\(d)" }
+        let e = Int((log10(abs(d))).rounded(.down)), m = d / pow(10, Double(e))
+        return "\((m * 100).rounded() / 100)e\(e)"
     }
 
     /// A GGUF file of random weights for the kernel reports, already open (its path is gone): for each
@@ -1172,6 +1215,7 @@ public final class VulkanBackend: ComputeBackend {
         "matvec_mc_q8_0": (SPIRV.matvec_mc_q8_0, 5), "matvec_mc_q4_K": (SPIRV.matvec_mc_q4_K, 5),
         "matvec_mc_q5_K": (SPIRV.matvec_mc_q5_K, 5), "matvec_mc_q6_K": (SPIRV.matvec_mc_q6_K, 5),
         "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
+        "matmul_cm_pk_q4_K": (SPIRV.matmul_cm_pk_q4_K, 5), "matmul_cm_pk_q6_K": (SPIRV.matmul_cm_pk_q6_K, 5),
         "splitk_reduce": (SPIRV.splitk_reduce, 4), "sync_probe": (SPIRV.sync_probe, 2),
     ]
 
@@ -1913,10 +1957,12 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec q8mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
-        if let shape = cmShape(w, n: n), let name = Self.cmNames[w.type],
-           case let full = name + "#" + shape.key + (w.type == .q6_K && n > cmDecodeMax && cmQ6Wide ? ".1" : ""), cmPipeline(full) {
-            // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp; ".1": Q6W, Q6_K prefill).
+        if let shape = cmShape(w, n: n), case let xi8 = cmReadsInt8(w, n: n) && job.qx != nil && job.k == w.rowLength,
+           let full = cmPipelineName(w, shape: shape, n: n, int8X: xi8), cmPipeline(full) {
+            // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp), X from the
+            // int8 copy where xi8.
             let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n)
+            let input = xi8 ? job.qx! : job.input
             if splits > 1 {
                 // K split over workgroups (grid z): partial sums into the scratch, added by splitk_reduce.
                 let need = splitOffset + splits * n * w.rowCount
@@ -1927,21 +1973,21 @@ public final class VulkanBackend: ComputeBackend {
                     } catch { deferredError = error; return }
                 }
                 let scratch = splitScratch!
-                dispatch(full, [w.buffer, job.input, scratch, dummy, dummy],
+                dispatch(full, [w.buffer, input, scratch, dummy, dummy],
                          [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
                          groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, splits),
                          barrierAfter: false,
-                         label: "matmul cm \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                         label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
                 splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
                                                 m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
                 splitOffset = need
                 return
             }
-            dispatch(full, buffers,
+            dispatch(full, [w.buffer, input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
                      groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
                      barrierAfter: barrierAfter,
-                     label: "matmul cm \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+                     label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
         let subgroups = dotSubgroups
@@ -2018,14 +2064,20 @@ public final class VulkanBackend: ComputeBackend {
         dotProducts && roundsActivations && (w.type == .q4_K || w.type == .q6_K)
             && w.rowLength % 256 == 0 && w.rowLength <= Self.dotMaxK && dotRows * dotSubgroups <= 64
     }
-    /// An int8 copy of a decode input for matvec_q8x (K bytes + K/256 f32 scales) or, for a batched
-    /// decode step of 2...mcDotMax rows, of its n rows for matvec_q8_mc (row r at word r · int8RowWords(K)),
-    /// when the grid is Q8_K's and an item will read it; nil otherwise (the producer then writes none).
+    /// An int8 copy of a decode input for matvec_q8x (K bytes + K/256 f32 scales) or, for a step of
+    /// 2...mcDotMax rows, of its n rows for matvec_q8_mc (row r at word r · int8RowWords(K)), or of n rows
+    /// for matmul_cm's packed tiles (cmReadsInt8), when the grid is Q8_K's and an item will read it; nil
+    /// otherwise (the producer then writes none).
     private func int8Input(mode: Int, n: Int, k: Int, items: [MatmulItem]) throws -> GPUBuffer? {
-        guard mode == 1, n == batch.rows, n == 1 || mcDotShape(n) != nil,
-              items.contains(where: { usesDot($0.weight as! VulkanWeight) }) else { return nil }
+        guard mode == 1, n == batch.rows, items.contains(where: { usesDot($0.weight as! VulkanWeight) }) else { return nil }
+        guard n == 1 || mcDotShape(n) != nil
+              || items.contains(where: { let w = $0.weight as! VulkanWeight; return w.rowLength == k && cmReadsInt8(w, n: n) }) else { return nil }
         let bytes = n * Self.int8RowWords(k) * 4
-        if (int8Buffer?.size ?? 0) < bytes + 16 { int8Buffer = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false) }
+        if (int8Buffer?.size ?? 0) < bytes + 16 {
+            // The old buffer stays alive: recorded steps (and their cached descriptor sets) bind it.
+            if let old = int8Buffer { retiredScratch.append(old) }
+            int8Buffer = try GPUBuffer(ctx, size: max(bytes, 1 << 20) + 16, hostVisible: false)
+        }
         return int8Buffer
     }
     private var int8Buffer: GPUBuffer?
@@ -2099,12 +2151,20 @@ public final class VulkanBackend: ComputeBackend {
             return (1...4).contains(rm) && (1...4).contains(nt) && [1, 2, 4].contains(rs) && [1, 2, 4].contains(ks) && [32, 64].contains(kc)
                 && rs * ks <= 4 && rows * kc * ks / 16 <= 256 && columns * kc * ks / 4 <= 2048 && rows * st <= 5120 && columns * st <= 9216
         }
-        /// "rm,nt,rs,ks[,kc]" (an env knob's value; nt 0: from the column count, checked as 1).
+        /// Within the packed kernel's (matmul_cm_pk_*) arrays: MAXA 4, Ash4 and Bsh4 of 9216 f16 each, MAXX 8
+        /// X units of 8 k; up to 128 k per step.
+        var validPacked: Bool {
+            let st = kc * ks + 8
+            return (1...4).contains(rm) && (1...4).contains(nt) && [1, 2, 4].contains(rs) && [1, 2, 4].contains(ks) && [32, 64, 128].contains(kc)
+                && rs * ks <= 4 && rows * kc * ks / 16 <= 512 && columns * kc * ks / 8 <= 1024 && rows * st <= 9216 && columns * st <= 9216
+        }
+        /// "rm,nt,rs,ks[,kc]" (an env knob's value; nt 0: from the column count, checked as 1). Shapes only the
+        /// packed kernel holds (128 k per step) are accepted; the unpacked one's products then take the other paths.
         init?(_ text: String) {
             let v = text.split(separator: ",").compactMap { Int($0) }
             guard v.count == 4 || v.count == 5 else { return nil }
             self.init(rm: v[0], nt: max(1, v[1]), rs: v[2], ks: v[3], kc: v.count == 5 ? v[4] : 32)
-            guard valid else { return nil }
+            guard valid || validPacked else { return nil }
         }
     }
     /// The formats with a matmul_cm variant: those checked on a GPU so far (kernel-bench against the f32
@@ -2131,6 +2191,40 @@ public final class VulkanBackend: ComputeBackend {
     /// Q6_K prefill tiles load each 16 weight bytes as two aligned 16-byte loads, shifted (matmul_cm.comp
     /// Q6W), instead of 4–5 word loads (env SHARD_VK_CM_Q6W=0: off). Decode shapes keep the word loads.
     public var cmQ6Wide = true
+    /// matmul_cm's packed variant (matmul_cm_pk_*, -DPACK): shared tiles written with 16-byte stores of f16
+    /// pairs instead of 2-byte stores, and X from the int8 copy per cmInt8X (env SHARD_VK_CM_PACK=0: off,
+    /// matmul_cm as before, f32 X). Same operands and results as the unpacked kernel.
+    public var cmPacked = true
+    /// The packed tiles read X from the n-row int8 copy the fused producers (rms_quant, swiglu_quant,
+    /// attention_merge_quant) then write (Q8_K blocks, 4× fewer bytes than the f32 copy, decoded to exactly
+    /// its values): 0 never (f32 X), 1 for decode products (≤ cmDecodeMax columns), 2 for every product
+    /// (env SHARD_VK_CM_I8X). Products whose input has no such producer keep f32 X.
+    public var cmInt8X = 2
+    /// How the packed tiles give coopMatLoadNV the row stride of their uvec4 shared arrays: 1 in uvec4s
+    /// (the array's element type), 0 in f16 values (env SHARD_VK_CM_SU; kernel-bench's relative error
+    /// tells which the driver reads).
+    public var cmStrideUnits = 1
+    /// Prefill products (more than cmDecodeMax columns) on the packed kernel too (env SHARD_VK_CM_PACK_PRE=0:
+    /// the unpacked one, f32 X, for them).
+    public var cmPackPrefill = true
+    /// Whether n-column products take the packed kernel.
+    func cmPacks(_ n: Int) -> Bool { cmPacked && (n <= cmDecodeMax || cmPackPrefill) }
+    /// Whether a tile shape fits the kernel n-column products take.
+    func fits(_ shape: CMShape, n: Int) -> Bool { cmPacks(n) ? shape.validPacked : shape.valid }
+    /// Whether an n-column matmul_cm product with w would read X from the int8 copy (where there is one).
+    func cmReadsInt8(_ w: VulkanWeight, n: Int) -> Bool {
+        cmPacks(n) && cmInt8X > 0 && (cmInt8X == 2 || n <= cmDecodeMax) && usesDot(w) && cmShape(w, n: n) != nil
+    }
+    /// The matmul_cm pipeline of a product: "matmul_cm_<type>#rm.nt.rs.ks.kc[.1]" (".1": Q6W, Q6_K prefill),
+    /// or with cmPacked "matmul_cm_pk_<type>#rm.nt.rs.ks.kc.Q6W.XI8.SU" (specialization constants 1...8).
+    func cmPipelineName(_ w: VulkanWeight, shape: CMShape, n: Int, int8X: Bool) -> String? {
+        guard let name = Self.cmNames[w.type] else { return nil }
+        let q6w = w.type == .q6_K && n > cmDecodeMax && cmQ6Wide
+        if cmPacks(n) {
+            return "matmul_cm_pk_" + name.dropFirst("matmul_cm_".count) + "#" + shape.key + ".\(q6w ? 1 : 0).\(int8X ? 1 : 0).\(cmStrideUnits)"
+        }
+        return name + "#" + shape.key + (q6w ? ".1" : "")
+    }
 
     private var cmFailed: Set<String> = []
     /// Whether matmul_cm's pipeline for this shape builds (a failure is reported once on stderr and
@@ -2161,6 +2255,14 @@ public final class VulkanBackend: ComputeBackend {
     /// 11008 × 4096 Q4_K product took 97 µs with it (6 splits) against 112 with the 64-row tile (3 splits),
     /// where 4096-row products were faster on 64 rows (47.6–51 against 52 µs).
     public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32)
+    /// Q4_K's split decode tiles (nil: cmDecodeSplit / cmDecodeSplitTall; env SHARD_VK_CM_DECS_Q4K /
+    /// SHARD_VK_CM_DECS_TALL_Q4K, "0": nil; SHARD_VK_CM_DECS / _DECS_TALL alone set both formats): 64 rows with
+    /// 128 k per step, and 128 rows with 64 k for 8192+ rows. Only the packed kernel holds them: the unpacked
+    /// one (SHARD_VK_CM_PACK=0) steps down to 64 / 32 k, i.e. cmDecodeSplit / cmDecodeSplitTall. On an H200
+    /// (kernel-bench, one call) 4096 × 4096 at 16 columns 32.2 against 37.0 µs, 4096 × 11008 at 64 90.0 against
+    /// 101.1, 11008 × 4096 at 16 / 64 56.0 / 79.9 against 65.8 / 88.0; Q6_K was slower with 128 k (BENCHMARKS.md).
+    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
+    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64)
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
@@ -2179,14 +2281,18 @@ public final class VulkanBackend: ComputeBackend {
         guard cmEnabled, cooperativeMatrix, tiles, n >= max(2, cmMinColumns), w.rowLength % 16 == 0, Self.cmNames[w.type] != nil else { return nil }
         var shape = (w.type == .q4_K ? cmPrefillQ4K : nil) ?? cmPrefill
         if n <= cmDecodeMax {
-            shape = cmSplitTarget <= 0 ? cmDecode : w.rowCount >= 8192 ? cmDecodeSplitTall ?? cmDecodeSplit : cmDecodeSplit
+            let q4 = w.type == .q4_K
+            shape = cmSplitTarget <= 0 ? cmDecode
+                : w.rowCount >= 8192 ? (q4 ? cmDecodeSplitTallQ4K : nil) ?? cmDecodeSplitTall ?? (q4 ? cmDecodeSplitQ4K : nil) ?? cmDecodeSplit
+                : (q4 ? cmDecodeSplitQ4K : nil) ?? cmDecodeSplit
             shape.nt = min(4, (n + 15) / 16)
             // Fewer columns than the decode shape covers (cs > 1): one column group suffices.
             if shape.cs > 1 { shape.nt = min(shape.nt, max(1, (n + 16 * shape.cs - 1) / (16 * shape.cs))) }
-            // 64 k per step where the tiles fit (Bsh), else 32.
-            if !shape.valid && shape.kc == 64 { shape.kc = 32 }
+            // 64 (128) k per step where the tiles fit (Bsh), else 32.
+            if !fits(shape, n: n) && shape.kc == 128 { shape.kc = 64 }
+            if !fits(shape, n: n) && shape.kc == 64 { shape.kc = 32 }
         }
-        return shape.valid ? shape : nil
+        return fits(shape, n: n) ? shape : nil
     }
     /// Q4_K units (16 weight bytes of each row) per invocation loaded together (matvec.comp U; env SHARD_VK_MATVEC_UNITS).
     public private(set) var matvecUnits = 1

@@ -57,6 +57,71 @@ extension VulkanBackendTests {
         #expect(vk.cmShape(w, n: 16) == nil)
     }
 
+    /// The packed kernel (matmul_cm_pk_*): which products read X from the int8 copy (Q4_K / Q6_K on integer
+    /// dot products with rounded activations, decode products only with cmInt8X 1, none with 0 or unpacked),
+    /// its pipeline names (specialization constants 1...8: shape, Q6W, XI8, SU), the unpacked kernel's names
+    /// as before, and the int8 copy's column stride the shader computes (qx_stride) = int8RowWords.
+    @Test func cmPackedKernelReadsInt8XWhereItAppliesAndNamesItsPipelines() throws {
+        let vk = try Shared.vulkan()
+        let g = try TempGGUF([("w", [512, 40], .q4_K), ("w6", [512, 24], .q6_K), ("s", [512, 8], .q5_K)], seed: 7)
+        let w = try vk.loadWeight(g.tensor("w"), of: g.file) as! VulkanWeight
+        let w6 = try vk.loadWeight(g.tensor("w6"), of: g.file) as! VulkanWeight
+        let other = try vk.loadWeight(g.tensor("s"), of: g.file) as! VulkanWeight
+        let saved = (vk.cooperativeMatrix, vk.cmEnabled, vk.dotProducts, vk.roundsActivations, vk.cmPacked, vk.cmInt8X, vk.cmStrideUnits,
+                     vk.cmDecodeMax, vk.cmSplitTarget)
+        defer {
+            (vk.cooperativeMatrix, vk.cmEnabled, vk.dotProducts, vk.roundsActivations, vk.cmPacked, vk.cmInt8X, vk.cmStrideUnits,
+             vk.cmDecodeMax, vk.cmSplitTarget) = saved
+        }
+        (vk.cooperativeMatrix, vk.cmEnabled, vk.dotProducts, vk.roundsActivations) = (true, true, true, true)   // the choice only
+        (vk.cmPacked, vk.cmInt8X, vk.cmStrideUnits, vk.cmDecodeMax, vk.cmSplitTarget) = (true, 2, 1, 64, 256)
+        #expect(vk.cmPacked && vk.cmInt8X == 2 && saved.4 && saved.5 == 2 && saved.6 == 1)   // the defaults
+        for n in [2, 16, 64, 65, 512] { #expect(vk.cmReadsInt8(w, n: n) && vk.cmReadsInt8(w6, n: n), "n=\(n)") }
+        #expect(!vk.cmReadsInt8(w, n: 1))        // one row: the mat-vec
+        #expect(!vk.cmReadsInt8(other, n: 16))   // Q5_K: no matmul_cm variant, no int8 dot products
+        vk.cmInt8X = 1
+        #expect(vk.cmReadsInt8(w, n: 64) && !vk.cmReadsInt8(w, n: 65))   // decode products only
+        vk.cmInt8X = 0
+        #expect(!vk.cmReadsInt8(w, n: 16))
+        vk.cmInt8X = 2
+        vk.roundsActivations = false   // no rounded activations: no int8 copy to read
+        #expect(!vk.cmReadsInt8(w, n: 16))
+        vk.roundsActivations = true
+        vk.cmPacked = false
+        #expect(!vk.cmReadsInt8(w, n: 16))
+        // Names: unpacked as before; packed with Q6W (Q6_K prefill only), XI8 and SU.
+        let d = try #require(vk.cmShape(w, n: 64)), p6 = try #require(vk.cmShape(w6, n: 65))
+        #expect(vk.cmPipelineName(w, shape: d, n: 64, int8X: false) == "matmul_cm_q4_K#" + d.key)
+        #expect(vk.cmPipelineName(w6, shape: p6, n: 65, int8X: false) == "matmul_cm_q6_K#" + p6.key + ".1")
+        vk.cmPacked = true
+        #expect(vk.cmPipelineName(w, shape: d, n: 64, int8X: true) == "matmul_cm_pk_q4_K#" + d.key + ".0.1.1")
+        #expect(vk.cmPipelineName(w6, shape: p6, n: 65, int8X: true) == "matmul_cm_pk_q6_K#" + p6.key + ".1.1.1")
+        vk.cmStrideUnits = 0
+        #expect(vk.cmPipelineName(w6, shape: d, n: 64, int8X: false) == "matmul_cm_pk_q6_K#" + d.key + ".0.0.0")
+        #expect(vk.cmPipelineName(other, shape: d, n: 64, int8X: false) == nil)
+        let name = try #require(vk.cmPipelineName(w, shape: d, n: 64, int8X: true))
+        #expect(name.split(separator: "#")[1].split(separator: ".").count == 8)   // specialization constants 1...8
+        #expect(VulkanBackend.shaders["matmul_cm_pk_q4_K"] != nil && VulkanBackend.shaders["matmul_cm_pk_q6_K"] != nil)
+        // 128 k per step: only the packed kernel's arrays hold it (unpacked: 64 k instead); prefill products on
+        // the unpacked kernel with cmPackPrefill off (no int8 X for them, names without the packed fields).
+        let k128 = try #require(VulkanBackend.CMShape("1,0,4,1,128"))
+        #expect(!k128.valid && k128.validPacked && VulkanBackend.CMShape("2,0,4,1,128") == nil)   // 128 rows × 128 k: past MAXA
+        let savedTile = (vk.cmDecodeSplit, vk.cmPackPrefill)
+        defer { (vk.cmDecodeSplit, vk.cmPackPrefill) = savedTile }
+        vk.cmDecodeSplit = k128
+        (vk.cmPacked, vk.cmStrideUnits) = (true, 1)
+        #expect(vk.cmShape(w, n: 64)?.kc == 128 && vk.cmShape(w, n: 64)?.rows == 64)
+        vk.cmPacked = false
+        #expect(vk.cmShape(w, n: 64)?.kc == 64)
+        vk.cmPacked = true
+        vk.cmPackPrefill = false
+        #expect(vk.cmReadsInt8(w, n: 64) && !vk.cmReadsInt8(w, n: 65))
+        #expect(vk.cmPipelineName(w6, shape: p6, n: 65, int8X: false) == "matmul_cm_q6_K#" + p6.key + ".1")
+        #expect(vk.cmPipelineName(w, shape: k128, n: 64, int8X: true) == "matmul_cm_pk_q4_K#" + k128.key + ".0.1.1")
+        // The shader's qx_stride(K) (matmul_cm.comp's xs) against the host's layout of the copy.
+        for k in [256, 768, 4096, 11008] { #expect(VulkanBackend.int8RowWords(k) == (k / 4 + k / 256 + 3) & ~3) }
+    }
+
     /// K split over workgroups for decode products (splitk_reduce.comp adds the partial sums): the splits
     /// cover K exactly once, in whole steps of the tile, about cmSplitTarget workgroups in all, and none
     /// for prefill shapes, with the knob off, or where the grid is large enough.
@@ -92,11 +157,21 @@ extension VulkanBackendTests {
         let g = try TempGGUF([("tall", [256, 8192], .q4_K), ("low", [256, 8191], .q4_K)], seed: 5)
         let tall = try vk.loadWeight(g.tensor("tall"), of: g.file) as! VulkanWeight
         let low = try vk.loadWeight(g.tensor("low"), of: g.file) as! VulkanWeight
-        let savedCoop = (vk.cooperativeMatrix, vk.cmDecodeSplitTall)
-        defer { (vk.cooperativeMatrix, vk.cmDecodeSplitTall) = savedCoop }
+        let savedCoop = (vk.cooperativeMatrix, vk.cmDecodeSplitTall, vk.cmPacked, vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K)
+        defer { (vk.cooperativeMatrix, vk.cmDecodeSplitTall, vk.cmPacked, vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K) = savedCoop }
         vk.cooperativeMatrix = true   // the choice only (lavapipe has no cooperative matrices)
         vk.cmSplitTarget = 512
+        // The packed kernel (default): Q4_K's own tiles, 64 rows × 128 k, 128 rows × 64 k for 8192+ rows.
+        #expect(vk.cmPacked && vk.cmDecodeSplitQ4K != nil && vk.cmDecodeSplitTallQ4K != nil)
+        #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 64 && vk.cmShape(tall, n: 40)?.nt == 3)
+        #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 128)
+        // The unpacked kernel (SHARD_VK_CM_PACK=0): the same settings step down to main's tiles.
+        vk.cmPacked = false
         #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 32 && vk.cmShape(tall, n: 40)?.nt == 3)
+        #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 64)
+        (vk.cmDecodeSplitQ4K, vk.cmDecodeSplitTallQ4K) = (nil, nil)   // as SHARD_VK_CM_DECS(_TALL) leave them
+        vk.cmPacked = true
+        #expect(vk.cmShape(tall, n: 40)?.rows == 128 && vk.cmShape(tall, n: 40)?.kc == 32)
         #expect(vk.cmShape(low, n: 40)?.rows == 64 && vk.cmShape(low, n: 40)?.kc == 64)
         vk.cmDecodeSplitTall = nil
         #expect(vk.cmShape(tall, n: 40)?.rows == 64)
