@@ -23,8 +23,8 @@ extension Shardctl {
         var json = false
         @Flag(help: "Time every GPU dispatch (Vulkan) and print a per-op table at the end (to stderr with --json).")
         var profile = false
-        @Option(help: ArgumentHelp("Untimed runs first (single stream), as llama-bench does, so that first-use costs are not timed.",
-                                   discussion: "Each is a prompt of the same length but other tokens, with a few generated tokens: pipelines compile and step buffers are allocated there. 0 times a cold start."))
+        @Option(help: ArgumentHelp("Untimed runs first, as llama-bench does, so that first-use costs are not timed.",
+                                   discussion: "Each is a prompt of the same length but other tokens, with a few generated tokens (with --concurrency: as many streams at once): pipelines compile and step buffers are allocated there. 0 times a cold start."))
         var warmup: Int = 1
 
         /// A deterministic prompt of ordinary tokens: ids spread over the vocabulary, away from its first
@@ -126,22 +126,36 @@ extension Shardctl.Bench {
         // (batched decode and prefill chunks) are the profile's "prefill" phase.
         let local = (m.pipeline as? LocalPipeline)?.shards ?? []
         let vulkan = local.compactMap { $0.backend as? VulkanBackend }
-        if profile { for b in vulkan { b.profile = true } }
         let engine = m.makeEngine()
         defer { engine.shutdown() }
         let vocab = Int64(m.config.vocabSize)
-        let log = BenchLog(streams: concurrency)
-        let start = clock.now
-        for i in 0..<concurrency {
-            let prompt = Self.prompt(length: promptTokens, vocab: vocab, salt: Int64(i))
-            var sampling = SamplingParams.greedy
-            sampling.seed = UInt64(i + 1)
-            _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: genTokens, sampling: sampling, logprobs: false), events: { event in
-                log.record(stream: i, event, at: clock.now)
-            })
+        /// `concurrency` streams submitted at once (prompts of salts `salt0 ..< salt0 + concurrency`, `tokens` each),
+        /// until all have ended.
+        func runStreams(salt0: Int, tokens: Int) throws -> [BenchLog.Stream] {
+            let log = BenchLog(streams: concurrency)
+            for i in 0..<concurrency {
+                let prompt = Self.prompt(length: promptTokens, vocab: vocab, salt: Int64(salt0 + i))
+                var sampling = SamplingParams.greedy
+                sampling.seed = UInt64(i + 1)
+                _ = try engine.submit(GenerationRequest(prompt: prompt, maxTokens: tokens, sampling: sampling, logprobs: false), events: { event in
+                    log.record(stream: i, event, at: clock.now)
+                })
+            }
+            let streams = log.waitAll()
+            if let failure = streams.compactMap(\.failure).first { throw ValidationError("a stream failed: \(failure)") }
+            return streams
         }
-        let streams = log.waitAll()
-        if let failure = streams.compactMap(\.failure).first { throw ValidationError("a stream failed: \(failure)") }
+        // Untimed passes of as many streams with other prompts and a few tokens: the step shapes of the timed pass
+        // (prefill chunks, decode steps of `concurrency` rows) compile their pipelines here, not inside the timing.
+        for w in 0..<warmup { _ = try runStreams(salt0: (w + 1) * concurrency, tokens: min(genTokens, 8)) }
+        if profile { for b in vulkan { b.profile = true } }
+        // Counters from here on only (the warm-up's steps are not this run's).
+        let steps0 = local.first?.counters.snapshot.steps ?? 0
+        let forward0 = local.map(\.counters.snapshot.busySeconds).reduce(0, +)
+        let host0 = vulkan.map(\.hostTimes)
+        let recorded0 = vulkan.map(\.recordedSteps).reduce(0, +), replayed0 = vulkan.map(\.replayedSteps).reduce(0, +)
+        let start = clock.now
+        let streams = try runStreams(salt0: 0, tokens: genTokens)
         if profile {
             // The engine is idle now (every stream has ended), so reading its backends here is safe.
             Terminal.error(vulkan.enumerated().map { "GPU profile, shard \($0.offset) (steps of several rows count as prefill):\n"
@@ -151,11 +165,12 @@ extension Shardctl.Bench {
         // Where the wall time went (in-process shards): the shards' forward passes — for Vulkan shards,
         // recording a step, waiting for the GPU and reading results back — and the rest (the scheduler:
         // building steps, sampling, delivering tokens).
-        let steps = local.first?.counters.snapshot.steps ?? 0
-        let forward = local.map(\.counters.snapshot.busySeconds).reduce(0, +)
+        let steps = (local.first?.counters.snapshot.steps ?? 0) - steps0
+        let forward = local.map(\.counters.snapshot.busySeconds).reduce(0, +) - forward0
         let host = vulkan.map(\.hostTimes)
-        let vkRecord = host.map(\.record).reduce(0, +), vkGPU = host.map(\.gpu).reduce(0, +)
-        let vkDownload = host.map(\.download).reduce(0, +)
+        let vkRecord = host.map(\.record).reduce(0, +) - host0.map(\.record).reduce(0, +)
+        let vkGPU = host.map(\.gpu).reduce(0, +) - host0.map(\.gpu).reduce(0, +)
+        let vkDownload = host.map(\.download).reduce(0, +) - host0.map(\.download).reduce(0, +)
         if json {
             Terminal.write(JSON.object([
                 ("prefill_tokens_per_s", JSON.number(r.aggregatePrefill)),
@@ -166,6 +181,7 @@ extension Shardctl.Bench {
                 ("device", JSON.string(m.deviceName)),
                 ("shards", "\(m.shardCount)"),
                 ("concurrency", "\(concurrency)"),
+                ("warmup_runs", "\(warmup)"),
                 ("load_seconds", JSON.number(loadSeconds)),
                 ("device_memory", deviceMemoryJSON(vulkan)),
                 ("aggregate_decode_tokens_per_s", JSON.number(r.aggregateDecode)),
@@ -187,8 +203,8 @@ extension Shardctl.Bench {
                 ("vulkan_gpu_wait_seconds", JSON.number(vkGPU)),
                 ("vulkan_download_seconds", JSON.number(vkDownload)),
                 // Steps whose command buffer was recorded anew / replayed from the shape cache (in-process shards).
-                ("vulkan_recorded_steps", "\(vulkan.map(\.recordedSteps).reduce(0, +))"),
-                ("vulkan_replayed_steps", "\(vulkan.map(\.replayedSteps).reduce(0, +))"),
+                ("vulkan_recorded_steps", "\(vulkan.map(\.recordedSteps).reduce(0, +) - recorded0)"),
+                ("vulkan_replayed_steps", "\(vulkan.map(\.replayedSteps).reduce(0, +) - replayed0)"),
                 ("stream_token_hashes", "[" + streams.map { "\"\(String($0.tokenHash, radix: 16))\"" }.joined(separator: ",") + "]"),
             ]) + "\n")
         } else {

@@ -202,6 +202,20 @@ extension MultiProcessTests {
         #expect(badType.status != 0 && badType.stderr.contains("--kv-type"))
     }
 
+    /// `--warmup N` runs N untimed passes of as many streams first (pipelines of the run's step shapes compile
+    /// there); the report counts the timed pass only.
+    @Test func benchConcurrencyCountsOnlyTheTimedPass() throws {
+        let r = try CLI.run(["bench", "--model", smol, "--backend", "cpu", "--concurrency", "3", "--prompt-tokens", "20",
+                             "--gen-tokens", "6", "--json", "--warmup", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try #require(try CLI.json(r.lines.last ?? "") as? [String: Any])
+        #expect(object["warmup_runs"] as? Int == 2 && object["generated_tokens"] as? Int == 18, "\(r.stdout)")
+        // At least a prefill and 5 decode steps; at most a prefill per stream and 6 decode steps, with room for a
+        // late joiner (three passes counted together would take 20 or more).
+        let steps = try #require(object["steps"] as? Int)
+        #expect(steps >= 6 && steps <= 12, "steps \(steps): warm-up steps counted?")
+    }
+
     /// A budget too small for a request's prompt: a clear error, not a hang or a truncation.
     @Test func tooSmallKVBudgetIsAClearError() throws {
         let r = try CLI.run(["bench", "--model", smol, "--backend", "cpu", "--concurrency", "2", "--prompt-tokens", "200",
