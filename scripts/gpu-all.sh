@@ -14,16 +14,10 @@ set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
-for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+synth_models || exit 1
 
 # Parity.
-parity=""
-for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$(greedy_tokens $m cpu 16 2>/dev/null)
-  v=$(greedy_tokens $m vulkan 16 2>>"$out/err.txt")
-  [[ -n $c && $c == "$v" ]] && parity+="$(basename $m) greedy same; " || parity+="$(basename $m) greedy DIFF; "
-done
+parity="$(tiny_parity 16 | sed 's/^generate //' | tr '\n' ';') "
 long="the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun and the birds sing in the tall trees by the river"
 c=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend cpu 2>&1); v=$($S logits --model /tmp/7b.gguf --prompt "$long" --top 5 --backend vulkan 2>&1)
 echo "$c" > "$out/logits-cpu.json"; echo "$v" > "$out/logits-vk.json"

@@ -18,13 +18,9 @@ t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 [ -n "${SKIP_KB:-}" ] || { timeout 150 $S kernel-bench --vulkan --attention > "$out/kernel-att.txt" 2>&1; cat "$out/kernel-att.txt"; }
 stamp kernel-bench done
-$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null
-for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+synth_models
 stamp synth done
-for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$(greedy_tokens $m cpu 16 2>/dev/null); v=$(greedy_tokens $m vulkan 16 2>/dev/null)
-  [[ -n $c && $c == "$v" ]] && echo "parity $(basename $m): same" || echo "parity $(basename $m): DIFF ($c / $v)"
-done | tee "$out/parity.txt"
+tiny_parity 16 | tee "$out/parity.txt"
 c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu 2>/dev/null)
 v=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan 2>/dev/null)
 echo "7b top-5 vs cpu: $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"

@@ -7,6 +7,10 @@
 #                        same, and the largest |Δlogit| over the CPU's top K (a token the other lacks: 1e9)
 #   greedy_tokens M BACKEND N   the token ids of `generate` on model M, greedy, N tokens, after "the quick
 #                        brown fox" (stderr is the caller's to redirect)
+#   synth_models         the synthetic 7B Q4_K_M (/tmp/7b.gguf) and tiny llama / qwen2 Q4_K_M (/tmp/llama-tiny.gguf,
+#                        /tmp/qwen2-tiny.gguf); a non-zero status when the 7B could not be written
+#   tiny_parity N        one line per tiny model: "generate <model>: vulkan vs cpu same|DIFF" for N greedy tokens
+#                        (the caller's environment, e.g. SHARD_VK_* knobs, applies to both backends)
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
@@ -24,6 +28,16 @@ print('top1 %s, max |dlogit| of cpu top5 %.4f' % ('same' if c[0]['id']==v[0]['id
 }
 greedy_tokens() {
   $S generate --model "$1" --prompt "the quick brown fox" --temperature 0 --max-tokens "$3" --json --backend "$2" | grep -o '"token":[0-9]*' | tr '\n' ' '
+}
+synth_models() {
+  $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || return 1
+  for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+}
+tiny_parity() {
+  for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
+    c=$(greedy_tokens $m cpu "$1" 2>/dev/null); v=$(greedy_tokens $m vulkan "$1" 2>/dev/null)
+    echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)"
+  done
 }
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 step_ms() { python3 -c "

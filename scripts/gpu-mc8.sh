@@ -9,18 +9,13 @@ set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 t0=$(date +%s)
-$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
-for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+synth_models || exit 1
 echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 # Parity vs the CPU: greedy tokens of the tiny models (decode steps of one row, producers' one-row
 # int8 copies), and the 7B's top-5 logits after a 4-token prompt (a 4-row step: matvec_q8_mc at the 7B's
 # shapes). (bench --concurrency cannot run the tiny models: its prompts assume a vocabulary of 1000+.)
 : > "$out/parity.txt"
-for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$(greedy_tokens $m cpu 16 2>/dev/null)
-  v=$(greedy_tokens $m vulkan 16 2>/dev/null)
-  echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)" | tee -a "$out/parity.txt"
-done
+tiny_parity 16 | tee -a "$out/parity.txt"
 c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend cpu 2>&1)
 for pe in "SHARD_VK_MC8_MAX=0" "SHARD_VK_MC8_MAX=16" "SHARD_VK_MC8_MAX=16 SHARD_VK_MC8_PRE=0"; do
   v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan 2>&1)

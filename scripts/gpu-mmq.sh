@@ -11,16 +11,11 @@ set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"   # $out, $bundle, $S; the Vulkan loader and NVIDIA ICD
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 t0=$(date +%s)
-$S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null || exit 1
-for a in llama qwen2; do $S synth --arch $a --preset tiny --quant q4_k_m --out /tmp/$a-tiny.gguf >/dev/null; done
+synth_models || exit 1
 echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 hashes() { python3 -c "import json,sys,hashlib; d=json.load(open(sys.argv[1])); print(hashlib.sha1(json.dumps(d.get('stream_token_hashes')).encode()).hexdigest()[:10])" "$1" 2>/dev/null || echo "-"; }
 : > "$out/parity.txt"
-for m in /tmp/llama-tiny.gguf /tmp/qwen2-tiny.gguf; do
-  c=$(greedy_tokens $m cpu 16 2>/dev/null)
-  v=$(greedy_tokens $m vulkan 16 2>/dev/null)
-  echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)" | tee -a "$out/parity.txt"
-done
+tiny_parity 16 | tee -a "$out/parity.txt"
 long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
 for pr in "the quick brown fox" "$long"; do
   c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)

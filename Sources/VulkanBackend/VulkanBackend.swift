@@ -2479,12 +2479,7 @@ public final class VulkanBackend: ComputeBackend {
         if attentionVec && batch.rows >= 2 && !q8 && (batch.rows <= 16 || !prefillAttentionPerPosition), let (lp, cpl) = vecLanes(headDim: p.headDim) {
             let splits = vecSplits(rows: batch.rows, heads: p.heads)
             do {
-                let floats = batch.rows * p.heads * splits * (p.headDim + 2)
-                if stepPart == nil || stepPart!.bytes < floats * 4 {
-                    let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
-                    stepPart = (b, o, floats * 4)
-                }
-                let (part, offset) = (stepPart!.buffer, stepPart!.offset)
+                let (part, offset) = try attentionPartials(floats: batch.rows * p.heads * splits * (p.headDim + 2))
                 let shape = "@\(lp).\(cpl).\(attentionVecPositions)"
                 if window == 0 && attentionFusedMerge && batch.rows <= attentionVecFusedMaxRows && splits <= 128 && batch.rows * p.heads <= 65536 {
                     var job = AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
@@ -2510,14 +2505,7 @@ public final class VulkanBackend: ComputeBackend {
         if p.headDim / 2 <= maxPairs * sg && subgroups * p.headDim / 2 <= 1024 && (batch.rows <= 16 || !prefillAttentionPerPosition || q8 || window > 0) {
             let splits = max(1, min(attentionSplits, attentionSplits * 16 / batch.rows))
             do {
-                let floats = batch.rows * p.heads * splits * (p.headDim + 2)
-                // One partials region per step, shared by every layer: a layer's merge is done (a barrier)
-                // before the next layer's attention writes it.
-                if stepPart == nil || stepPart!.bytes < floats * 4 {
-                    let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
-                    stepPart = (b, o, floats * 4)
-                }
-                let (part, offset) = (stepPart!.buffer, stepPart!.offset)
+                let (part, offset) = try attentionPartials(floats: batch.rows * p.heads * splits * (p.headDim + 2))
                 if !q8 && window == 0 && attentionFusedMerge && batch.rows <= 16 && splits <= 128 && batch.rows * p.heads <= 65536 {
                     pending = .attention(AttentionJob(kv: s.layers[layer], q: q.buffer, step: step, part: part, offset: offset / 4,
                                                       out: o, push: push, heads: p.heads, headDim: p.headDim, splits: splits))
@@ -2535,6 +2523,17 @@ public final class VulkanBackend: ComputeBackend {
         if q8 || window > 0 { return fail("attention over q8_0 KV or a sliding window runs only on attn_decode (head dim \(p.headDim), subgroup \(sg))") }
         dispatch("attention", [s.layers[layer], q.buffer, o.buffer, step, dummy], push + [0, 0],
                  groups: (p.heads, batch.rows, 1))
+    }
+
+    /// The step's region for decode attention's partial results (`floats` of them): buffer and byte offset. One
+    /// region per step, shared by every layer: a layer's merge is done (a barrier) before the next layer's
+    /// attention writes it; it grows (a new arena allocation) when a layer needs more.
+    private func attentionPartials(floats: Int) throws -> (GPUBuffer, Int) {
+        if stepPart == nil || stepPart!.bytes < floats * 4 {
+            let (b, o) = try arena.allocate(ctx, bytes: floats * 4)
+            stepPart = (b, o, floats * 4)
+        }
+        return (stepPart!.buffer, stepPart!.offset)
     }
 
     /// Prefill attention on attn_prefill.comp (tiled, online softmax) for steps of at least `flashMinRows`
