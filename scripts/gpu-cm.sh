@@ -31,7 +31,6 @@ PY
 )
 [ "$su" = 0 ] && export SHARD_VK_CM_SU=0
 echo "kernel-bench --decode: $(( $(date +%s) - t0 )) s; stride units: SU=$su" | tee -a "$out/gpu.txt"
-hashes() { python3 -c "import json,sys,hashlib; d=json.load(open(sys.argv[1])); print(hashlib.sha1(json.dumps(d.get('stream_token_hashes')).encode()).hexdigest()[:10])" "$1" 2>/dev/null || echo "-"; }
 : > "$out/parity.txt"
 tiny_parity 16 | tee -a "$out/parity.txt"
 long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"

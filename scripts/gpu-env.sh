@@ -11,6 +11,7 @@
 #                        /tmp/qwen2-tiny.gguf); a non-zero status when the 7B could not be written
 #   tiny_parity N        one line per tiny model: "generate <model>: vulkan vs cpu same|DIFF" for N greedy tokens
 #                        (the caller's environment, e.g. SHARD_VK_* knobs, applies to both backends)
+#   hashes JSON          a short digest of a `bench --concurrency --json` answer's stream_token_hashes ("-" when missing)
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
@@ -39,6 +40,7 @@ tiny_parity() {
     echo "generate $(basename $m): vulkan vs cpu $([[ -n $c && $c == "$v" ]] && echo same || echo DIFF)"
   done
 }
+hashes() { python3 -c "import json,sys,hashlib; d=json.load(open(sys.argv[1])); print(hashlib.sha1(json.dumps(d.get('stream_token_hashes')).encode()).hexdigest()[:10])" "$1" 2>/dev/null || echo "-"; }
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 step_ms() { python3 -c "
 import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
