@@ -113,7 +113,8 @@
 //   mat-vecs without the rope + KV store epilogue: rope_store as before), SHARD_VK_MERGE_BATCH (splits
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_ATTN_VEC (=0: batched decode attention on
-//   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge),
+//   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge) /
+//   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; 1: one-row decode too),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
@@ -365,6 +366,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_ROPE_FUSE") == 1 { ropeStoreFusion = false }
         if env("SHARD_VK_ATTN_PREFETCH") == 1 { attentionPrefetchPages = true }
         if env("SHARD_VK_ATTN_VEC") == 0 { attentionVec = false }
+        if let v = env("SHARD_VK_ATTN_VEC_MIN_ROWS"), v >= 1 { attentionVecMinRows = v }
         if let v = env("SHARD_VK_ATTN_VEC_POS"), v >= 1, v <= 8 { attentionVecPositions = v }
         if let v = env("SHARD_VK_ATTN_VEC_WGS"), v >= 1 { attentionVecWorkgroups = v }
         if let v = env("SHARD_VK_ATTN_VEC_MINPOS"), v >= 0 { attentionVecMinPositions = v }
@@ -909,10 +911,10 @@ public final class VulkanBackend: ComputeBackend {
         let qs = (0..<(maxRows * kvDim)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 }
         let params = AttentionParams(heads: heads, kvHeads: heads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
         let saved = (replays, attentionVec, attentionVecPositions, attentionVecWorkgroups, attentionVecMinPositions, attentionVecFusedMaxRows,
-                     attentionFusedMerge, attentionSplits)
+                     attentionFusedMerge, attentionSplits, attentionVecMinRows)
         func restore() {
             (replays, attentionVec, attentionVecPositions, attentionVecWorkgroups, attentionVecMinPositions, attentionVecFusedMaxRows,
-             attentionFusedMerge, attentionSplits) = saved
+             attentionFusedMerge, attentionSplits, attentionVecMinRows) = saved
         }
         defer { restore() }
         let paths = variants ?? [("attn_decode (SHARD_VK_ATTN_VEC=0)", { $0.attentionVec = false }),
@@ -924,7 +926,8 @@ public final class VulkanBackend: ComputeBackend {
                                  ("vec WGS 8192", { $0.attentionVecWorkgroups = 8192 }),
                                  ("vec MINPOS 16", { $0.attentionVecMinPositions = 16 }),
                                  ("vec MINPOS 64", { $0.attentionVecMinPositions = 64 }),
-                                 ("vec, merge dispatched", { $0.attentionVecFusedMaxRows = 0 })]
+                                 ("vec, merge dispatched", { $0.attentionVecFusedMaxRows = 0 }),
+                                 ("vec for one row too (SHARD_VK_ATTN_VEC_MIN_ROWS=1)", { $0.attentionVecMinRows = 1 })]
         // Warm-up (clocks up, pipelines built): ~0.5 s of attention calls on 64 rows.
         do {
             let n = min(64, maxRows)
@@ -2476,7 +2479,7 @@ public final class VulkanBackend: ComputeBackend {
         }
         // Batched decode steps (2+ rows, f16 KV): attn_decode_vec.comp, 16-byte K/V loads, several positions
         // per subgroup load, splits from the step's rows × heads and its longest context.
-        if attentionVec && batch.rows >= 2 && !q8 && (batch.rows <= 16 || !prefillAttentionPerPosition), let (lp, cpl) = vecLanes(headDim: p.headDim) {
+        if attentionVec && batch.rows >= attentionVecMinRows && !q8 && (batch.rows <= 16 || !prefillAttentionPerPosition), let (lp, cpl) = vecLanes(headDim: p.headDim) {
             let splits = vecSplits(rows: batch.rows, heads: p.heads)
             do {
                 let (part, offset) = try attentionPartials(floats: batch.rows * p.heads * splits * (p.headDim + 2))
@@ -2576,6 +2579,9 @@ public final class VulkanBackend: ComputeBackend {
     /// Batched decode steps (2+ rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0: attn_decode.comp
     /// as before; one-row steps, Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
     public var attentionVec = true
+    /// Fewest rows of a step that take attn_decode_vec (env SHARD_VK_ATTN_VEC_MIN_ROWS; 1 puts one-row decode on it too:
+    /// not measured on a GPU yet, so one-row steps keep the tuned attn_decode_merge by default).
+    public var attentionVecMinRows = 2
     /// Positions per lane group per attn_decode_vec iteration (NPV; env SHARD_VK_ATTN_VEC_POS).
     public var attentionVecPositions = 4
     /// attn_decode_vec's splits: enough for about this many workgroups (rows × heads × splits; env SHARD_VK_ATTN_VEC_WGS) …

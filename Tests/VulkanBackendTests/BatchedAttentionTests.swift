@@ -1,4 +1,6 @@
 import Compute
+import Coordinator
+import ShardRuntime
 import Foundation
 import Testing
 @testable import VulkanBackend
@@ -85,5 +87,30 @@ extension VulkanBackendTests {
         #expect(try splits(rows: 16, longest: 40) == 2)       // 64 / 32
         #expect(try splits(rows: 2, longest: 4096) == 16)     // capped by attentionSplits
         #expect(try splits(rows: 2, longest: 9) == 1)
+    }
+}
+
+/// `SHARD_VK_ATTN_VEC_MIN_ROWS=1` (off by default until measured on a GPU): one-row decode on attn_decode_vec, its
+/// merge packing the o projection's int8 input, gives the CPU's greedy tokens on the synthetic llama and qwen2.
+extension VulkanBackendTests {
+    @Test(arguments: ["llama", "qwen2"])
+    func oneRowDecodeOnVecAttentionMatchesCPU(arch: String) throws {
+        let vk = try Shared.vulkan()
+        let saved = vk.attentionVecMinRows
+        defer { vk.attentionVecMinRows = saved }
+        vk.attentionVecMinRows = 1
+        let file = try syntheticTinyModel(arch: arch, quant: "q4_k_m", seed: 3)
+        let cpu = try Self.pipeline(file, backend: Shared.cpu), vulkan = try Self.pipeline(file, backend: vk)
+        let prompt: [Int32] = [1, 17, 42, 99, 250, 3, 77, 8, 300, 411, 5]
+        let r = try Self.compareTeacherForced(cpu: cpu, vulkan: vulkan, prompt: prompt, steps: 16, logitTolerance: 3e-2, nearTie: 0.1)
+        #expect(r.mismatches.isEmpty, "\(arch): greedy token differs at steps \(r.mismatches) (max logit error \(r.maxError))")
+        // A one-row step ran on attn_decode_vec (and not on attn_decode).
+        vk.dispatchLog = []
+        _ = try vulkan.step(tokens: [5], rows: [StepRow(sequence: 9, position: 0)], logitRows: [0])
+        let log = vk.dispatchLog ?? []
+        vk.dispatchLog = nil
+        try vulkan.release(9)
+        #expect(log.contains { $0.hasPrefix("attn_decode_vec") } && !log.contains { $0 == "attn_decode" || $0 == "attn_decode_merge" }, "\(log)")
+        print("one-row decode on attn_decode_vec, \(arch): max relative logit error \(r.maxError)")
     }
 }
