@@ -51,7 +51,7 @@
 //   its shape),
 //   attention split over positions (attn_decode.comp: subgroups walk positions with lanes over the
 //   head's dims) then merged (by default by the last workgroup of each group of heads: attn_decode_merge);
-//   batched decode steps (2+ rows, f16 KV, head dim a multiple of 8) take attn_decode_vec.comp instead: K and V
+//   decode steps (one row too since session 6; f16 KV, head dim a multiple of 8) take attn_decode_vec.comp instead: K and V
 //   rows as 16-byte loads by headDim / 8 lanes, several positions per subgroup load and NPV loads in flight per
 //   lane group, splits from the step's rows × heads (about attentionVecWorkgroups workgroups) bounded by its
 //   longest context, merged by its last workgroups at up to 64 rows (env SHARD_VK_ATTN_VEC=0: attn_decode). Prefill attention (17+ rows of one sequence at consecutive positions, f16 KV,
@@ -114,7 +114,7 @@
 //   attention_merge_quant loads together; 1: one at a time, as before), SHARD_VK_ATTN_FUSED_MERGE (=0: the
 //   merge as its own dispatch), SHARD_VK_ATTN_PREFETCH, SHARD_VK_ATTN_VEC (=0: batched decode attention on
 //   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge) /
-//   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; 1: one-row decode too),
+//   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; default 1, 2: one-row decode on attn_decode_merge as before),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
@@ -2576,12 +2576,13 @@ public final class VulkanBackend: ComputeBackend {
         return true
     }
 
-    /// Batched decode steps (2+ rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0: attn_decode.comp
-    /// as before; one-row steps, Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
+    /// Decode steps (of at least `attentionVecMinRows` rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0:
+    /// attn_decode.comp as before; Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
     public var attentionVec = true
-    /// Fewest rows of a step that take attn_decode_vec (env SHARD_VK_ATTN_VEC_MIN_ROWS; 1 puts one-row decode on it too:
-    /// not measured on a GPU yet, so one-row steps keep the tuned attn_decode_merge by default).
-    public var attentionVecMinRows = 2
+    /// Fewest rows of a step that take attn_decode_vec (env SHARD_VK_ATTN_VEC_MIN_ROWS; 2: one-row decode on
+    /// attn_decode_merge as before). One row on an H200: 16.7 µs per layer against 21.7–23.5 at 512–768 positions,
+    /// 11.2 against 13.5–14.1 at 16–128; decode after a 512-token prompt +1–3% (BENCHMARKS.md).
+    public var attentionVecMinRows = 1
     /// Positions per lane group per attn_decode_vec iteration (NPV; env SHARD_VK_ATTN_VEC_POS).
     public var attentionVecPositions = 4
     /// attn_decode_vec's splits: enough for about this many workgroups (rows × heads × splits; env SHARD_VK_ATTN_VEC_WGS) …

@@ -90,8 +90,8 @@ extension VulkanBackendTests {
     }
 }
 
-/// `SHARD_VK_ATTN_VEC_MIN_ROWS=1` (off by default until measured on a GPU): one-row decode on attn_decode_vec, its
-/// merge packing the o projection's int8 input, gives the CPU's greedy tokens on the synthetic llama and qwen2.
+/// One-row decode on attn_decode_vec (`attentionVecMinRows` 1, the default), its merge packing the o projection's
+/// int8 input, gives the CPU's greedy tokens on the synthetic llama and qwen2.
 extension VulkanBackendTests {
     @Test(arguments: ["llama", "qwen2"])
     func oneRowDecodeOnVecAttentionMatchesCPU(arch: String) throws {
