@@ -28,6 +28,16 @@ layout(push_constant) uniform Params { uint chunk, phases, first, mode, span; } 
 
 uint groups() { return gl_NumWorkGroups.x; }
 
+// XOR of S[base + i] for i = start, start + stride, … < chunk, U loads in flight per round.
+uvec4 streamChunk(uint base, uint start, uint stride, uvec4 acc) {
+    for (uint i = start; i < p.chunk; i += U * stride) {
+        uvec4 v[U];
+        [[unroll]] for (uint u = 0u; u < U; u++) v[u] = i + u * stride < p.chunk ? S[base + i + u * stride] : uvec4(0u);
+        [[unroll]] for (uint u = 0u; u < U; u++) acc ^= v[u];
+    }
+    return acc;
+}
+
 void gridBarrier(uint target) {
     barrier();
     if (gl_LocalInvocationIndex == 0u) {
@@ -67,13 +77,8 @@ void main() {
             }
             barrier();
         }
-        uint i = tid;
-        if (early) { [[unroll]] for (uint u = 0u; u < U; u++) acc ^= pre[u]; i += U * stride; }
-        for (; i < p.chunk; i += U * stride) {
-            uvec4 v[U];
-            [[unroll]] for (uint u = 0u; u < U; u++) v[u] = i + u * stride < p.chunk ? S[base + i + u * stride] : uvec4(0u);
-            [[unroll]] for (uint u = 0u; u < U; u++) acc ^= v[u];
-        }
+        if (early) { [[unroll]] for (uint u = 0u; u < U; u++) acc ^= pre[u]; }
+        acc = streamChunk(base, early ? tid + U * stride : tid, stride, acc);
         const uint r = acc.x ^ acc.y ^ acc.z ^ acc.w;
         if (r == 0x9e3779b9u) O[16u + gl_WorkGroupID.x] = r;
         memoryBarrier();
@@ -87,16 +92,8 @@ void main() {
     const uint count = p.mode == 0u ? 1u : p.phases;
     for (uint ph = 0u; ph < count; ph++) {
         const uint base = ((p.first + ph) % p.span) * p.chunk;
-        uint i = tid;
-        if (havePre) {
-            [[unroll]] for (uint u = 0u; u < U; u++) acc ^= pre[u];
-            i += U * stride;
-        }
-        for (; i < p.chunk; i += U * stride) {
-            uvec4 v[U];
-            [[unroll]] for (uint u = 0u; u < U; u++) v[u] = i + u * stride < p.chunk ? S[base + i + u * stride] : uvec4(0u);
-            [[unroll]] for (uint u = 0u; u < U; u++) acc ^= v[u];
-        }
+        if (havePre) { [[unroll]] for (uint u = 0u; u < U; u++) acc ^= pre[u]; }
+        acc = streamChunk(base, havePre ? tid + U * stride : tid, stride, acc);
         if (p.mode != 0u && ph + 1u < count) {
             havePre = p.mode == 2u && p.chunk >= U * stride;
             if (havePre) {
