@@ -699,13 +699,10 @@ public final class VulkanBackend: ComputeBackend {
                 return DispatchTimeShim.now() - t0
             }
             _ = try timed(1)
-            var best1 = Double.infinity, bestN = Double.infinity
-            if reps > 0 {
-                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
-            }
+            let dt = reps > 0 ? try Self.perCall(reps: reps, timed) : 0
             // The output of w[0] (the last product of timed(1)).
             _ = try timed(1)
-            return (reps > 0 ? max(bestN - best1, 1e-9) / Double(reps) : 0, download(y, rows: 0..<columns))
+            return (dt, download(y, rows: 0..<columns))
         }
         let savedQ = (cmPrefillQ4K, cmQ6Wide, cmPacked)
         defer { (cmPrefillQ4K, cmQ6Wide, cmPacked) = savedQ }
@@ -862,9 +859,7 @@ public final class VulkanBackend: ComputeBackend {
                     _ = try timed(1)
                     label = dispatchLog?.last(where: { !$0.hasPrefix("splitk") && !$0.hasPrefix("rms") }) ?? ""
                     dispatchLog = nil
-                    var best1 = Double.infinity, bestN = Double.infinity
-                    for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
-                    let dt = max(bestN - best1, 1e-9) / Double(reps)
+                    let dt = try Self.perCall(reps: reps, timed)
                     _ = try timed(1)
                     let out = download(y, rows: 0..<n)
                     if ref.isEmpty { ref = out; continue }
@@ -969,9 +964,7 @@ public final class VulkanBackend: ComputeBackend {
                     _ = try timed(1)
                     label = (dispatchLog ?? []).filter { $0.hasPrefix("att") }.joined(separator: "+")
                     dispatchLog = nil
-                    var best1 = Double.infinity, bestN = Double.infinity
-                    for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
-                    let dt = max(bestN - best1, 1e-9) / Double(reps)
+                    let dt = try Self.perCall(reps: reps, timed)
                     _ = try timed(1)
                     let o = download(out, rows: 0..<n)
                     var num = 0.0, den = 0.0
@@ -984,6 +977,14 @@ public final class VulkanBackend: ComputeBackend {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Seconds per call of what `timed(n)` runs n times in one step (each a fresh submit and wait): the best of three
+    /// step lengths with one call and with `reps` + 1, differenced, so that the step's fixed costs cancel.
+    static func perCall(reps: Int, _ timed: (Int) throws -> Double) rethrows -> Double {
+        var best1 = Double.infinity, bestN = Double.infinity
+        for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
+        return max(bestN - best1, 1e-9) / Double(reps)
     }
 
     /// A relative difference with 3 significant digits and its exponent (String(d).prefix(7) dropped the
@@ -1065,9 +1066,7 @@ public final class VulkanBackend: ComputeBackend {
                     return DispatchTimeShim.now() - t0
                 }
                 _ = try timed(1)
-                var best1 = Double.infinity, bestN = Double.infinity
-                for _ in 0..<3 { best1 = min(best1, try timed(1)); bestN = min(bestN, try timed(reps + 1)) }
-                let dt = max(bestN - best1, 1e-9) / Double(reps)
+                let dt = try Self.perCall(reps: reps, timed)
                 let gbs = Double(info.byteCount) / dt / 1e9
                 let kind = ["float (matvec, R=\(matvecRows))", "int8 dot, x packed once (matvec_q8x, R=\(dotRows))",
                             "int8 dot, x rounded per workgroup (matvec_q8, R=\(dotRows))"][mode]
