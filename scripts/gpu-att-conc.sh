@@ -1,14 +1,8 @@
 #!/usr/bin/env bash
 # On the lent GPU machine: bench --concurrency 16 / 64 (128 + 128 tokens), SHARD_VK_ATTN_VEC=1 and =0 interleaved,
-# ROUNDS rounds (default 2), after a warm-up run of each.   carry [".gl", ".gpu-att"]: BUNDLE=.gpu-att bash .gpu-att/gpu-att-conc.sh
+# ROUNDS rounds (default 2); each run warms up in its own process first (bench --warmup).   carry [".gl", ".gpu-att"]: BUNDLE=.gpu-att bash .gpu-att/gpu-att-conc.sh
 . "$(dirname "$0")/gpu-env.sh" >/dev/null 2>&1
 $S synth --arch llama --preset 7b --quant q4_k_m --out /tmp/7b.gguf >/dev/null
-# Warm-up of the measured shapes (both stream counts, 128-token prompts) under both variants: the pipeline cache then
-# holds every pipeline, so that no measured run compiles (2026-11-28 06:31: a warm-up of 64 streams × 32 tokens only
-# left the first measured runs compiling theirs: 4.7 / 11.4 ms of host time per step against 2.2 / 4.1).
-for c in 16 64; do for e in 1 0; do
-  SHARD_VK_ATTN_VEC=$e $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 8 --ctx 2048 --json >/dev/null 2>&1
-done; done
 for rep in $(seq ${ROUNDS:-2}); do for c in 16 64; do for e in 1 0; do
   SHARD_VK_ATTN_VEC=$e timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json 2>/dev/null > /tmp/c.json
   python3 -c "

@@ -5,7 +5,7 @@
 #      relative difference from attn_decode);
 #   2. parity: tiny llama / qwen2 greedy tokens vs the CPU, the 7B's top-5 logits vs the CPU;
 #   3. bench --profile at 64 and 16 streams (16 + 96 tokens), attention rows, on and off;
-#   4. bench --concurrency 16 and 64 (128 + 128 tokens, after a warm-up run), on and off, with the streams'
+#   4. bench --concurrency 16 and 64 (128 + 128 tokens; bench warms up in its own process), on and off, with the streams'
 #      token hashes (equal: the same greedy tokens);
 #   5. batch-1 decode (512 + 128 tokens), on and off (one-row steps keep attn_decode: the same speed).
 #   SKIP_KB=1: no kernel-bench; ONE_REP=1: one round of step 4; ON=ENV=V,ENV=V: the variant against SHARD_VK_ATTN_VEC=0.
@@ -25,11 +25,6 @@ c=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --back
 v=$($S logits --model /tmp/7b.gguf --prompt "the quick brown fox" --top 5 --backend vulkan 2>/dev/null)
 echo "7b top-5 vs cpu: $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
 stamp parity done
-# Warm-up (pipeline cache, both variants' pipelines).
-for e in $ON $OFF; do
-  env ${e//,/ } $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 32 --gen-tokens 4 --ctx 2048 --json >/dev/null 2>&1
-done
-stamp warm-up done
 for c in 64 16; do for e in $ON $OFF; do
   env ${e//,/ } timeout 120 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 16 --gen-tokens 96 --ctx 2048 --profile --json \
     > "$out/profile-$c-$e.json" 2> "$out/profile-$c-$e.txt"

@@ -5,7 +5,7 @@
 # packed tiles' coopMatLoadNV stride in uvec4s (SU=1, the default) or f16s (SHARD_VK_CM_SU=0), and the
 # rest of the call uses the one that matches the f32 tiles. Then parity (tiny llama/qwen2 greedy vs the
 # CPU; the 7B's top-5 logits after a 4-word and a 32-word prompt, packed and not), aggregate decode at
-# 16 and 64 streams (128 + 128 tokens per stream, after a warm-up run) and a 512-token batch-1 prefill
+# 16 and 64 streams (128 + 128 tokens per stream; bench warms up in its own process) and a 512-token batch-1 prefill
 # for each CONFIGS entry, a --profile at 64 streams, and kernel-bench of the prefill shapes.
 #   run: OUT=$OUT BUNDLE=.gpu-cm bash .gpu-cm/gpu-cm.sh
 set -uo pipefail
@@ -52,7 +52,6 @@ IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_PACK=0;new|SHARD_VK_CM_PA
 for r in $(seq ${ROUNDS:-1}); do
   for cfg in "${cfgs[@]}"; do
     IFS='|' read -r name envs <<< "$cfg"; envs=${envs//+/ }
-    [ "$r" = 1 ] && env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1
     for c in 16 64; do
       env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$out/c-$name-$c-$r.json" 2> "$out/c-$name-$c-$r.err"
     done

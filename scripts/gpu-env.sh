@@ -12,6 +12,9 @@
 #   tiny_parity N        one line per tiny model: "generate <model>: vulkan vs cpu same|DIFF" for N greedy tokens
 #                        (the caller's environment, e.g. SHARD_VK_* knobs, applies to both backends)
 #   hashes JSON          a short digest of a `bench --concurrency --json` answer's stream_token_hashes ("-" when missing)
+#   bench_configs TABLE CONFIGS   CONFIGS "name|ENV=V,ENV=V|streams …;…": for each config and stream count,
+#                        bench --concurrency (128 + 128 tokens; bench warms up in its own process first) into
+#                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
@@ -41,6 +44,21 @@ tiny_parity() {
   done
 }
 hashes() { python3 -c "import json,sys,hashlib; d=json.load(open(sys.argv[1])); print(hashlib.sha1(json.dumps(d.get('stream_token_hashes')).encode()).hexdigest()[:10])" "$1" 2>/dev/null || echo "-"; }
+bench_configs() {
+  echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait | token hashes |" > "$1"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" >> "$1"
+  local cfgs cfg name envs list c j
+  IFS=';' read -ra cfgs <<< "$2"
+  for cfg in "${cfgs[@]}"; do
+    IFS='|' read -r name envs list <<< "$cfg"; envs=${envs//,/ }
+    for c in $list; do
+      j="$out/c-$name-$c.json"
+      env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
+      echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) | $(hashes $j) |" >> "$1"
+    done
+    echo "$name done: $(( $(date +%s) - ${t0:-0} )) s" | tee -a "$out/gpu.txt"
+  done
+}
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.1f' % d[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "-"; }
 step_ms() { python3 -c "
 import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))

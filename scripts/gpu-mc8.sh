@@ -23,20 +23,8 @@ for pe in "SHARD_VK_MC8_MAX=0" "SHARD_VK_MC8_MAX=16" "SHARD_VK_MC8_MAX=16 SHARD_
 done
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 # Throughput.
-echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait |" > "$out/mc8.md"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/mc8.md"
 # CONFIGS: name|env settings (comma-separated)|stream counts.
-IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_MC8_MAX=0|4 16 32 64;pre8|SHARD_VK_MC8_MAX=64|4 16 32 64;nopre8|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_PRE=0|16 64;pre4|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_COLS=4|16 64}"
-for cfg in "${cfgs[@]}"; do
-  IFS='|' read -r name envs list <<< "$cfg"; envs=${envs//,/ }
-  env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1
-  for c in $list; do
-    j="$out/c-$name-$c.json"
-    env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
-    echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) |" >> "$out/mc8.md"
-  done
-  echo "$name done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
-done
+bench_configs "$out/mc8.md" "${CONFIGS:-base|SHARD_VK_MC8_MAX=0|4 16 32 64;pre8|SHARD_VK_MC8_MAX=64|4 16 32 64;nopre8|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_PRE=0|16 64;pre4|SHARD_VK_MC8_MAX=64,SHARD_VK_MC8_COLS=4|16 64}"
 [ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 128 \
   --gen-tokens 32 --ctx 2048 --profile > "$out/profile-mc.txt" 2>&1
 cd "$out" && tar czf logs.tgz *.json *.err 2>/dev/null; rm -f "$out"/*.json "$out"/*.err

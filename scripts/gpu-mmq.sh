@@ -26,20 +26,8 @@ done
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 [ "${KB:-1}" != 0 ] && timeout 150 $S kernel-bench --vulkan --decode > "$out/kernel-bench.txt" 2>&1
 echo "kernel-bench done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
-echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait | token hashes |" > "$out/mmq.md"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" >> "$out/mmq.md"
 # base: main's behaviour (no K split, matvec_q8_mc up to 16 rows); split: the defaults.
-IFS=';' read -ra cfgs <<< "${CONFIGS:-base|SHARD_VK_CM_SPLIT=0|4 16 64;split|SHARD_VK_CM_SPLIT=256|4 16 32 64}"
-for cfg in "${cfgs[@]}"; do
-  IFS='|' read -r name envs list <<< "$cfg"; envs=${envs//,/ }
-  env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 16 --gen-tokens 4 --ctx 2048 --json > /dev/null 2>&1
-  for c in $list; do
-    j="$out/c-$name-$c.json"
-    env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
-    echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) | $(hashes $j) |" >> "$out/mmq.md"
-  done
-  echo "$name done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
-done
+bench_configs "$out/mmq.md" "${CONFIGS:-base|SHARD_VK_CM_SPLIT=0|4 16 64;split|SHARD_VK_CM_SPLIT=256|4 16 32 64}"
 [ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 64 --prompt-tokens 128 \
   --gen-tokens 32 --ctx 2048 --profile > "$out/profile-64.txt" 2>&1
 cd "$out" && tar czf logs.tgz *.json *.err 2>/dev/null; rm -f "$out"/*.json "$out"/*.err
