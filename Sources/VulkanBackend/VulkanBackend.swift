@@ -74,7 +74,12 @@
 //   SHARD_VK_CM_SU=0: coopMatLoadNV strides in f16s instead of uvec4s; SHARD_VK_CM_PACK_PRE=0: prefill
 //   products on the unpacked kernel); it holds up to 128 k per step, which Q4_K's split decode tiles use
 //   (64 rows × 128 k, 128 rows × 64 k for 8192+ rows; SHARD_VK_CM_DECS_Q4K / _DECS_TALL_Q4K); the multi-column
-//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0.
+//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0. Q4_K decode products
+//   of 9…16 columns (cmDirectMax) take matmul_cmd.comp instead: the weight operands built in registers from
+//   each lane's own weight bytes (no shared weight tiles; one barrier per 128 k, for X), which needs the
+//   device's cooperative-matrix element layout to be the mma one — coopmat_layout.comp probes it once
+//   (CoopMatLayout.swift) and the kernel is not used where it differs (env SHARD_VK_CMD=0: off;
+//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MAX: most columns).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
 //   created pipelines; a file of another device or driver is ignored; env SHARD_VK_NO_PIPELINE_CACHE=1:
@@ -116,7 +121,8 @@
 //   attn_decode as before) / _VEC_POS / _VEC_WGS / _VEC_MINPOS / _VEC_FUSED_MAX (attn_decode_vec's shape, splits, merge) /
 //   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; default 1, 2: one-row decode on attn_decode_merge as before),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
-//   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set).
+//   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set), SHARD_VK_CMD / _CMD_SPLIT /
+//   _CMD_MAX / _CMD_ABL (matmul_cmd; _ABL: timing ablations with wrong results, kernel-bench only).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
@@ -397,6 +403,10 @@ public final class VulkanBackend: ComputeBackend {
         if let v = shape("SHARD_VK_CM_PRE_Q4K") { cmPrefillQ4K = v }
         if env("SHARD_VK_CM_Q6W") == 0 { cmQ6Wide = false }
         if env("SHARD_VK_CM_PACK") == 0 { cmPacked = false }
+        if env("SHARD_VK_CMD") == 0 { cmDirect = false }
+        if let v = env("SHARD_VK_CMD_SPLIT"), v >= 0 { cmDirectSplitTarget = v }
+        if let v = env("SHARD_VK_CMD_MAX"), v >= 0 { cmDirectMax = v }
+        if let v = env("SHARD_VK_CMD_ABL"), v >= 0 { cmDirectAblation = v }
         if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
         if let v = env("SHARD_VK_CM_I8X"), (0...2).contains(v) { cmInt8X = v }
         if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
@@ -796,6 +806,8 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K }
         let savedPack = (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill)
         defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
+        let savedDirect = (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation)
+        defer { (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation) = savedDirect }
         replays = false
         struct Path { let name: String; let set: (VulkanBackend) -> Void }
         var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
@@ -803,7 +815,15 @@ public final class VulkanBackend: ComputeBackend {
                      Path(name: "matmul_cm split, unpacked f32 X (main; SHARD_VK_CM_PACK=0)") { b in b.mcDotMax = 0; b.cmPacked = false },
                      Path(name: "matmul_cm split, packed f32 X (SHARD_VK_CM_I8X=0)") { b in b.mcDotMax = 0; b.cmInt8X = 0 },
                      Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
-                     Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false }]
+                     Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false },
+                     Path(name: "matmul_cmd (direct weight fragments; Q4_K, else matmul_cm)") { b in b.mcDotMax = 0; b.cmDirect = true }]
+        for target in [512, 1024] {
+            paths.append(Path(name: "matmul_cmd target \(target)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target })
+        }
+        // Timing ablations (wrong results): what the weight scales, the X staging and the barrier cost.
+        for abl in [1, 2, 6, 7] {
+            paths.append(Path(name: "matmul_cmd ablation \(abl)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectAblation = abl })
+        }
         for (name, shape, tall, target) in variants {
             paths.append(Path(name: "matmul_cm split \(name)") { b in
                 b.mcDotMax = 0; b.cmSplitTarget = target; b.cmDecodeSplit = shape; b.cmDecodeSplitTall = tall
@@ -816,6 +836,9 @@ public final class VulkanBackend: ComputeBackend {
             return (num / max(den, 1e-30)).squareRoot()
         }
         var lines = ["\(deviceName): decode products, GPU us per call (GB/s of weights, TFLOP/s, relative difference from f32)"]
+        if let map = try coopMatElementMap() {
+            lines.append("cooperative-matrix 16x16 f16 elements (row, column) of invocations 0, 1, 5: \(map[0]) \(map[1]) \(map[5]); matmul_cmd layout: \(Self.directFragmentLayout(map).map { String($0, radix: 8) } ?? "none")")
+        }
         for (i, (t, m, k)) in shapes.enumerated() {
             let ws = try (0..<copies).map { try loadWeight(file.tensor(named: "w\(i)_\($0)")!, of: file) }
             let bytes = Double(file.tensor(named: "w\(i)_0")!.byteCount)
@@ -834,6 +857,7 @@ public final class VulkanBackend: ComputeBackend {
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
+                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation) = (false, savedDirect.1, 64, 0)
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -1124,6 +1148,7 @@ public final class VulkanBackend: ComputeBackend {
         switch name {
         case "attention": spec = [UInt32(attentionWorkgroupSize)]
         case "sync_probe": spec = [256]
+        case "coopmat_layout": spec = [32]
         case "attn_prefill", "attn_prefill_small", "attn_prefill_cm": spec = [128]
         case _ where name.hasPrefix("matmul_tiled_"): spec = [256]
         case _ where name.hasPrefix("matmul_coop"): spec = [128]
@@ -1219,6 +1244,7 @@ public final class VulkanBackend: ComputeBackend {
         "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
         "matmul_cm_pk_q4_K": (SPIRV.matmul_cm_pk_q4_K, 5), "matmul_cm_pk_q6_K": (SPIRV.matmul_cm_pk_q6_K, 5),
         "splitk_reduce": (SPIRV.splitk_reduce, 4), "sync_probe": (SPIRV.sync_probe, 2),
+        "matmul_cmd_q4_K": (SPIRV.matmul_cmd_q4_K, 5), "coopmat_layout": (SPIRV.coopmat_layout, 2),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -1959,6 +1985,38 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec q8mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
+        if cmDirect, w.type == .q4_K, n <= min(32, cmDecodeMax, cmDirectMax), let qx = job.qx, job.k == w.rowLength, cmReadsInt8(w, n: n),
+           let alay = directLayout(), case let nt = (n + 15) / 16, case let name = "matmul_cmd_q4_K#\(nt).\(alay).\(cmDirectAblation)",
+           cmPipeline(name) {
+            // Batched decode on cooperative matrices with the weight fragments built in registers (matmul_cmd.comp),
+            // 64 rows × 16·nt columns per workgroup, K split as matmul_cm's decode tiles.
+            var shape = Self.cmDirectShape
+            shape.nt = nt
+            let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n, target: cmDirectSplitTarget)
+            let groups = ((w.rowCount + 63) / 64, 1, splits)
+            let label = "matmul cmd /\(splits) q4_K \(w.rowCount)x\(w.rowLength) x\(n)"
+            if splits > 1 {
+                let need = splitOffset + splits * n * w.rowCount
+                if (splitScratch?.size ?? 0) < need * 4 + 16 {
+                    do {
+                        if let old = splitScratch { retiredScratch.append(old) }
+                        splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
+                    } catch { deferredError = error; return }
+                }
+                let scratch = splitScratch!
+                dispatch(name, [w.buffer, qx, scratch, dummy, dummy],
+                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
+                         groups: groups, barrierAfter: false, label: label)
+                splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
+                                                m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
+                splitOffset = need
+                return
+            }
+            dispatch(name, [w.buffer, qx, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
+                     groups: groups, barrierAfter: barrierAfter, label: label)
+            return
+        }
         if let shape = cmShape(w, n: n), case let xi8 = cmReadsInt8(w, n: n) && job.qx != nil && job.k == w.rowLength,
            let full = cmPipelineName(w, shape: shape, n: n, int8X: xi8), cmPipeline(full) {
             // Cooperative-matrix mat-mat with a tile shape for this column count (matmul_cm.comp), X from the
@@ -2249,6 +2307,24 @@ public final class VulkanBackend: ComputeBackend {
     /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
     /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
     public var cmSplitTarget = 256
+    /// Q4_K decode products of up to cmDirectMax columns (that matvec_q8_mc does not take) with the int8 copy of X
+    /// take matmul_cmd.comp (weight fragments built in registers, no shared weight tiles) where the device's
+    /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once); env SHARD_VK_CMD=0:
+    /// off, matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams, two calls): GPU per step 11.97–11.99 ms
+    /// against 13.06–13.08 (BENCHMARKS.md).
+    public var cmDirect = true
+    /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
+    /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
+    public var cmDirectSplitTarget = 512
+    /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 32; more: matmul_cm). 16: at 64 columns it lost to
+    /// matmul_cm (kernel-bench), 32 columns were not measured end to end.
+    public var cmDirectMax = 16
+    /// matmul_cmd's ablation bits (timing experiments only: wrong results; env SHARD_VK_CMD_ABL).
+    var cmDirectAblation = 0
+    /// The probe's answer: nil not yet probed, .some(nil) the kernel does not apply.
+    var directLayoutProbe: UInt32?? = nil
+    /// The tile matmul_cmd covers (64 rows, 128 k per step) for cmSplit.
+    static let cmDirectShape = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
     /// Decode tile with the K split (env SHARD_VK_CM_DECS="rm,0,rs,ks[,kc]"): 64 weight rows (4 subgroups
     /// along rows) × 16·⌈n/16⌉ columns, 64 k per step.
     public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64)
@@ -2268,7 +2344,8 @@ public final class VulkanBackend: ComputeBackend {
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
-    func cmSplit(_ shape: CMShape, m: Int, k: Int, n: Int) -> (splits: Int, kLen: Int) {
+    func cmSplit(_ shape: CMShape, m: Int, k: Int, n: Int, target: Int? = nil) -> (splits: Int, kLen: Int) {
+        let cmSplitTarget = target ?? cmSplitTarget
         guard cmSplitTarget > 0, n <= cmDecodeMax else { return (1, k) }
         let step = shape.kc * shape.ks
         let groups = ((m + shape.rows - 1) / shape.rows) * ((n + shape.columns - 1) / shape.columns)

@@ -187,4 +187,38 @@ extension VulkanBackendTests {
         vk.cooperativeMatrix = false   // no cooperative matrices (lavapipe): matvec_q8_mc up to mcDotMax
         #expect(vk.mcDotShape(16) != nil && vk.mcDotShape(17) == nil)
     }
+
+    /// matmul_cmd builds its weight fragments for one element layout (the mma.m16n8k16 A fragment): the host
+    /// accepts a probed layout only when every invocation holds rows g, g + 8 and columns 2t, 2t + 1, 2t + 8,
+    /// 2t + 9 with the same element order, and encodes that order as ALAY; any other layout (transposed,
+    /// lanes disagreeing, a missing element) turns the kernel off. lavapipe has no cooperative matrices, so
+    /// the probe itself (coopmat_layout.comp) answers nil here.
+    @Test func directFragmentLayoutIsAcceptedOnlyForTheMMALayout() throws {
+        typealias Map = [[(row: Int, column: Int)]]
+        func map(_ element: (Int, Int, Int) -> (row: Int, column: Int)) -> Map {
+            (0..<32).map { lane in (0..<8).map { element(lane / 4, lane % 4, $0) } }
+        }
+        // PTX's a0…a7: (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1), (g, 2t+8), (g, 2t+9), (g+8, 2t+8), (g+8, 2t+9).
+        let mma = map { g, t, i in (g + 8 * ((i >> 1) & 1), 2 * t + (i & 1) + 8 * (i >> 2)) }
+        let code = try #require(VulkanBackend.directFragmentLayout(mma))
+        for i in 0..<8 {
+            let sel = Int(code >> UInt32(3 * i)) & 7
+            #expect(sel & 1 == (i >> 1) & 1)                      // row g + 8
+            #expect([0, 1, 8, 9][sel >> 1] == (i & 1) + 8 * (i >> 2))   // column slot
+        }
+        // Another element order is fine (ALAY says which); the transposed layout, a lane that disagrees, a
+        // repeated element are not.
+        let reordered = map { g, t, i in (g + 8 * (i & 1), 2 * t + ((i >> 1) & 1) + 8 * (i >> 2)) }
+        #expect(VulkanBackend.directFragmentLayout(reordered) != nil && VulkanBackend.directFragmentLayout(reordered) != code)
+        let transposed = map { g, t, i in (2 * t + (i & 1) + 8 * (i >> 2), g + 8 * ((i >> 1) & 1)) }
+        #expect(VulkanBackend.directFragmentLayout(transposed) == nil)
+        var disagreeing = mma
+        disagreeing[5] = reordered[5]
+        #expect(VulkanBackend.directFragmentLayout(disagreeing) == nil)
+        var repeated = mma
+        repeated[0][1] = repeated[0][0]
+        #expect(VulkanBackend.directFragmentLayout(repeated) == nil)
+        let vk = try Shared.vulkan()
+        if !vk.cooperativeMatrix { #expect(try vk.coopMatElementMap() == nil && vk.directLayout() == nil) }
+    }
 }
