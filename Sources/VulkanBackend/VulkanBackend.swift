@@ -323,6 +323,11 @@ public final class VulkanBackend: ComputeBackend {
                 + "\(pipelineCreation.count) in \(fmt(pipelineCreation.seconds * 1e3)) ms; all \(hostTimes.steps) steps: record "
                 + "\(fmt(hostTimes.record * 1e3)) ms, submit + wait \(fmt(hostTimes.gpu * 1e3)) ms, read-back \(fmt(hostTimes.download * 1e3)) ms")
         }
+        // The driver's statistics of every pipeline created (env SHARD_VK_PIPELINE_STATS=1, where the device has them).
+        for (name, p) in pipelines.sorted(by: { $0.key < $1.key }) {
+            let stats = p.statistics()
+            if !stats.isEmpty { lines.append("pipeline \(name): " + stats.joined(separator: ", ")) }
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -407,6 +412,7 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CMD_SPLIT"), v >= 0 { cmDirectSplitTarget = v }
         if let v = env("SHARD_VK_CMD_MAX"), v >= 0 { cmDirectMax = v }
         if let v = env("SHARD_VK_CMD_ABL"), v >= 0 { cmDirectAblation = v }
+        if env("SHARD_VK_CMD_H2") == 0 { cmDirectHalf2 = false }
         if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
         if let v = env("SHARD_VK_CM_I8X"), (0...2).contains(v) { cmInt8X = v }
         if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
@@ -806,8 +812,8 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K }
         let savedPack = (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill)
         defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
-        let savedDirect = (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation)
-        defer { (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation) = savedDirect }
+        let savedDirect = (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2)
+        defer { (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = savedDirect }
         replays = false
         struct Path { let name: String; let set: (VulkanBackend) -> Void }
         var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
@@ -820,8 +826,9 @@ public final class VulkanBackend: ComputeBackend {
         for target in [512, 1024] {
             paths.append(Path(name: "matmul_cmd target \(target)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target })
         }
+        paths.append(Path(name: "matmul_cmd, f32 weight values (SHARD_VK_CMD_H2=0)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectHalf2 = false })
         // Timing ablations (wrong results): what the weight scales, the X staging and the barrier cost.
-        for abl in [1, 2, 6, 7] {
+        for abl in [1, 7] {
             paths.append(Path(name: "matmul_cmd ablation \(abl)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectAblation = abl })
         }
         for (name, shape, tall, target) in variants {
@@ -857,7 +864,7 @@ public final class VulkanBackend: ComputeBackend {
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
-                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation) = (false, savedDirect.1, 64, 0)
+                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 64, 0, savedDirect.4)
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -895,6 +902,12 @@ public final class VulkanBackend: ComputeBackend {
                 }
                 lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
             }
+        }
+        // The driver's statistics (register count, shared memory, …) of every pipeline the report used, where the
+        // device captures them (env SHARD_VK_PIPELINE_STATS=1).
+        for (name, p) in pipelines.sorted(by: { $0.key < $1.key }) {
+            let stats = p.statistics()
+            if !stats.isEmpty { lines.append("pipeline \(name): " + stats.joined(separator: ", ")) }
         }
         return lines.joined(separator: "\n")
     }
@@ -1986,7 +1999,8 @@ public final class VulkanBackend: ComputeBackend {
             return
         }
         if cmDirect, w.type == .q4_K, n <= min(32, cmDecodeMax, cmDirectMax), let qx = job.qx, job.k == w.rowLength, cmReadsInt8(w, n: n),
-           let alay = directLayout(), case let nt = (n + 15) / 16, case let name = "matmul_cmd_q4_K#\(nt).\(alay).\(cmDirectAblation)",
+           let alay = directLayout(), case let nt = (n + 15) / 16,
+           case let name = "matmul_cmd_q4_K#\(nt).\(alay).\(cmDirectAblation).\(cmDirectHalf2 ? 1 : 0)",
            cmPipeline(name) {
             // Batched decode on cooperative matrices with the weight fragments built in registers (matmul_cmd.comp),
             // 64 rows × 16·nt columns per workgroup, K split as matmul_cm's decode tiles.
@@ -2319,6 +2333,10 @@ public final class VulkanBackend: ComputeBackend {
     /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 32; more: matmul_cm). 16: at 64 columns it lost to
     /// matmul_cm (kernel-bench), 32 columns were not measured end to end.
     public var cmDirectMax = 16
+    /// matmul_cmd builds its weight values with half2 arithmetic (H2; env SHARD_VK_CMD_H2=0: in f32, rounded once,
+    /// as matmul_cm's operands). On an H200 at 16 streams: GPU per step 10.68–10.71 ms against 11.05 (f32 values) and
+    /// 13.16–13.17 (matmul_cm); outputs 4.4e-4 from the f32 tiles against 2.9e-4 (the scale and min rounded to f16).
+    public var cmDirectHalf2 = true
     /// matmul_cmd's ablation bits (timing experiments only: wrong results; env SHARD_VK_CMD_ABL).
     var cmDirectAblation = 0
     /// The probe's answer: nil not yet probed, .some(nil) the kernel does not apply.

@@ -210,11 +210,18 @@ final class VulkanContext {
 
     /// VK_KHR_shader_integer_dot_product is enabled (matvec_q8.comp's OpSDot on packed int8).
     private(set) var integerDot = false
+    /// VK_KHR_pipeline_executable_properties is enabled and pipelines are created capturing their statistics
+    /// (env SHARD_VK_PIPELINE_STATS=1 on a device that has it; `Pipeline.statistics`).
+    private(set) var pipelineStatistics = false
 
     /// vkCreateDevice with VK_NV_cooperative_matrix, shaderFloat16 and the Vulkan memory model enabled
     /// (`coop`), and/or VK_KHR_shader_integer_dot_product (`dot`).
+    /// `stats`: also VK_KHR_pipeline_executable_properties with pipelineExecutableInfo (pipeline statistics).
     static func createDevice(_ pd: VkPhysicalDevice?, _ dci: inout VkDeviceCreateInfo, coop: Bool, dot: Bool = false,
-                             into device: inout VkDevice?) -> VkResult {
+                             stats: Bool = false, into device: inout VkDevice?) -> VkResult {
+        var exec = VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR()
+        exec.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR
+        exec.pipelineExecutableInfo = VkBool32(VK_TRUE)
         var coopFeatures = VkPhysicalDeviceCooperativeMatrixFeaturesNV()
         coopFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
         coopFeatures.cooperativeMatrix = VkBool32(VK_TRUE)
@@ -230,6 +237,7 @@ final class VulkanContext {
         var result = VK_ERROR_INITIALIZATION_FAILED
         var info = dci
         let extensions = (coop ? ["VK_NV_cooperative_matrix"] : []) + (dot ? ["VK_KHR_shader_integer_dot_product"] : [])
+            + (stats ? ["VK_KHR_pipeline_executable_properties"] : [])
         let cstrings = extensions.map { strdup($0) }
         defer { cstrings.forEach { free($0) } }
         withUnsafeMutablePointer(to: &dotFeatures) { df in
@@ -240,11 +248,17 @@ final class VulkanContext {
                     f16.pNext = UnsafeMutableRawPointer(cf)
                     withUnsafeMutablePointer(to: &f16) { f in
                         info.pNext = coop ? UnsafeRawPointer(f) : (dot ? UnsafeRawPointer(df) : nil)
-                        var names: [UnsafePointer<CChar>?] = cstrings.map { UnsafePointer($0) }
-                        names.withUnsafeMutableBufferPointer { n in
-                            info.enabledExtensionCount = UInt32(n.count)
-                            info.ppEnabledExtensionNames = UnsafePointer(n.baseAddress)
-                            result = vkCreateDevice(pd, &info, nil, &device)
+                        withUnsafeMutablePointer(to: &exec) { e in
+                            if stats {
+                                e.pointee.pNext = UnsafeMutableRawPointer(mutating: info.pNext)
+                                info.pNext = UnsafeRawPointer(e)
+                            }
+                            var names: [UnsafePointer<CChar>?] = cstrings.map { UnsafePointer($0) }
+                            names.withUnsafeMutableBufferPointer { n in
+                                info.enabledExtensionCount = UInt32(n.count)
+                                info.ppEnabledExtensionNames = UnsafePointer(n.baseAddress)
+                                result = vkCreateDevice(pd, &info, nil, &device)
+                            }
                         }
                     }
                 }
@@ -399,6 +413,12 @@ final class VulkanContext {
                 dci.pQueueCreateInfos = qci
                 // Optional features, most first: a driver that refuses a combination gets fewer.
                 var created = false
+                // Pipeline statistics (register counts etc.) only when asked for: env SHARD_VK_PIPELINE_STATS=1.
+                let stats = getenv("SHARD_VK_PIPELINE_STATS").map { String(cString: $0) == "1" } == true
+                    && chosen.extensions.contains("VK_KHR_pipeline_executable_properties")
+                if stats, Self.createDevice(pd, &dci, coop: coop, dot: dot, stats: true, into: &device) == VK_SUCCESS {
+                    (cooperativeMatrix16, integerDot, pipelineStatistics, created) = (coop, dot, true, true)
+                }
                 for (c, d) in [(coop, dot), (false, dot), (coop, false)] where (c || d) && !created {
                     if Self.createDevice(pd, &dci, coop: c, dot: d, into: &device) == VK_SUCCESS {
                         (cooperativeMatrix16, integerDot, created) = (c, d, true)
@@ -773,12 +793,52 @@ final class Pipeline {
                         ci.stage.pName = entry
                         ci.stage.pSpecializationInfo = spec
                         ci.layout = layout
+                        if ctx.pipelineStatistics { ci.flags = flags(VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR) }
                         try check(vkCreateComputePipelines(device, ctx.pipelineCache, 1, &ci, nil, &pipeline), "vkCreateComputePipelines(\(name))")
                         ctx.pipelineCacheDirty = true
                     }
                 }
             }
         }
+    }
+
+    /// The driver's statistics of this pipeline's executables ("name=value", e.g. NVIDIA's register count and
+    /// shared memory), or [] unless the context captures them (SHARD_VK_PIPELINE_STATS=1).
+    func statistics() -> [String] {
+        guard ctx.pipelineStatistics, let device = ctx.device,
+              let pp = vkGetDeviceProcAddr(device, "vkGetPipelineExecutablePropertiesKHR"),
+              let sp = vkGetDeviceProcAddr(device, "vkGetPipelineExecutableStatisticsKHR") else { return [] }
+        let properties = unsafeBitCast(pp, to: PFN_vkGetPipelineExecutablePropertiesKHR.self)
+        let statistics = unsafeBitCast(sp, to: PFN_vkGetPipelineExecutableStatisticsKHR.self)
+        var info = VkPipelineInfoKHR()
+        info.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR
+        info.pipeline = pipeline
+        var executables: UInt32 = 0
+        guard properties(device, &info, &executables, nil) == VK_SUCCESS else { return [] }
+        var out: [String] = []
+        for e in 0..<executables {
+            var ei = VkPipelineExecutableInfoKHR()
+            ei.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR
+            ei.pipeline = pipeline
+            ei.executableIndex = e
+            var count: UInt32 = 0
+            guard statistics(device, &ei, &count, nil) == VK_SUCCESS, count > 0 else { continue }
+            var stats = [VkPipelineExecutableStatisticKHR](repeating: .init(), count: Int(count))
+            for i in stats.indices { stats[i].sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR }
+            guard statistics(device, &ei, &count, &stats) == VK_SUCCESS else { continue }
+            for st in stats.prefix(Int(count)) {
+                let name = withUnsafeBytes(of: st.name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                let value: String
+                switch st.format {
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: value = st.value.b32 != 0 ? "true" : "false"
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: value = String(st.value.i64)
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: value = String(st.value.u64)
+                default: value = String(st.value.f64)
+                }
+                out.append("\(name)=\(value)")
+            }
+        }
+        return out
     }
 
     deinit {
