@@ -75,11 +75,11 @@
 //   products on the unpacked kernel); it holds up to 128 k per step, which Q4_K's split decode tiles use
 //   (64 rows × 128 k, 128 rows × 64 k for 8192+ rows; SHARD_VK_CM_DECS_Q4K / _DECS_TALL_Q4K); the multi-column
 //   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0. Q4_K decode products
-//   of 9…16 columns (cmDirectMax) take matmul_cmd.comp instead: the weight operands built in registers from
+//   of 8…32 columns (cmDirectMin…cmDirectMax) take matmul_cmd.comp instead: the weight operands built in registers from
 //   each lane's own weight bytes (no shared weight tiles; one barrier per 128 k, for X), which needs the
 //   device's cooperative-matrix element layout to be the mma one — coopmat_layout.comp probes it once
 //   (CoopMatLayout.swift) and the kernel is not used where it differs (env SHARD_VK_CMD=0: off;
-//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MAX: most columns).
+//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MIN / _MAX: fewest / most columns).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
 //   created pipelines; a file of another device or driver is ignored; env SHARD_VK_NO_PIPELINE_CACHE=1:
@@ -122,7 +122,7 @@
 //   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; default 1, 2: one-row decode on attn_decode_merge as before),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set), SHARD_VK_CMD / _CMD_SPLIT /
-//   _CMD_MAX / _CMD_ABL (matmul_cmd; _ABL: timing ablations with wrong results, kernel-bench only).
+//   _CMD_MIN / _CMD_MAX / _CMD_H2 / _CMD_ABL (matmul_cmd; _ABL: timing ablations with wrong results, kernel-bench only).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
@@ -411,6 +411,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_CMD") == 0 { cmDirect = false }
         if let v = env("SHARD_VK_CMD_SPLIT"), v >= 0 { cmDirectSplitTarget = v }
         if let v = env("SHARD_VK_CMD_MAX"), v >= 0 { cmDirectMax = v }
+        if let v = env("SHARD_VK_CMD_MIN"), v >= 0 { cmDirectMin = v }
         if let v = env("SHARD_VK_CMD_ABL"), v >= 0 { cmDirectAblation = v }
         if env("SHARD_VK_CMD_H2") == 0 { cmDirectHalf2 = false }
         if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
@@ -864,7 +865,7 @@ public final class VulkanBackend: ComputeBackend {
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
-                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 64, 0, savedDirect.4)
+                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 32, 0, savedDirect.4)
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -1989,7 +1990,7 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
-        if n >= 2, let q = job.qx, usesDot(w), job.k == w.rowLength, let nc = mcDotShape(n) {
+        if n >= 2, let q = job.qx, usesDot(w), job.k == w.rowLength, let nc = mcDotShape(n), !takesDirect(w, n: n) {
             // Batched decode on integer dot products, x already packed as n rows of int8 (matvec_q8_mc.comp).
             let (gx, gy) = grid((w.rowCount + mcDotRows - 1) / mcDotRows)
             dispatch("matvec_q8_mc_" + Self.shaderSuffix(w.type) + "@\(mcDotRows).\(nc).\(mcDotPreload ? 1 : 0)", [w.buffer, q, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
@@ -1998,8 +1999,7 @@ public final class VulkanBackend: ComputeBackend {
                      label: "matvec q8mc \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
-        if cmDirect, w.type == .q4_K, n <= min(32, cmDecodeMax, cmDirectMax), let qx = job.qx, job.k == w.rowLength, cmReadsInt8(w, n: n),
-           let alay = directLayout(), case let nt = (n + 15) / 16,
+        if takesDirect(w, n: n), let qx = job.qx, job.k == w.rowLength, let alay = directLayout(), case let nt = (n + 15) / 16,
            case let name = "matmul_cmd_q4_K#\(nt).\(alay).\(cmDirectAblation).\(cmDirectHalf2 ? 1 : 0)",
            cmPipeline(name) {
             // Batched decode on cooperative matrices with the weight fragments built in registers (matmul_cmd.comp),
@@ -2330,9 +2330,19 @@ public final class VulkanBackend: ComputeBackend {
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
     public var cmDirectSplitTarget = 512
-    /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 32; more: matmul_cm). 16: at 64 columns it lost to
-    /// matmul_cm (kernel-bench), 32 columns were not measured end to end.
-    public var cmDirectMax = 16
+    /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 32; more: matmul_cm). 32: on an H200 at 32 streams
+    /// GPU per step 15.39–15.42 ms against 16.96–16.97 with 16 (at 64 columns its first version lost to matmul_cm).
+    public var cmDirectMax = 32
+    /// Fewest columns matmul_cmd takes (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards on two H200s at 16
+    /// streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against 1496–1502 on
+    /// matvec_q8_mc; Q6_K's stay on matvec_q8_mc (faster than matmul_cm there: kernel-bench 28 against 40 µs, 4096²).
+    public var cmDirectMin = 8
+    /// Whether an n-column product with w takes matmul_cmd (before the device's layout is known: that is checked
+    /// when it is recorded, and a device without it falls through to the other paths).
+    func takesDirect(_ w: VulkanWeight, n: Int) -> Bool {
+        cmDirect && w.type == .q4_K && n >= max(2, cmDirectMin) && n <= min(32, cmDecodeMax, cmDirectMax) && cooperativeMatrix
+            && cmReadsInt8(w, n: n) && directLayout() != nil
+    }
     /// matmul_cmd builds its weight values with half2 arithmetic (H2; env SHARD_VK_CMD_H2=0: in f32, rounded once,
     /// as matmul_cm's operands). On an H200 at 16 streams: GPU per step 10.68–10.71 ms against 11.05 (f32 values) and
     /// 13.16–13.17 (matmul_cm); outputs 4.4e-4 from the f32 tiles against 2.9e-4 (the scale and min rounded to f16).
