@@ -4,9 +4,10 @@ import Glibc
 extension VulkanBackend {
     /// Which (row, column) of a 16 × 16 f16 cooperative matrix each of a subgroup's 32 invocations holds as its
     /// elements 0…7 (coopmat_layout.comp loads a matrix whose element (r, c) is r · 16 + c and writes back what
-    /// every invocation holds); nil without cooperative matrices or where an invocation does not hold 8.
+    /// every invocation holds); nil where the device was not created with cooperative matrices (whatever the
+    /// `cooperativeMatrix` switch says: the shader would be invalid there) or an invocation does not hold 8.
     func coopMatElementMap() throws -> [[(row: Int, column: Int)]]? {
-        guard cooperativeMatrix, device.subgroupSize == 32 else { return nil }
+        guard cooperativeMatrix, ctx.cooperativeMatrix16, device.subgroupSize == 32 else { return nil }
         let out = try GPUBuffer(ctx, size: 257 * 4, hostVisible: false)
         let dummy = try GPUBuffer(ctx, size: 16, hostVisible: false)
         let p = try pipeline("coopmat_layout")

@@ -1,6 +1,9 @@
 import Compute
 import GGUF
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import VulkanBackend
 
 /// matmul_cm.comp's tile shapes and which products take it. The shader itself needs
@@ -220,5 +223,29 @@ extension VulkanBackendTests {
         #expect(VulkanBackend.directFragmentLayout(repeated) == nil)
         let vk = try Shared.vulkan()
         if !vk.cooperativeMatrix { #expect(try vk.coopMatElementMap() == nil && vk.directLayout() == nil) }
+    }
+
+    /// Which products take matmul_cmd: Q4_K, cmDirectMin…cmDirectMax columns, only where the probed layout is known —
+    /// so never on a device created without cooperative matrices, even with the switch forced on (the probe then
+    /// does not run its shader). And the pipeline statistics are off unless asked for (SHARD_VK_PIPELINE_STATS=1).
+    @Test func directKernelNeedsAKnownLayoutAndStatisticsAreOptIn() throws {
+        let vk = try Shared.vulkan()
+        let g = try TempGGUF([("w", [512, 40], .q4_K), ("q", [512, 40], .q6_K)], seed: 5)
+        let w = try vk.loadWeight(g.tensor("w"), of: g.file) as! VulkanWeight
+        let q6 = try vk.loadWeight(g.tensor("q"), of: g.file) as! VulkanWeight
+        let saved = vk.cooperativeMatrix
+        defer { vk.cooperativeMatrix = saved }
+        if !vk.ctx.cooperativeMatrix16 {   // lavapipe (CI): never, even with the switch forced on
+            for forced in [false, true] {
+                vk.cooperativeMatrix = forced
+                for n in [1, 7, 8, 16, 32, 33, 64] { #expect(vk.takesDirect(w, n: n) == false && vk.takesDirect(q6, n: n) == false) }
+            }
+        } else if vk.directLayout() != nil {   // a GPU with the mma layout: Q4_K at 8…32 columns only
+            for n in [1, 7, 8, 16, 32, 33, 64] { #expect(vk.takesDirect(w, n: n) == (8...32).contains(n) && vk.takesDirect(q6, n: n) == false) }
+        }
+        #expect(vk.cmDirectMin == 8 && vk.cmDirectMax == 32 && vk.cmDirect)
+        if getenv("SHARD_VK_PIPELINE_STATS") == nil {
+            #expect(try vk.pipeline("splitk_reduce").statistics().isEmpty)
+        }
     }
 }
