@@ -1,5 +1,5 @@
 #version 450
-// Batched-decode mat-mat (2…64 columns) of Q4_K weights on cooperative matrices, with the weight operands
+// Batched-decode mat-mat (up to 32 columns; the host gives it 8…32) of Q4_K weights on cooperative matrices, with the weight operands
 // built in registers ("direct"): each lane loads exactly the weight bytes of the matrix elements it holds and
 // decodes them into its fragment, so the weights never pass through shared memory and the K loop has one
 // workgroup barrier per 128 k (for X, which the workgroup stages in shared memory as f16).
@@ -18,8 +18,9 @@
 // which feed 4 tiles: T = 2h + u takes the low (h = 0) or high (h = 1) nibbles of bytes 8t + 4u…8t + 4u + 3
 // as the lane's column slots 0…3. So in tile T slot s of quad t is chunk k 32h + 8t + 4u + s, and X is
 // staged with the same permutation.
-// Numerics: the same f16 operands as matmul_cm_pk (weights d·sc·q − dmin·m rounded to f16 from f32, X the
-// int8 copy's float(q)·d rounded to f16), f32 accumulation in another k order.
+// Numerics: f16 operands, f32 accumulation in another k order than matmul_cm's. X: the int8 copy's float(q)·d
+// rounded to f16 (as matmul_cm_pk). Weights: with H2 = 0 d·sc·q − dmin·m rounded to f16 from f32 (as matmul_cm_pk),
+// with H2 = 1 (the host's default) the same in f16 arithmetic (below).
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
