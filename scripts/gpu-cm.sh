@@ -10,10 +10,7 @@
 #   run: OUT=$OUT BUNDLE=.gpu-cm bash .gpu-cm/gpu-cm.sh
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-t0=$(date +%s)
-synth_models || exit 1
-echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+start_models
 [ "${KB:-1}" != 0 ] && timeout 200 $S kernel-bench --vulkan --decode > "$out/kb-decode.txt" 2>&1
 # The default's relative errors against the SU=0 variant's: keep the one near the f32 tiles (~3e-4).
 su=$(python3 - "$out/kb-decode.txt" <<'PY'
@@ -33,14 +30,7 @@ PY
 echo "kernel-bench --decode: $(( $(date +%s) - t0 )) s; stride units: SU=$su" | tee -a "$out/gpu.txt"
 : > "$out/parity.txt"
 tiny_parity 16 | tee -a "$out/parity.txt"
-long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
-for pr in "the quick brown fox" "$long"; do
-  c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)
-  for pe in "SHARD_VK_CM_PACK=0" "SHARD_VK_CM_PACK=1"; do
-    v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
-    echo "7b top-5 logits, $(echo $pr | wc -w)-word prompt ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
-  done
-done
+logits_parity "SHARD_VK_CM_PACK=0" "SHARD_VK_CM_PACK=1"
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 echo "| config | run | 16 streams tok/s (GPU ms/step) | 64 streams tok/s (GPU ms/step) | prefill 512 tok/s | token hashes 16 / 64 |" > "$out/cm.md"
 echo "| --- | ---: | ---: | ---: | ---: | --- |" >> "$out/cm.md"

@@ -8,22 +8,12 @@
 #   run: OUT=$OUT BUNDLE=.gpu bash scripts/gpu-cmd.sh   [KB=0] [PARITY=0] [PROFILE=0] [CONFIGS=...]
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-t0=$(date +%s)
-synth_models || exit 1
-echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+start_models
 [ "${KB:-1}" != 0 ] && timeout 240 $S kernel-bench --vulkan --decode > "$out/kb-decode.txt" 2>&1
 echo "kernel-bench --decode: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 : > "$out/parity.txt"
 [ "${PARITY:-1}" != 0 ] && tiny_parity 16 | tee -a "$out/parity.txt"
-long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
-[ "${PARITY:-1}" != 0 ] && for pr in "the quick brown fox" "$long"; do
-  c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)
-  for pe in "SHARD_VK_CMD=0" "SHARD_VK_CMD=1"; do
-    v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
-    echo "7b top-5 logits, $(echo $pr | wc -w)-word prompt ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
-  done
-done
+[ "${PARITY:-1}" != 0 ] && logits_parity "SHARD_VK_CMD=0" "SHARD_VK_CMD=1"
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 bench_configs "$out/cmd.md" "${CONFIGS:-base|SHARD_VK_CMD=0|16 64;cmd||16 64;base2|SHARD_VK_CMD=0|16 64;cmd2||16 64}"
 [ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 128 \

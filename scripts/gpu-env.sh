@@ -15,6 +15,9 @@
 #   bench_configs TABLE CONFIGS   CONFIGS "name|ENV=V,ENV=V|streams …;…": for each config and stream count,
 #                        bench --concurrency (128 + 128 tokens; bench warms up in its own process first) into
 #                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE
+#   start_models         the GPU's name into $out/gpu.txt, t0 set, synth_models, its time logged (exits when the 7B failed)
+#   logits_parity KNOBS…  the 7B's top-5 logits after a 4-word and a 32-word prompt, CPU against Vulkan under each
+#                        KNOBS setting ("ENV=V ENV=V"), one line each into $out/parity.txt
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
@@ -63,3 +66,20 @@ field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.
 step_ms() { python3 -c "
 import json,sys; d=json.load(open(sys.argv[1])); n=float(d.get('steps',0))
 print(' | '.join('%.2f' % (1000*d[k]/n) if n else '-' for k in ('wall_seconds','vulkan_record_seconds','vulkan_gpu_wait_seconds')))" "$1" 2>/dev/null || echo "- | - | -"; }
+start_models() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+  t0=$(date +%s)
+  synth_models || exit 1
+  echo "synth: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
+}
+logits_parity() {
+  local long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
+  local pr c v pe
+  for pr in "the quick brown fox" "$long"; do
+    c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)
+    for pe in "$@"; do
+      v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
+      echo "7b top-5 logits, $(echo $pr | wc -w)-word prompt ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
+    done
+  done
+}

@@ -1954,6 +1954,30 @@ public final class VulkanBackend: ComputeBackend {
         let w = job.w, n = job.n
         let flags: UInt32 = (job.bias == nil ? 0 : 1) | (residual == nil ? 0 : 2)
         let buffers = [w.buffer, job.input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy]
+        /// A matmul_cm / matmul_cmd product over a (x, y) grid of tiles: one dispatch into the output, or with splits > 1
+        /// (grid z) partial sums into the split scratch, which splitk_reduce adds after the group's barrier.
+        func tileProduct(_ name: String, input: GPUBuffer, grid: (Int, Int), splits: Int, kLen: Int, label: String) {
+            guard splits > 1 else {
+                dispatch(name, [w.buffer, input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
+                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
+                         groups: (grid.0, grid.1, 1), barrierAfter: barrierAfter, label: label)
+                return
+            }
+            let need = splitOffset + splits * n * w.rowCount
+            if (splitScratch?.size ?? 0) < need * 4 + 16 {
+                do {
+                    if let old = splitScratch { retiredScratch.append(old) }
+                    splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
+                } catch { deferredError = error; return }
+            }
+            let scratch = splitScratch!
+            dispatch(name, [w.buffer, input, scratch, dummy, dummy],
+                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
+                     groups: (grid.0, grid.1, splits), barrierAfter: false, label: label)
+            splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
+                                            m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
+            splitOffset = need
+        }
         if n == 1, let q = job.qx {
             // Decode on integer dot products with x already packed as int8 (matvec_q8.comp -DQX): dotRows
             // rows per workgroup, or (Q4_K with dotSubgroupRows, -DSGROWS) dotRows rows per subgroup.
@@ -2007,28 +2031,8 @@ public final class VulkanBackend: ComputeBackend {
             var shape = Self.cmDirectShape
             shape.nt = nt
             let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n, target: cmDirectSplitTarget)
-            let groups = ((w.rowCount + 63) / 64, 1, splits)
-            let label = "matmul cmd /\(splits) q4_K \(w.rowCount)x\(w.rowLength) x\(n)"
-            if splits > 1 {
-                let need = splitOffset + splits * n * w.rowCount
-                if (splitScratch?.size ?? 0) < need * 4 + 16 {
-                    do {
-                        if let old = splitScratch { retiredScratch.append(old) }
-                        splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
-                    } catch { deferredError = error; return }
-                }
-                let scratch = splitScratch!
-                dispatch(name, [w.buffer, qx, scratch, dummy, dummy],
-                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
-                         groups: groups, barrierAfter: false, label: label)
-                splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
-                                                m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
-                splitOffset = need
-                return
-            }
-            dispatch(name, [w.buffer, qx, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
-                     groups: groups, barrierAfter: barrierAfter, label: label)
+            tileProduct(name, input: qx, grid: ((w.rowCount + 63) / 64, 1), splits: splits, kLen: kLen,
+                  label: "matmul cmd /\(splits) q4_K \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
         if let shape = cmShape(w, n: n), case let xi8 = cmReadsInt8(w, n: n) && job.qx != nil && job.k == w.rowLength,
@@ -2037,31 +2041,10 @@ public final class VulkanBackend: ComputeBackend {
             // int8 copy where xi8.
             let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n)
             let input = xi8 ? job.qx! : job.input
-            if splits > 1 {
-                // K split over workgroups (grid z): partial sums into the scratch, added by splitk_reduce.
-                let need = splitOffset + splits * n * w.rowCount
-                if (splitScratch?.size ?? 0) < need * 4 + 16 {
-                    do {
-                        if let old = splitScratch { retiredScratch.append(old) }
-                        splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
-                    } catch { deferredError = error; return }
-                }
-                let scratch = splitScratch!
-                dispatch(full, [w.buffer, input, scratch, dummy, dummy],
-                         [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), 4, UInt32(kLen), UInt32(splitOffset)],
-                         groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, splits),
-                         barrierAfter: false,
-                         label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
-                splitReduces.append(SplitReduce(scratch: scratch, out: job.out.buffer, bias: job.bias?.buffer, residual: residual,
-                                                m: w.rowCount, n: n, splits: splits, flags: flags, offset: splitOffset))
-                splitOffset = need
-                return
-            }
-            dispatch(full, [w.buffer, input, job.out.buffer, job.bias?.buffer ?? dummy, residual ?? dummy],
-                     [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(n), UInt32(w.rowBytes), flags, UInt32(w.rowLength), 0],
-                     groups: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns, 1),
-                     barrierAfter: barrierAfter,
-                     label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
+            // With a K split: partial sums into the scratch, added by splitk_reduce.
+            tileProduct(full, input: input, grid: ((w.rowCount + shape.rows - 1) / shape.rows, (n + shape.columns - 1) / shape.columns),
+                  splits: splits, kLen: kLen,
+                  label: "matmul cm\(cmPacks(n) ? " pk" : "")\(xi8 ? " i8x" : "") \(shape.rows)x\(shape.columns)\(splits > 1 ? " /\(splits)" : "") \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength)")
             return
         }
         let subgroups = dotSubgroups
