@@ -302,6 +302,15 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// A table of GPU time per op kind (per phase), and the GPU span of the steps.
+    /// "pipeline NAME: statistic=value, …" for every pipeline created so far, by name, where the device captures
+    /// the driver's statistics (register count, shared memory, …; env SHARD_VK_PIPELINE_STATS=1); [] elsewhere.
+    func pipelineStatisticsLines() -> [String] {
+        pipelines.sorted(by: { $0.key < $1.key }).compactMap { name, p in
+            let stats = p.statistics()
+            return stats.isEmpty ? nil : "pipeline \(name): " + stats.joined(separator: ", ")
+        }
+    }
+
     public func profileReport() -> String {
         var lines: [String] = []
         for phase in ["prefill", "decode"] {
@@ -323,11 +332,7 @@ public final class VulkanBackend: ComputeBackend {
                 + "\(pipelineCreation.count) in \(fmt(pipelineCreation.seconds * 1e3)) ms; all \(hostTimes.steps) steps: record "
                 + "\(fmt(hostTimes.record * 1e3)) ms, submit + wait \(fmt(hostTimes.gpu * 1e3)) ms, read-back \(fmt(hostTimes.download * 1e3)) ms")
         }
-        // The driver's statistics of every pipeline created (env SHARD_VK_PIPELINE_STATS=1, where the device has them).
-        for (name, p) in pipelines.sorted(by: { $0.key < $1.key }) {
-            let stats = p.statistics()
-            if !stats.isEmpty { lines.append("pipeline \(name): " + stats.joined(separator: ", ")) }
-        }
+        lines += pipelineStatisticsLines()
         return lines.joined(separator: "\n")
     }
 
@@ -824,7 +829,7 @@ public final class VulkanBackend: ComputeBackend {
                      Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
                      Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false },
                      Path(name: "matmul_cmd (direct weight fragments; Q4_K, else matmul_cm)") { b in b.mcDotMax = 0; b.cmDirect = true }]
-        for target in [512, 1024] {
+        for target in [256, 1024] {   // around the default 512
             paths.append(Path(name: "matmul_cmd target \(target)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target })
         }
         paths.append(Path(name: "matmul_cmd, f32 weight values (SHARD_VK_CMD_H2=0)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectHalf2 = false })
@@ -904,12 +909,7 @@ public final class VulkanBackend: ComputeBackend {
                 lines.append("decode \(t) \(m)x\(k) x \(n):\n    " + cells.joined(separator: "\n    "))
             }
         }
-        // The driver's statistics (register count, shared memory, …) of every pipeline the report used, where the
-        // device captures them (env SHARD_VK_PIPELINE_STATS=1).
-        for (name, p) in pipelines.sorted(by: { $0.key < $1.key }) {
-            let stats = p.statistics()
-            if !stats.isEmpty { lines.append("pipeline \(name): " + stats.joined(separator: ", ")) }
-        }
+        lines += pipelineStatisticsLines()
         return lines.joined(separator: "\n")
     }
 
@@ -2304,11 +2304,11 @@ public final class VulkanBackend: ComputeBackend {
     /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
     /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
     public var cmSplitTarget = 256
-    /// Q4_K decode products of up to cmDirectMax columns (that matvec_q8_mc does not take) with the int8 copy of X
-    /// take matmul_cmd.comp (weight fragments built in registers, no shared weight tiles) where the device's
-    /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once); env SHARD_VK_CMD=0:
-    /// off, matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams, two calls): GPU per step 11.97–11.99 ms
-    /// against 13.06–13.08 (BENCHMARKS.md).
+    /// Q4_K decode products of cmDirectMin…cmDirectMax columns with the int8 copy of X take matmul_cmd.comp (weight
+    /// fragments built in registers, no shared weight tiles; ahead of matvec_q8_mc and matmul_cm) where the device's
+    /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once; `takesDirect`); env
+    /// SHARD_VK_CMD=0: off, matvec_q8_mc / matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams): GPU per step
+    /// 10.6–10.7 ms against 13.1 (BENCHMARKS.md, session 7).
     public var cmDirect = true
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
@@ -2320,8 +2320,8 @@ public final class VulkanBackend: ComputeBackend {
     /// streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against 1496–1502 on
     /// matvec_q8_mc; Q6_K's stay on matvec_q8_mc (faster than matmul_cm there: kernel-bench 28 against 40 µs, 4096²).
     public var cmDirectMin = 8
-    /// Whether an n-column product with w takes matmul_cmd (before the device's layout is known: that is checked
-    /// when it is recorded, and a device without it falls through to the other paths).
+    /// Whether an n-column product with w takes matmul_cmd: Q4_K, cmDirectMin…cmDirectMax columns (the shader holds 32),
+    /// the int8 copy of X, and a device whose probed layout is the kernel's (probed on the first call).
     func takesDirect(_ w: VulkanWeight, n: Int) -> Bool {
         cmDirect && w.type == .q4_K && n >= max(2, cmDirectMin) && n <= min(32, cmDecodeMax, cmDirectMax) && cooperativeMatrix
             && cmReadsInt8(w, n: n) && directLayout() != nil
@@ -2355,12 +2355,13 @@ public final class VulkanBackend: ComputeBackend {
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
+    /// `target`: the workgroup count to aim at (default cmSplitTarget; matmul_cmd passes its own).
     func cmSplit(_ shape: CMShape, m: Int, k: Int, n: Int, target: Int? = nil) -> (splits: Int, kLen: Int) {
-        let cmSplitTarget = target ?? cmSplitTarget
-        guard cmSplitTarget > 0, n <= cmDecodeMax else { return (1, k) }
+        let goal = target ?? cmSplitTarget
+        guard goal > 0, n <= cmDecodeMax else { return (1, k) }
         let step = shape.kc * shape.ks
         let groups = ((m + shape.rows - 1) / shape.rows) * ((n + shape.columns - 1) / shape.columns)
-        let want = min((cmSplitTarget + groups - 1) / groups, (k + step - 1) / step)
+        let want = min((goal + groups - 1) / groups, (k + step - 1) / step)
         guard want > 1 else { return (1, k) }
         let kLen = ((k + want - 1) / want + step - 1) / step * step
         return ((k + kLen - 1) / kLen, kLen)
