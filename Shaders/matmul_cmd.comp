@@ -1,11 +1,11 @@
 #version 450
-// Batched-decode mat-mat (up to 32 columns; the host gives it 8…32) of Q4_K weights on cooperative matrices, with the weight operands
-// built in registers ("direct"): each lane loads exactly the weight bytes of the matrix elements it holds and
+// Batched-decode mat-mat (up to 64 columns: NT 16-column matrices; the host gives it 8…64) of Q4_K or Q6_K weights
+// (TYPE_*) on cooperative matrices, with the weight operands built in registers ("direct"): each lane loads exactly the weight bytes of the matrix elements it holds and
 // decodes them into its fragment, so the weights never pass through shared memory and the K loop has one
 // workgroup barrier per 128 k (for X, which the workgroup stages in shared memory as f16).
 //   Y[c][row] = W[row] . X[c] (+ bias[row]) (+ into Res); with flags bit 2, K split over workgroups (grid z)
 //   into partial sums that splitk_reduce.comp adds, exactly as matmul_cm.comp does (same bindings, push
-//   constants and grid: 64 rows × 16·NT columns per workgroup). K steps of 128 k (half a Q4_K block): each lane
+//   constants and grid: 64 rows × 16·NT columns per workgroup). K steps of 128 k (half a Q4_K / Q6_K block): each lane
 //   has the next step's 64 weight bytes in flight while it multiplies the current one. (Whole-block steps,
 //   twice the bytes in flight, measured slower end to end on an H200.)
 // Layout assumed (checked by the host with coopmat_layout.comp before this kernel is used): invocation l of
@@ -38,7 +38,7 @@ layout(std430, binding = 4) buffer ResBuf { float Res[]; };
 layout(push_constant) uniform Params { uint M, K, N, rowBytes, flags, kLen, pOff; } p;
 
 // WG (constant 0) must be 128: 4 subgroups of 32, each 16 weight rows (the host checks the subgroup size).
-layout(constant_id = 1) const uint NT = 1u;     // 16-column matrices (1 or 2)
+layout(constant_id = 1) const uint NT = 1u;     // 16-column matrices (1…4)
 layout(constant_id = 2) const uint ALAY = 0u;   // the fragment's element layout (above)
 // Ablations for timing only (wrong results; kernel-bench's SHARD_VK_CMD_ABL): bit 0 no weight scales (raw nibbles),
 // bit 1 no X staging (B from whatever the shared tiles hold), bit 2 no workgroup barrier either.
@@ -51,12 +51,50 @@ layout(constant_id = 4) const uint H2 = 0u;
 const uint TK = 128u;                           // k per step: two 64-k chunks, 8 tiles
 const uint TNC = 16u * NT;                      // columns per workgroup
 // X tiles, double-buffered: [buffer][tile 0…7][column][16 k as 2 uvec4 of f16 pairs].
-shared uvec4 Bsh4[2u * 8u * 32u * 2u];
+shared uvec4 Bsh4[2u * 8u * TNC * 2u];
 shared float Osh[8u * 256u];   // per subgroup one 16 × 16 output matrix (two with NT = 1)
 
 #define F16MAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define F32MAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
+#if defined(TYPE_Q6_K)
+// Q6_K (210-byte blocks: ql[128], qh[64], scales[16] int8, d f16; fields only 2-byte aligned). A step is one half n
+// of a block (128 k): value l + 32m (l < 32, m < 4) of the half is (ql[64n + l + 32(m & 1)] >> 4(m >> 1)) & 15 |
+// ((qh[32n + l] >> 2m) & 3) << 4, minus 32, times d·scales[8n + l / 16 + 2m]. Lane quad t takes l = 8t…8t+7: ql bytes
+// 8t… of both 32-byte runs, qh bytes 8t…, and the 4 scales (t / 2) + 2m. Tile T = 2m + u then takes bytes 4u…4u+3
+// of those as slots 0…3, i.e. k 32m + 8t + 4u + s: the Q4_K permutation with m = 2·chunk + h, so X is staged alike.
+struct WRegs { uvec2 la0, lb0, qh0, sc0, la1, lb1, qh1, sc1; float d0, d1; };   // <run><row>
+
+// 8 bytes at an even byte offset (3 words, the last clamped to the buffer: the scales of a buffer's last half-block).
+uvec2 ld64(uint o) {
+    const uint i = o >> 2, a0 = W[i], a1 = W[i + 1u], a2 = W[min(i + 2u, uint(W.length()) - 1u)];
+    return (o & 2u) != 0u ? uvec2((a0 >> 16) | (a1 << 16), (a1 >> 16) | (a2 << 16)) : uvec2(a0, a1);
+}
+
+WRegs loadW(uint r0, uint r1, uint k0, uint t) {
+    WRegs w;
+    const uint b = k0 >> 8, n = (k0 >> 7) & 1u;
+    const uint o0 = r0 * p.rowBytes + b * 210u, o1 = r1 * p.rowBytes + b * 210u;
+    w.la0 = ld64(o0 + 64u * n + 8u * t);        w.la1 = ld64(o1 + 64u * n + 8u * t);
+    w.lb0 = ld64(o0 + 64u * n + 32u + 8u * t);  w.lb1 = ld64(o1 + 64u * n + 32u + 8u * t);
+    w.qh0 = ld64(o0 + 128u + 32u * n + 8u * t); w.qh1 = ld64(o1 + 128u + 32u * n + 8u * t);
+    w.sc0 = ld64(o0 + 192u + 8u * n);           w.sc1 = ld64(o1 + 192u + 8u * n);
+    w.d0 = unpackHalf2x16(W[(o0 + 208u) >> 2] >> ((o0 & 2u) * 8u)).x;
+    w.d1 = unpackHalf2x16(W[(o1 + 208u) >> 2] >> ((o1 & 2u) * 8u)).x;
+    return w;
+}
+
+// d·scale of quadrant m for lane quad t (the scale bytes of the half in sc).
+float q6Scale(uvec2 sc, float d, uint m, uint t) {
+    return d * float(bitfieldExtract(int(sc[m >> 1]), int(8u * ((t >> 1) + 2u * (m & 1u))), 8));
+}
+
+// The 4 six-bit values (bytes) of word u of quadrant m.
+uint q6Word(uvec2 la, uvec2 lb, uvec2 qh, uint m, uint u) {
+    const uint l = (m & 1u) != 0u ? lb[u] : la[u];
+    return ((l >> (4u * (m >> 1))) & 0x0F0F0F0Fu) | (((qh[u] >> (2u * m)) & 0x03030303u) << 4);
+}
+#else
 // A lane's weights of one step: per row (g, g + 8) the block header and 8 qs bytes of each of the two chunks.
 struct WRegs { uvec4 h0, h1; uvec2 q0[2], q1[2]; };   // q<row>[chunk of the step]
 
@@ -90,18 +128,20 @@ vec2 subScale(uvec4 hdr, uint j) {
     return vec2(dm.x * float(sc), dm.y * float(mn));
 }
 
-// The fragment of tile T = 2h + u (0…3) of a chunk whose qs bytes are q0 (row g) / q1 (row g + 8) with
-// sub-block scales s0 / s1 (of sub-block 2c + h).
-F16MAT fragA(uvec2 q0, uvec2 q1, vec2 s0, vec2 s1, uint h, uint u) {
-    const uint w0 = ((u == 0u ? q0.x : q0.y) >> (4u * h)) & 0x0F0F0F0Fu, w1 = ((u == 0u ? q1.x : q1.y) >> (4u * h)) & 0x0F0F0F0Fu;
+
+#endif
+
+// A fragment from the 4 values (bytes, ≤ 63) of row g in w0 and of row g + 8 in w1: (q − off)·s − m per value.
+F16MAT fragFromBytes(uint w0, uint w1, vec2 s0, vec2 s1, float off, bool hasMin) {
     if (H2 != 0u) {
-        // hv[2r + p]: row g (r = 0) or g + 8 (r = 1), slots 2p, 2p + 1.
-        const f16vec2 s0h = f16vec2(s0.x), m0h = f16vec2(s0.y), s1h = f16vec2(s1.x), m1h = f16vec2(s1.y), k1024 = f16vec2(1024.0);
+        // hv[2r + p]: row g (r = 0) or g + 8 (r = 1), slots 2p, 2p + 1. Bytes ORed into f16 1024 + q: exact.
+        const f16vec2 s0h = f16vec2(s0.x), m0h = f16vec2(s0.y), s1h = f16vec2(s1.x), m1h = f16vec2(s1.y), k = f16vec2(1024.0 + off);
         f16vec2 hv[4];
-        hv[0] = (unpackFloat2x16((w0 & 0xFu) | ((w0 & 0xF00u) << 8) | 0x64006400u) - k1024) * s0h - m0h;
-        hv[1] = (unpackFloat2x16(((w0 >> 16) & 0xFu) | ((w0 >> 8) & 0xF0000u) | 0x64006400u) - k1024) * s0h - m0h;
-        hv[2] = (unpackFloat2x16((w1 & 0xFu) | ((w1 & 0xF00u) << 8) | 0x64006400u) - k1024) * s1h - m1h;
-        hv[3] = (unpackFloat2x16(((w1 >> 16) & 0xFu) | ((w1 >> 8) & 0xF0000u) | 0x64006400u) - k1024) * s1h - m1h;
+        hv[0] = (unpackFloat2x16((w0 & 0xFFu) | ((w0 & 0xFF00u) << 8) | 0x64006400u) - k) * s0h;
+        hv[1] = (unpackFloat2x16(((w0 >> 16) & 0xFFu) | ((w0 >> 8) & 0xFF0000u) | 0x64006400u) - k) * s0h;
+        hv[2] = (unpackFloat2x16((w1 & 0xFFu) | ((w1 & 0xFF00u) << 8) | 0x64006400u) - k) * s1h;
+        hv[3] = (unpackFloat2x16(((w1 >> 16) & 0xFFu) | ((w1 >> 8) & 0xFF0000u) | 0x64006400u) - k) * s1h;
+        if (hasMin) { hv[0] -= m0h; hv[1] -= m0h; hv[2] -= m1h; hv[3] -= m1h; }
         F16MAT a;
         [[unroll]] for (uint i = 0u; i < 8u; i++) {
             const uint sel = (ALAY >> (3u * i)) & 7u;
@@ -109,9 +149,9 @@ F16MAT fragA(uvec2 q0, uvec2 q1, vec2 s0, vec2 s1, uint h, uint u) {
         }
         return a;
     }
-    vec4 v0 = u8x4(w0);
-    vec4 v1 = u8x4(w1);
-    if ((ABL & 1u) == 0u) { v0 = s0.x * v0 - s0.y; v1 = s1.x * v1 - s1.y; }
+    vec4 v0 = u8x4(w0) - off;
+    vec4 v1 = u8x4(w1) - off;
+    if ((ABL & 1u) == 0u) { v0 = s0.x * v0 - (hasMin ? s0.y : 0.0); v1 = s1.x * v1 - (hasMin ? s1.y : 0.0); }
     F16MAT a;
     [[unroll]] for (uint i = 0u; i < 8u; i++) {
         const uint sel = (ALAY >> (3u * i)) & 7u;
@@ -119,6 +159,13 @@ F16MAT fragA(uvec2 q0, uvec2 q1, vec2 s0, vec2 s1, uint h, uint u) {
         a[i] = float16_t(v[sel >> 1]);
     }
     return a;
+}
+
+// The fragment of tile T = 2h + u (0…3) of a chunk whose qs bytes are q0 (row g) / q1 (row g + 8) with
+// sub-block scales s0 / s1 (of sub-block 2c + h).
+F16MAT fragA(uvec2 q0, uvec2 q1, vec2 s0, vec2 s1, uint h, uint u) {
+    const uint w0 = ((u == 0u ? q0.x : q0.y) >> (4u * h)) & 0x0F0F0F0Fu, w1 = ((u == 0u ? q1.x : q1.y) >> (4u * h)) & 0x0F0F0F0Fu;
+    return fragFromBytes(w0, w1, s0, s1, 0.0, true);
 }
 
 void main() {
@@ -130,20 +177,20 @@ void main() {
     const uint kBegin = split ? gl_WorkGroupID.z * p.kLen : 0u, kEnd = split ? min(p.K, kBegin + p.kLen) : p.K;
     const uint xs = (p.K / 4u + p.K / 256u + 3u) & ~3u;   // words per column of the int8 copy (qx_stride)
 
-    F32MAT c0 = F32MAT(0.0), c1 = F32MAT(0.0);
+    F32MAT c0 = F32MAT(0.0), c1 = F32MAT(0.0), c2 = F32MAT(0.0), c3 = F32MAT(0.0);
 
     // X of a step: 16·NT columns × 128 k of int8 = 8·16·NT units of 16 k, NT per invocation.
-    uvec4 xq[2];
-    float xd[2];
+    uvec4 xq[4];
+    float xd[4];
 #define LOAD_X(k0) \
-    [[unroll]] for (uint s = 0u; s < 2u; s++) if (s < NT) { \
+    [[unroll]] for (uint s = 0u; s < 4u; s++) if (s < NT) { \
         const uint e = tid + 128u * s, c = min(col0 + e / 8u, p.N - 1u); \
         xq[s] = XQ4[(c * xs + (k0) / 4u) / 4u + e % 8u]; \
         xd[s] = uintBitsToFloat(XQ[c * xs + p.K / 4u + (k0) / 256u]); \
     }
     // Registers → buffer bf: unit e (column e / 8, k 16·(e % 8)…) into the tiles' permuted slots.
 #define STORE_X(bf) \
-    [[unroll]] for (uint s = 0u; s < 2u; s++) if (s < NT) { \
+    [[unroll]] for (uint s = 0u; s < 4u; s++) if (s < NT) { \
         const uint e = tid + 128u * s, cc = e / 8u, uu = e % 8u; \
         const uint chunk = uu >> 2, h = (uu >> 1) & 1u, t0 = 2u * (uu & 1u); \
         const uvec4 q = xq[s]; \
@@ -158,6 +205,17 @@ void main() {
         } \
     }
 
+    // Tile T (0…7) of the step: B from buffer bf, product into c0 / c1 (u: the tile's parity).
+#define PRODUCT(T, u) { \
+        const uint tb = ((bf * 8u + (T)) * TNC) * 2u; \
+        F16MAT b; \
+        coopMatLoadNV(b, Bsh4, tb, 2u, true); \
+        /* One column matrix: two accumulators (odd tiles in c1), halving the chain of dependent products. */ \
+        if (NT == 1u && (u) == 1u) c1 = coopMatMulAddNV(a, b, c1); else c0 = coopMatMulAddNV(a, b, c0); \
+        if (NT > 1u) { coopMatLoadNV(b, Bsh4, tb + 32u, 2u, true); c1 = coopMatMulAddNV(a, b, c1); } \
+        if (NT > 2u) { coopMatLoadNV(b, Bsh4, tb + 64u, 2u, true); c2 = coopMatMulAddNV(a, b, c2); } \
+        if (NT > 3u) { coopMatLoadNV(b, Bsh4, tb + 96u, 2u, true); c3 = coopMatMulAddNV(a, b, c3); } \
+    }
     WRegs cur = loadW(r0, r1, kBegin, t), nxt;
     LOAD_X(kBegin)
     uint bf = 0u;
@@ -169,6 +227,16 @@ void main() {
             if ((ABL & 2u) == 0u) { LOAD_X(k0 + TK) }
         }
         if ((ABL & 4u) == 0u) barrier();
+#if defined(TYPE_Q6_K)
+        [[unroll]] for (uint m = 0u; m < 4u; m++) {
+            const vec2 s0 = vec2(q6Scale(cur.sc0, cur.d0, m, t), 0.0), s1 = vec2(q6Scale(cur.sc1, cur.d1, m, t), 0.0);
+            [[unroll]] for (uint u = 0u; u < 2u; u++) {
+                const F16MAT a = fragFromBytes(q6Word(cur.la0, cur.lb0, cur.qh0, m, u), q6Word(cur.la1, cur.lb1, cur.qh1, m, u),
+                                               s0, s1, 32.0, false);
+                PRODUCT(2u * m + u, u)
+            }
+        }
+#else
         const uint c = (k0 >> 6) & 3u;   // first chunk of the step in its block
         [[unroll]] for (uint j = 0u; j < 2u; j++) {
             const uvec2 q0 = cur.q0[j], q1 = cur.q1[j];
@@ -177,15 +245,11 @@ void main() {
                 const vec2 s0 = (ABL & 1u) == 0u ? subScale(cur.h0, sub) : vec2(0.0), s1 = (ABL & 1u) == 0u ? subScale(cur.h1, sub) : vec2(0.0);
                 [[unroll]] for (uint u = 0u; u < 2u; u++) {
                     const F16MAT a = fragA(q0, q1, s0, s1, h, u);
-                    const uint tb = ((bf * 8u + 4u * j + 2u * h + u) * TNC) * 2u;
-                    F16MAT b;
-                    coopMatLoadNV(b, Bsh4, tb, 2u, true);
-                    // One column matrix: two accumulators (odd tiles in c1), halving the chain of dependent products.
-                    if (NT == 1u && u == 1u) c1 = coopMatMulAddNV(a, b, c1); else c0 = coopMatMulAddNV(a, b, c0);
-                    if (NT > 1u) { coopMatLoadNV(b, Bsh4, tb + 32u, 2u, true); c1 = coopMatMulAddNV(a, b, c1); }
+                    PRODUCT(4u * j + 2u * h + u, u)
                 }
             }
         }
+#endif
         if (more) cur = nxt;
         bf ^= 1u;
     }
@@ -210,5 +274,5 @@ void main() {
         } \
         subgroupBarrier(); \
     }
-    OUT_MAT(c0, 0) OUT_MAT(c1, 1)
+    OUT_MAT(c0, 0) OUT_MAT(c1, 1) OUT_MAT(c2, 2) OUT_MAT(c3, 3)
 }

@@ -3,7 +3,7 @@
 # Sources/VulkanBackend/Generated/Shaders.swift. Run after editing Shaders/; the VulkanBackend tests
 # recompile with glslc (when installed) and fail if the committed file is stale.
 # matmul.comp, matmul_tiled.comp, matmul_coop.comp, matmul_coop2.comp, matvec.comp and embed.comp are compiled once per weight format (-DTYPE_<FORMAT>);
-# matmul_cmd.comp (direct weight fragments) for Q4_K; matmul_cm.comp for the formats in cm_formats (also with -DPACK: matmul_cm_pk_*, packed shared stores, int8 X); matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec
+# matmul_cmd.comp (direct weight fragments) for Q4_K and Q6_K; matmul_cm.comp for the formats in cm_formats (also with -DPACK: matmul_cm_pk_*, packed shared stores, int8 X); matvec.comp also with -DMC (matvec_mc_*: the multi-column mat-vec
 # of batched decode); matvec_q8.comp (the integer-dot-product mat-vec) and matvec_q8_mc.comp (its multi-column variant) for Q4_K and Q6_K only; attn_decode.comp
 # and store_kv.comp also with -DKV_Q8 (attn_decode_q8, store_kv_q8: the Q8_0 KV cache); attn_decode.comp and
 # attn_decode_vec.comp also with -DFUSED_MERGE (attn_decode_merge, attn_decode_vec_merge); attn_prefill.comp also with
@@ -46,6 +46,7 @@ emit() {  # name, source, extra glslc flags...
     emit "matmul_cm_pk_$f" Shaders/matmul_cm.comp "-DTYPE_$(echo "$f" | tr 'a-z' 'A-Z')" -DPACK
   done
   emit "matmul_cmd_q4_K" Shaders/matmul_cmd.comp -DTYPE_Q4_K
+  emit "matmul_cmd_q6_K" Shaders/matmul_cmd.comp -DTYPE_Q6_K
   emit "matvec_xs_q4_K" Shaders/matvec.comp -DTYPE_Q4_K -DXSH
   emit "matvec_q8_q4_K" Shaders/matvec_q8.comp -DTYPE_Q4_K
   emit "matvec_q8_q6_K" Shaders/matvec_q8.comp -DTYPE_Q6_K

@@ -5,7 +5,8 @@
 # applies, and every path's relative difference from the f32 tiles), then parity (tiny models' greedy tokens vs
 # the CPU; the 7B's top-5 logits after a 4-word and a 32-word prompt under both), then CONFIGS through
 # bench_configs (aggregate decode, 128 + 128 tokens per stream), then a --profile of 16 streams.
-#   run: OUT=$OUT BUNDLE=.gpu bash scripts/gpu-cmd.sh   [KB=0] [PARITY=0] [PROFILE=0] [CONFIGS=...]
+#   run: OUT=$OUT BUNDLE=.gpu bash scripts/gpu-cmd.sh   [KB=0] [PARITY=0] [PROFILE=0] [CONFIGS=...] [LOGITS_KNOBS="K=V,K=V …"]
+#   (LOGITS_KNOBS: one word per setting, commas between its variables; LONGER=1 adds a 50-word prompt)
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"
 start_models
@@ -13,7 +14,7 @@ start_models
 echo "kernel-bench --decode: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 : > "$out/parity.txt"
 [ "${PARITY:-1}" != 0 ] && tiny_parity 16 | tee -a "$out/parity.txt"
-[ "${PARITY:-1}" != 0 ] && logits_parity "SHARD_VK_CMD=0" "SHARD_VK_CMD=1"
+[ "${PARITY:-1}" != 0 ] && logits_parity ${LOGITS_KNOBS:-"SHARD_VK_CMD=0" "SHARD_VK_CMD=1"}
 echo "parity done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"
 bench_configs "$out/cmd.md" "${CONFIGS:-base|SHARD_VK_CMD=0|16 64;cmd||16 64;base2|SHARD_VK_CMD=0|16 64;cmd2||16 64}"
 [ "${PROFILE:-1}" != 0 ] && timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency 16 --prompt-tokens 128 \

@@ -16,7 +16,7 @@
 #                        bench --concurrency (128 + 128 tokens; bench warms up in its own process first) into
 #                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE
 #   start_models         the GPU's name into $out/gpu.txt, t0 set, synth_models, its time logged (exits when the 7B failed)
-#   logits_parity KNOBS…  the 7B's top-5 logits after a 4-word and a 32-word prompt, CPU against Vulkan under each
+#   logits_parity KNOBS…  the 7B's top-5 logits after a 4-word and a 32-word prompt (and a 50-word one with LONGER=1), CPU against Vulkan under each
 #                        KNOBS setting ("ENV=V ENV=V"), one line each into $out/parity.txt
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
@@ -74,11 +74,12 @@ start_models() {
 }
 logits_parity() {
   local long="the quick brown fox jumps over the lazy dog while the cat sleeps on a warm mat near the old red barn and the farmer walks his two dogs along the river"
+  local longer="$long and then they all go home for dinner where the mother has made a big pot of soup"
   local pr c v pe
-  for pr in "the quick brown fox" "$long"; do
+  for pr in "the quick brown fox" "$long" ${LONGER:+"$longer"}; do
     c=$($S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend cpu 2>&1)
     for pe in "$@"; do
-      v=$(env $pe $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
+      v=$(env ${pe//,/ } $S logits --model /tmp/7b.gguf --prompt "$pr" --top 5 --backend vulkan 2>&1)
       echo "7b top-5 logits, $(echo $pr | wc -w)-word prompt ($pe): $(topk_parity "$c" "$v")" | tee -a "$out/parity.txt"
     done
   done

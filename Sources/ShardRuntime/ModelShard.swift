@@ -265,8 +265,10 @@ public final class ModelShard {
             while true {
                 let chunk = logitRows[start..<min(start + headInput.rowCapacity, logitRows.count)]
                 for (j, r) in chunk.enumerated() { backend.copyRows(normFirst ? xn : x, from: r, to: headInput, at: j, count: 1) }
-                if !normFirst { backend.rmsNorm(headInput, weight: outputNorm, eps: config.rmsEps, into: headInput) }
-                backend.matmul(output, headInput, bias: nil, into: logits, rows: chunk.count)
+                // Normalized out of place (into xn, which holds the step's n rows), so that a backend can fuse the
+                // norm with the rounding of the head's input (Vulkan: rms_quant's int8 copy for the batched kernels).
+                if !normFirst { backend.rmsNorm(headInput, weight: outputNorm, eps: config.rmsEps, into: xn) }
+                backend.matmul(output, normFirst ? headInput : xn, bias: nil, into: logits, rows: chunk.count)
                 // Every chunk alike: the backend offers the argmax for all of them or for none.
                 let picked = picksOnly && backend.recordArgmax(logits, rows: chunk.count)
                 try backend.endStep()

@@ -74,12 +74,14 @@
 //   SHARD_VK_CM_SU=0: coopMatLoadNV strides in f16s instead of uvec4s; SHARD_VK_CM_PACK_PRE=0: prefill
 //   products on the unpacked kernel); it holds up to 128 k per step, which Q4_K's split decode tiles use
 //   (64 rows × 128 k, 128 rows × 64 k for 8192+ rows; SHARD_VK_CM_DECS_Q4K / _DECS_TALL_Q4K); the multi-column
-//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0. Q4_K decode products
-//   of 8…32 columns (cmDirectMin…cmDirectMax) take matmul_cmd.comp instead: the weight operands built in registers from
+//   mat-vec and matmul_coop.comp remain for the other formats and with env SHARD_VK_CM=0. Q4_K and Q6_K decode
+//   products of 8…64 columns (cmDirectMin…cmDirectMax; Q4_K of 8192+ rows up to cmDirectTallMax, 32) take
+//   matmul_cmd.comp instead: the weight operands built in registers from
 //   each lane's own weight bytes (no shared weight tiles; one barrier per 128 k, for X), which needs the
 //   device's cooperative-matrix element layout to be the mma one — coopmat_layout.comp probes it once
 //   (CoopMatLayout.swift) and the kernel is not used where it differs (env SHARD_VK_CMD=0: off;
-//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MIN / _MAX: fewest / most columns).
+//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MIN / _MAX: fewest / most columns;
+//   SHARD_VK_CMD_Q6=0: Q4_K only; _CMD_MIN_Q6: fewest columns of a Q6_K product; _CMD_TALL_MAX).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
 //   created pipelines; a file of another device or driver is ignored; env SHARD_VK_NO_PIPELINE_CACHE=1:
@@ -122,7 +124,8 @@
 //   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; default 1, 2: one-row decode on attn_decode_merge as before),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set), SHARD_VK_CMD / _CMD_SPLIT /
-//   _CMD_MIN / _CMD_MAX / _CMD_H2 / _CMD_ABL (matmul_cmd; _ABL: timing ablations with wrong results, kernel-bench only).
+//   _CMD_MIN / _CMD_MAX / _CMD_H2 / _CMD_ABL / _CMD_Q6 / _CMD_MIN_Q6 / _CMD_TALL_MAX (matmul_cmd; _ABL: timing ablations
+//   with wrong results, kernel-bench only).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
@@ -417,6 +420,9 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CMD_SPLIT"), v >= 0 { cmDirectSplitTarget = v }
         if let v = env("SHARD_VK_CMD_MAX"), v >= 0 { cmDirectMax = v }
         if let v = env("SHARD_VK_CMD_MIN"), v >= 0 { cmDirectMin = v }
+        if let v = env("SHARD_VK_CMD_MIN_Q6"), v >= 0 { cmDirectMinQ6K = v }
+        if env("SHARD_VK_CMD_Q6") == 0 { cmDirectQ6K = false }
+        if let v = env("SHARD_VK_CMD_TALL_MAX"), v >= 0 { cmDirectTallMax = v }
         if let v = env("SHARD_VK_CMD_ABL"), v >= 0 { cmDirectAblation = v }
         if env("SHARD_VK_CMD_H2") == 0 { cmDirectHalf2 = false }
         if env("SHARD_VK_CM_PACK_PRE") == 0 { cmPackPrefill = false }
@@ -828,7 +834,7 @@ public final class VulkanBackend: ComputeBackend {
                      Path(name: "matmul_cm split, packed f32 X (SHARD_VK_CM_I8X=0)") { b in b.mcDotMax = 0; b.cmInt8X = 0 },
                      Path(name: "matmul_cm split, defaults (packed, int8 X)") { b in b.mcDotMax = 0 },
                      Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false },
-                     Path(name: "matmul_cmd (direct weight fragments; Q4_K, else matmul_cm)") { b in b.mcDotMax = 0; b.cmDirect = true }]
+                     Path(name: "matmul_cmd (direct weight fragments; Q4_K and Q6_K)") { b in b.mcDotMax = 0; b.cmDirect = true }]
         for target in [256, 1024] {   // around the default 512
             paths.append(Path(name: "matmul_cmd target \(target)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target })
         }
@@ -870,7 +876,7 @@ public final class VulkanBackend: ComputeBackend {
                         (saved.0, true, saved.3, saved.4, saved.5, saved.6, 64, 2)
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
-                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 32, 0, savedDirect.4)
+                    (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 64, 0, savedDirect.4)
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -1258,7 +1264,7 @@ public final class VulkanBackend: ComputeBackend {
         "matmul_cm_q4_K": (SPIRV.matmul_cm_q4_K, 5), "matmul_cm_q6_K": (SPIRV.matmul_cm_q6_K, 5),
         "matmul_cm_pk_q4_K": (SPIRV.matmul_cm_pk_q4_K, 5), "matmul_cm_pk_q6_K": (SPIRV.matmul_cm_pk_q6_K, 5),
         "splitk_reduce": (SPIRV.splitk_reduce, 4), "sync_probe": (SPIRV.sync_probe, 2),
-        "matmul_cmd_q4_K": (SPIRV.matmul_cmd_q4_K, 5), "coopmat_layout": (SPIRV.coopmat_layout, 2),
+        "matmul_cmd_q4_K": (SPIRV.matmul_cmd_q4_K, 5), "matmul_cmd_q6_K": (SPIRV.matmul_cmd_q6_K, 5), "coopmat_layout": (SPIRV.coopmat_layout, 2),
     ]
 
     static func shaderSuffix(_ t: GGMLType) -> String {
@@ -2024,7 +2030,7 @@ public final class VulkanBackend: ComputeBackend {
             return
         }
         if takesDirect(w, n: n), let qx = job.qx, job.k == w.rowLength, let alay = directLayout(), case let nt = (n + 15) / 16,
-           case let name = "matmul_cmd_q4_K#\(nt).\(alay).\(cmDirectAblation).\(cmDirectHalf2 ? 1 : 0)",
+           case let name = "matmul_cmd_\(Self.shaderSuffix(w.type))#\(nt).\(alay).\(cmDirectAblation).\(cmDirectHalf2 ? 1 : 0)",
            cmPipeline(name) {
             // Batched decode on cooperative matrices with the weight fragments built in registers (matmul_cmd.comp),
             // 64 rows × 16·nt columns per workgroup, K split as matmul_cm's decode tiles.
@@ -2032,7 +2038,7 @@ public final class VulkanBackend: ComputeBackend {
             shape.nt = nt
             let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n, target: cmDirectSplitTarget)
             tileProduct(name, input: qx, grid: ((w.rowCount + 63) / 64, 1), splits: splits, kLen: kLen,
-                  label: "matmul cmd /\(splits) q4_K \(w.rowCount)x\(w.rowLength) x\(n)")
+                  label: "matmul cmd /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
         }
         if let shape = cmShape(w, n: n), case let xi8 = cmReadsInt8(w, n: n) && job.qx != nil && job.k == w.rowLength,
@@ -2313,19 +2319,32 @@ public final class VulkanBackend: ComputeBackend {
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
     public var cmDirectSplitTarget = 512
-    /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 32; more: matmul_cm). 32: on an H200 at 32 streams
-    /// GPU per step 15.39–15.42 ms against 16.96–16.97 with 16 (at 64 columns its first version lost to matmul_cm).
-    public var cmDirectMax = 32
+    /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 64; more: matmul_cm). 64: on an H200 at 64 streams
+    /// GPU per step 23.26 ms against 23.85–23.92 with 32 (in the model at ~62 columns: Q6_K 4096 × 11008 88 µs against
+    /// matmul_cm's 121, Q4_K 4096 × 11008 74 against 79, 4096² 34 against 34, 11008 × 4096 72 against 68 — hence
+    /// cmDirectTallMax). At 32 streams: 32 against 16 columns, GPU per step 15.4 against 17.0 ms.
+    public var cmDirectMax = 64
+    /// Most columns a Q4_K product of 8192+ rows takes matmul_cmd with (env SHARD_VK_CMD_TALL_MAX): above it
+    /// matmul_cm's 128-row tall tile was faster on an H200 (72 against 68 µs for 11008 × 4096 at ~62 columns).
+    public var cmDirectTallMax = 32
     /// Fewest columns matmul_cmd takes (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards on two H200s at 16
     /// streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against 1496–1502 on
     /// matvec_q8_mc; Q6_K's stay on matvec_q8_mc (faster than matmul_cm there: kernel-bench 28 against 40 µs, 4096²).
     public var cmDirectMin = 8
-    /// Whether an n-column product with w takes matmul_cmd: Q4_K, cmDirectMin…cmDirectMax columns (the shader holds 32),
+    /// Whether an n-column product with w takes matmul_cmd: Q4_K or Q6_K, cmDirectMin (Q6_K: cmDirectMinQ6K)…cmDirectMax columns (the shader holds 64),
     /// the int8 copy of X, and a device whose probed layout is the kernel's (probed on the first call).
     func takesDirect(_ w: VulkanWeight, n: Int) -> Bool {
-        cmDirect && w.type == .q4_K && n >= max(2, cmDirectMin) && n <= min(32, cmDecodeMax, cmDirectMax) && cooperativeMatrix
+        cmDirect && (w.type == .q4_K || (w.type == .q6_K && cmDirectQ6K)) && n >= max(2, w.type == .q6_K ? cmDirectMinQ6K : cmDirectMin)
+            && n <= min(64, cmDecodeMax, cmDirectMax) && (w.type != .q4_K || w.rowCount < 8192 || n <= cmDirectTallMax) && cooperativeMatrix
             && cmReadsInt8(w, n: n) && directLayout() != nil
     }
+    /// Q6_K products take matmul_cmd too (env SHARD_VK_CMD_Q6=0: matvec_q8_mc / matmul_cm as before). On an H200
+    /// at 16 streams: GPU per step 10.07 ms against 10.66 (Q6_K 4096 × 11008 at 16 columns 48.6 µs against matmul_cm's
+    /// 78.1, 4096² 23.4 against 32.6).
+    public var cmDirectQ6K = true
+    /// Fewest columns a Q6_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN_Q6). 8: at 8 streams GPU per step
+    /// 8.23 ms against 8.37 with the 8-column Q6_K products on matvec_q8_mc (9).
+    public var cmDirectMinQ6K = 8
     /// matmul_cmd builds its weight values with half2 arithmetic (H2; env SHARD_VK_CMD_H2=0: in f32, rounded once,
     /// as matmul_cm's operands). On an H200 at 16 streams: GPU per step 10.68–10.71 ms against 11.05 (f32 values) and
     /// 13.16–13.17 (matmul_cm); outputs 4.4e-4 from the f32 tiles against 2.9e-4 (the scale and min rounded to f16).

@@ -225,25 +225,33 @@ extension VulkanBackendTests {
         if !vk.cooperativeMatrix { #expect(try vk.coopMatElementMap() == nil && vk.directLayout() == nil) }
     }
 
-    /// Which products take matmul_cmd: Q4_K, cmDirectMin…cmDirectMax columns, only where the probed layout is known —
+    /// Which products take matmul_cmd: Q4_K and Q6_K, cmDirectMin…cmDirectMax columns (Q4_K of 8192+ rows up to
+    /// cmDirectTallMax), only where the probed layout is known —
     /// so never on a device created without cooperative matrices, even with the switch forced on (the probe then
     /// does not run its shader). And the pipeline statistics are off unless asked for (SHARD_VK_PIPELINE_STATS=1).
     @Test func directKernelNeedsAKnownLayoutAndStatisticsAreOptIn() throws {
         let vk = try Shared.vulkan()
-        let g = try TempGGUF([("w", [512, 40], .q4_K), ("q", [512, 40], .q6_K)], seed: 5)
+        let g = try TempGGUF([("w", [512, 40], .q4_K), ("q", [512, 40], .q6_K), ("t", [256, 8192], .q4_K)], seed: 5)
         let w = try vk.loadWeight(g.tensor("w"), of: g.file) as! VulkanWeight
         let q6 = try vk.loadWeight(g.tensor("q"), of: g.file) as! VulkanWeight
+        let tall = try vk.loadWeight(g.tensor("t"), of: g.file) as! VulkanWeight
         let saved = vk.cooperativeMatrix
         defer { vk.cooperativeMatrix = saved }
         if !vk.ctx.cooperativeMatrix16 {   // lavapipe (CI): never, even with the switch forced on
             for forced in [false, true] {
                 vk.cooperativeMatrix = forced
-                for n in [1, 7, 8, 16, 32, 33, 64] { #expect(vk.takesDirect(w, n: n) == false && vk.takesDirect(q6, n: n) == false) }
+                for n in [1, 7, 8, 16, 32, 33, 64] {
+                    #expect(vk.takesDirect(w, n: n) == false && vk.takesDirect(q6, n: n) == false && vk.takesDirect(tall, n: n) == false)
+                }
             }
-        } else if vk.directLayout() != nil {   // a GPU with the mma layout: Q4_K at 8…32 columns only
-            for n in [1, 7, 8, 16, 32, 33, 64] { #expect(vk.takesDirect(w, n: n) == (8...32).contains(n) && vk.takesDirect(q6, n: n) == false) }
+        } else if vk.directLayout() != nil {   // a GPU with the mma layout: 8…64 columns, tall Q4_K 8…32
+            for n in [1, 7, 8, 16, 32, 33, 64, 65] {
+                #expect(vk.takesDirect(w, n: n) == (8...64).contains(n) && vk.takesDirect(q6, n: n) == (8...64).contains(n))
+                #expect(vk.takesDirect(tall, n: n) == (8...32).contains(n))
+            }
         }
-        #expect(vk.cmDirectMin == 8 && vk.cmDirectMax == 32 && vk.cmDirect)
+        #expect(vk.cmDirectMin == 8 && vk.cmDirectMinQ6K == 8 && vk.cmDirectMax == 64 && vk.cmDirectTallMax == 32)
+        #expect(vk.cmDirect && vk.cmDirectQ6K)
         if getenv("SHARD_VK_PIPELINE_STATS") == nil {
             #expect(try vk.pipeline("splitk_reduce").statistics().isEmpty)
         }
