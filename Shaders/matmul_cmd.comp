@@ -197,9 +197,9 @@ void main() {
         const float d = xd[s]; \
         [[unroll]] for (uint w = 0u; w < 4u; w++) { \
             const uint tq = t0 + (w >> 1), u = w & 1u, T = 2u * h + u; \
-            const vec4 v = i8x4(q[w]) * d; \
             const uint base = (((bf) * 8u + 4u * chunk + T) * TNC + cc) * 2u; \
             /* slots 0, 1 -> k' 2tq, 2tq + 1 (uint tq of the 8 f16-pair words); slots 2, 3 -> 2tq + 8, 2tq + 9 */ \
+            const vec4 v = i8x4(q[w]) * d; \
             Bsh4[base][tq] = packFloat2x16(f16vec2(v.xy)); \
             Bsh4[base + 1u][tq] = packFloat2x16(f16vec2(v.zw)); \
         } \

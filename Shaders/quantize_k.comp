@@ -2,10 +2,26 @@
 // quantize_act.comp's mode 1 (Q8_K grid, blocks of 256) with one workgroup per block: the block's
 // values are spread over the invocations and max |x| (the first value of largest |x|) found with
 // workgroup reductions, then each invocation rounds its own values. Same arithmetic as mode 1.
+// qx != 0: also the rounded rows as packed int8 + per-block scales, qx being the row length K (row r at word
+// r · qx_stride(K), quant.glsl's layout: what matvec_q8_mc and matmul_cm / matmul_cmd's int8 X read), as the fused
+// producers (rms_quant, swiglu_quant, the attention merges) write it; here for inputs no fused op produced (e.g. the
+// o projection after prefill attention).
+#extension GL_KHR_shader_subgroup_shuffle_relative : require
 #include "common.glsl"
 layout(std430, binding = 0) readonly buffer XBuf { float X[]; };
 layout(std430, binding = 1) writeonly buffer OBuf { float O[]; };
-layout(push_constant) uniform Params { uint blocks, mode; } p;
+layout(std430, binding = 2) writeonly buffer QBuf { uint XQ[]; };
+layout(push_constant) uniform Params { uint blocks, mode, qx; } p;
+
+uint qx_stride(uint k) { return (k / 4u + k / 256u + 3u) & ~3u; }
+// Element i's int8 value q: lanes 4k … 4k + 3 hold consecutive elements (WG and the subgroup size are multiples of 4);
+// lane 4k writes their bytes as one word, low byte first.
+void qpack(uint i, int q) {
+    const uint b = uint(q) & 0xFFu;
+    const uint w = b | (subgroupShuffleDown(b, 1u) << 8) | (subgroupShuffleDown(b, 2u) << 16) | (subgroupShuffleDown(b, 3u) << 24);
+    if ((gl_SubgroupInvocationID & 3u) == 0u) XQ[(i / p.qx) * qx_stride(p.qx) + (i % p.qx) / 4u] = w;
+}
+void qscale(uint base, float d) { XQ[(base / p.qx) * qx_stride(p.qx) + p.qx / 4u + (base % p.qx) / 256u] = floatBitsToUint(d); }
 
 float div_rn(float a, float b) {
     const float q = a * (1.0 / b);
@@ -32,7 +48,11 @@ void main() {
     for (uint j = tid; j < 256u; j += WG) amax = max(amax, abs(X[base + j]));
     amax = wg_max(amax);
     if (amax == 0.0) {
-        for (uint j = tid; j < 256u; j += WG) O[base + j] = 0.0;
+        for (uint j = tid; j < 256u; j += WG) {
+            O[base + j] = 0.0;
+            if (p.qx != 0u) qpack(base + j, 0);
+        }
+        if (p.qx != 0u && tid == 0u) qscale(base, 0.0);
         return;
     }
     float first = 256.0;
@@ -41,5 +61,10 @@ void main() {
     const float mx = X[base + uint(first)];
     const float iscale = div_rn(-127.0, mx);
     const float d = div_rn(1.0, iscale);
-    for (uint j = tid; j < 256u; j += WG) O[base + j] = d * min(127.0, roundEven(iscale * X[base + j]));
+    for (uint j = tid; j < 256u; j += WG) {
+        const float q = min(127.0, roundEven(iscale * X[base + j]));
+        O[base + j] = d * q;
+        if (p.qx != 0u) qpack(base + j, int(q));
+    }
+    if (p.qx != 0u && tid == 0u) qscale(base, d);
 }

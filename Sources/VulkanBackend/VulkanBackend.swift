@@ -80,7 +80,7 @@
 //   each lane's own weight bytes (no shared weight tiles; one barrier per 128 k, for X), which needs the
 //   device's cooperative-matrix element layout to be the mma one — coopmat_layout.comp probes it once
 //   (CoopMatLayout.swift) and the kernel is not used where it differs (env SHARD_VK_CMD=0: off;
-//   SHARD_VK_CMD_SPLIT: its K-split workgroup target, 512; SHARD_VK_CMD_MIN / _MAX: fewest / most columns;
+//   SHARD_VK_CMD_SPLIT / _SPLIT_WIDE: its K-split workgroup target, 512 / 256 above 32 columns; _MIN / _MAX: fewest / most columns;
 //   SHARD_VK_CMD_Q6=0: Q4_K only; _CMD_MIN_Q6: fewest columns of a Q6_K product; _CMD_TALL_MAX).
 // - Pipelines are created lazily, one per shader (per weight format for matmul/embed), through a
 //   VkPipelineCache kept in a file ($SHARD_CACHE_DIR or ~/.cache/shard; written after a step that
@@ -124,8 +124,8 @@
 //   _VEC_MIN_ROWS (fewest rows on attn_decode_vec; default 1, 2: one-row decode on attn_decode_merge as before),
 //   SHARD_VK_ATTN_WG (attn_decode / attn_decode_vec workgroup size, e.g. 4 subgroups on lavapipe as on GPUs), SHARD_VK_DP_SG (=0: off) / SHARD_VK_DP_UPL, SHARD_VK_DP_SG_ROPE,
 //   SHARD_VK_MC8_MAX / _SPLIT_MAX / _COLS / _ROWS / _PRE (see the properties they set), SHARD_VK_CMD / _CMD_SPLIT /
-//   _CMD_MIN / _CMD_MAX / _CMD_H2 / _CMD_ABL / _CMD_Q6 / _CMD_MIN_Q6 / _CMD_TALL_MAX (matmul_cmd; _ABL: timing ablations
-//   with wrong results, kernel-bench only).
+//   _CMD_MIN / _CMD_MAX / _CMD_H2 / _CMD_ABL / _CMD_Q6 / _CMD_MIN_Q6 / _CMD_TALL_MAX / _CMD_SPLIT_WIDE (matmul_cmd; _ABL: timing ablations
+//   with wrong results, kernel-bench only), SHARD_VK_QK_I8=0 (quantize_k writes no int8 copy).
 // - Shard-process knobs listed with these (not Vulkan): SHARD_CHAIN=0 / 1 (chained greedy decode off /
 //   on; default: on where the local workers' threads fit the cores, LoadOptions.defaultChain),
 //   SHARD_POOL_PARK=0 (an idle CPU worker's pool threads spin after a step instead of sleeping at once),
@@ -418,10 +418,12 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_CM_PACK") == 0 { cmPacked = false }
         if env("SHARD_VK_CMD") == 0 { cmDirect = false }
         if let v = env("SHARD_VK_CMD_SPLIT"), v >= 0 { cmDirectSplitTarget = v }
+        if let v = env("SHARD_VK_CMD_SPLIT_WIDE"), v >= 0 { cmDirectSplitTargetWide = v }
         if let v = env("SHARD_VK_CMD_MAX"), v >= 0 { cmDirectMax = v }
         if let v = env("SHARD_VK_CMD_MIN"), v >= 0 { cmDirectMin = v }
         if let v = env("SHARD_VK_CMD_MIN_Q6"), v >= 0 { cmDirectMinQ6K = v }
         if env("SHARD_VK_CMD_Q6") == 0 { cmDirectQ6K = false }
+        if env("SHARD_VK_QK_I8") == 0 { quantizeWritesInt8 = false }
         if let v = env("SHARD_VK_CMD_TALL_MAX"), v >= 0 { cmDirectTallMax = v }
         if let v = env("SHARD_VK_CMD_ABL"), v >= 0 { cmDirectAblation = v }
         if env("SHARD_VK_CMD_H2") == 0 { cmDirectHalf2 = false }
@@ -826,6 +828,8 @@ public final class VulkanBackend: ComputeBackend {
         defer { (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill) = savedPack }
         let savedDirect = (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2)
         defer { (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = savedDirect }
+        let savedWide = cmDirectSplitTargetWide
+        defer { cmDirectSplitTargetWide = savedWide }
         replays = false
         struct Path { let name: String; let set: (VulkanBackend) -> Void }
         var paths = [Path(name: "f32 tiles") { b in b.cooperativeMatrix = false; b.cmEnabled = false; b.multiColumnMax = 0; b.mcDotMax = 0 },
@@ -836,7 +840,9 @@ public final class VulkanBackend: ComputeBackend {
                      Path(name: "matmul_cm split, packed int8 X decode, unpacked prefill (SHARD_VK_CM_PACK_PRE=0)") { b in b.mcDotMax = 0; b.cmPackPrefill = false },
                      Path(name: "matmul_cmd (direct weight fragments; Q4_K and Q6_K)") { b in b.mcDotMax = 0; b.cmDirect = true }]
         for target in [256, 1024] {   // around the default 512
-            paths.append(Path(name: "matmul_cmd target \(target)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target })
+            paths.append(Path(name: "matmul_cmd target \(target)") { b in
+                b.mcDotMax = 0; b.cmDirect = true; b.cmDirectSplitTarget = target; b.cmDirectSplitTargetWide = target
+            })
         }
         paths.append(Path(name: "matmul_cmd, f32 weight values (SHARD_VK_CMD_H2=0)") { b in b.mcDotMax = 0; b.cmDirect = true; b.cmDirectHalf2 = false })
         // Timing ablations (wrong results): what the weight scales, the X staging and the barrier cost.
@@ -877,6 +883,7 @@ public final class VulkanBackend: ComputeBackend {
                     (cmPacked, cmInt8X, cmStrideUnits, cmPackPrefill, cmDecodeSplitTall) = (savedPack.0, savedPack.1, savedPack.2, savedPack.3, savedTall)
                     (cmDecodeSplitQ4K, cmDecodeSplitTallQ4K) = savedQ4K
                     (cmDirect, cmDirectSplitTarget, cmDirectMax, cmDirectAblation, cmDirectHalf2) = (false, savedDirect.1, 64, 0, savedDirect.4)
+                    cmDirectSplitTargetWide = savedWide
                     path.set(self)
                     if path.name == "matvec_q8_mc" && (mcDotShape(n) == nil || !usesDot(ws[0] as! VulkanWeight)) { continue }
                     if path.name.hasPrefix("matmul_cm") && !cooperativeMatrix { continue }
@@ -1244,7 +1251,7 @@ public final class VulkanBackend: ComputeBackend {
         "matmul_coop2_f32": (SPIRV.matmul_coop2_f32, 5), "matmul_coop2_f16": (SPIRV.matmul_coop2_f16, 5), "matmul_coop2_q4_0": (SPIRV.matmul_coop2_q4_0, 5), "matmul_coop2_q4_1": (SPIRV.matmul_coop2_q4_1, 5), "matmul_coop2_q5_0": (SPIRV.matmul_coop2_q5_0, 5), "matmul_coop2_q5_1": (SPIRV.matmul_coop2_q5_1, 5), "matmul_coop2_q8_0": (SPIRV.matmul_coop2_q8_0, 5), "matmul_coop2_q4_K": (SPIRV.matmul_coop2_q4_K, 5), "matmul_coop2_q5_K": (SPIRV.matmul_coop2_q5_K, 5), "matmul_coop2_q6_K": (SPIRV.matmul_coop2_q6_K, 5), "matvec_xs_q4_K": (SPIRV.matvec_xs_q4_K, 5),
         "matmul_coop_f32": (SPIRV.matmul_coop_f32, 5), "matmul_coop_f16": (SPIRV.matmul_coop_f16, 5), "matmul_coop_q4_0": (SPIRV.matmul_coop_q4_0, 5), "matmul_coop_q4_1": (SPIRV.matmul_coop_q4_1, 5), "matmul_coop_q5_0": (SPIRV.matmul_coop_q5_0, 5), "matmul_coop_q5_1": (SPIRV.matmul_coop_q5_1, 5), "matmul_coop_q8_0": (SPIRV.matmul_coop_q8_0, 5), "matmul_coop_q4_K": (SPIRV.matmul_coop_q4_K, 5), "matmul_coop_q5_K": (SPIRV.matmul_coop_q5_K, 5), "matmul_coop_q6_K": (SPIRV.matmul_coop_q6_K, 5), "attention_merge_quant": (SPIRV.attention_merge_quant, 4), "copy": (SPIRV.copy, 2),
         "matmul_tiled_f32": (SPIRV.matmul_tiled_f32, 5), "matmul_tiled_f16": (SPIRV.matmul_tiled_f16, 5), "matmul_tiled_q4_0": (SPIRV.matmul_tiled_q4_0, 5), "matmul_tiled_q4_1": (SPIRV.matmul_tiled_q4_1, 5), "matmul_tiled_q5_0": (SPIRV.matmul_tiled_q5_0, 5), "matmul_tiled_q5_1": (SPIRV.matmul_tiled_q5_1, 5), "matmul_tiled_q8_0": (SPIRV.matmul_tiled_q8_0, 5), "matmul_tiled_q4_K": (SPIRV.matmul_tiled_q4_K, 5), "matmul_tiled_q5_K": (SPIRV.matmul_tiled_q5_K, 5), "matmul_tiled_q6_K": (SPIRV.matmul_tiled_q6_K, 5),
-        "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 2),
+        "quantize_act": (SPIRV.quantize_act, 2), "quantize_k": (SPIRV.quantize_k, 3),
         "matvec_q8_q4_K": (SPIRV.matvec_q8_q4_K, 7), "matvec_q8_q6_K": (SPIRV.matvec_q8_q6_K, 7),
         "matvec_q8_pair_q4_K": (SPIRV.matvec_q8_pair_q4_K, 8),
         "matvec_q8x_q4_K": (SPIRV.matvec_q8x_q4_K, 7), "matvec_q8x_q6_K": (SPIRV.matvec_q8x_q6_K, 7),
@@ -1896,10 +1903,19 @@ public final class VulkanBackend: ComputeBackend {
                 let r: GPUBuffer
                 do { r = try roundedBuffer(mode, bytes: n * x.columns * 4) } catch { deferredError = error; return }
                 let blocks = n * x.columns / (mode == 0 ? 32 : 256)
-                // Q8_K blocks: a workgroup per block (quantize_k); Q8_0 blocks: an invocation per block.
+                // Q8_K blocks: a workgroup per block (quantize_k), which also writes the int8 copy where a product
+                // reads it (e.g. the o projection after prefill attention); Q8_0 blocks: an invocation per block.
                 let (gx, gy) = grid(mode == 1 ? blocks : (blocks + workgroupSize - 1) / workgroupSize)
-                dispatch(mode == 1 ? "quantize_k" : "quantize_act", [x.buffer, r], [UInt32(blocks), UInt32(mode)],
-                         groups: (gx, gy, 1), barrierAfter: false)
+                if mode == 1 {
+                    let q: GPUBuffer?
+                    do { q = quantizeWritesInt8 && n > 1 && x.columns % 256 == 0 ? try int8Input(mode: 1, n: n, k: x.columns, items: items) : nil }
+                    catch { deferredError = error; return }
+                    dispatch("quantize_k", [x.buffer, r, q ?? dummy], [UInt32(blocks), 1, q == nil ? 0 : UInt32(x.columns)],
+                             groups: (gx, gy, 1), barrierAfter: false)
+                    if q != nil { qx = q }
+                } else {
+                    dispatch("quantize_act", [x.buffer, r], [UInt32(blocks), UInt32(mode)], groups: (gx, gy, 1), barrierAfter: false)
+                }
                 inputs[mode] = r
             }
             if !inputs.isEmpty { pendingBarrier = true }
@@ -2036,7 +2052,7 @@ public final class VulkanBackend: ComputeBackend {
             // 64 rows × 16·nt columns per workgroup, K split as matmul_cm's decode tiles.
             var shape = Self.cmDirectShape
             shape.nt = nt
-            let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n, target: cmDirectSplitTarget)
+            let (splits, kLen) = cmSplit(shape, m: w.rowCount, k: w.rowLength, n: n, target: n > 32 ? cmDirectSplitTargetWide : cmDirectSplitTarget)
             tileProduct(name, input: qx, grid: ((w.rowCount + 63) / 64, 1), splits: splits, kLen: kLen,
                   label: "matmul cmd /\(splits) \(Self.shaderSuffix(w.type)) \(w.rowCount)x\(w.rowLength) x\(n)")
             return
@@ -2144,6 +2160,10 @@ public final class VulkanBackend: ComputeBackend {
         return int8Buffer
     }
     private var int8Buffer: GPUBuffer?
+    /// quantize_k (the rounding of an input no fused op produced) also writes the int8 copy for the products of 2+
+    /// rows that read it — the o projection after prefill attention (env SHARD_VK_QK_I8=0: f32 rounded values only,
+    /// as before; one-row steps keep their float mat-vec there).
+    public var quantizeWritesInt8 = true
     /// 32-bit words per row of an int8 copy: K int8 bytes, then K/256 f32 scales, padded to 16 bytes
     /// (quant.glsl's qx_stride).
     static func int8RowWords(_ k: Int) -> Int { (k / 4 + k / 256 + 3) & ~3 }
@@ -2319,6 +2339,10 @@ public final class VulkanBackend: ComputeBackend {
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
     public var cmDirectSplitTarget = 512
+    /// The same for products of more than 32 columns (env SHARD_VK_CMD_SPLIT_WIDE): 256 — on an H200 at 64 streams GPU
+    /// per step 22.79–22.82 ms against 23.13–23.15 with 512 (at 16 streams 256 lost: 10.06 against 9.93); another
+    /// call, 22.91–22.94 against 23.32.
+    public var cmDirectSplitTargetWide = 256
     /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 64; more: matmul_cm). 64: on an H200 at 64 streams
     /// GPU per step 23.26 ms against 23.85–23.92 with 32 (in the model at ~62 columns: Q6_K 4096 × 11008 88 µs against
     /// matmul_cm's 121, Q4_K 4096 × 11008 74 against 79, 4096² 34 against 34, 11008 × 4096 72 against 68 — hence

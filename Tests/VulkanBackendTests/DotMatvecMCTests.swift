@@ -125,3 +125,41 @@ extension VulkanBackendTests {
         print("batched decode on matvec_q8_mc: max relative logit error vs CPU \(worst), vs rows alone \(worstAlone)")
     }
 }
+
+extension VulkanBackendTests {
+    /// An input of several rows that no fused op produced (here a down projection's output feeding another Q4_K
+    /// product, as attention's output feeds the o projection after prefill attention): quantize_k rounds it and also
+    /// writes the n-row int8 copy, so that product too runs on integer dot products (matvec_q8_mc here; matmul_cm /
+    /// matmul_cmd on GPUs), against the rounded f32 copy alone (`quantizeWritesInt8` off) and the CPU.
+    @Test(arguments: [2, 5, 16])
+    func quantizeKWritesTheInt8CopyForInputsWithoutAProducer(n: Int) throws {
+        let vk = try Shared.vulkan(), cpu = Shared.cpu
+        let dim = 768, ff = 1280
+        let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
+                              ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K),
+                              ("wo", [dim, dim], .q4_K)], seed: 521)
+        let saved = (vk.quantizeWritesInt8, vk.mcDotMax)
+        defer { (vk.quantizeWritesInt8, vk.mcDotMax) = saved }
+        vk.mcDotMax = 64
+        let x = randomFloats(n * dim, seed: UInt64(n) + 522, scale: 3)
+        var results: [[Float]] = []
+        for (i, b) in [vk as any ComputeBackend, vk, cpu].enumerated() {
+            vk.quantizeWritesInt8 = i == 0
+            let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4", "wo"].map { try b.loadWeight(g.tensor($0), of: g.file) }
+            vk.dispatchLog = []
+            let got = try int8ProducerLayer(b, weights: w, x: x, dim: dim, ff: ff, batch: sequenceBatch(rows: n, pageSize: 4, pages: 32),
+                                            floatTail: true)
+            let log = vk.dispatchLog ?? []
+            vk.dispatchLog = nil
+            if i < 2 {
+                #expect(log.contains { $0.hasPrefix("quantize_k") }, "n=\(n): the tail's input should be rounded by quantize_k: \(log)")
+                #expect(log.filter { $0.hasPrefix("matvec q8mc") }.count == (i == 0 ? 7 : 6), "n=\(n): int8 multi-column mat-vecs: \(log)")
+            }
+            results.append(got)
+        }
+        // The same rounded values either way: integer dot products against float products of the rounded copy.
+        let vsFloat = relativeError(results[0], results[1]), vsCPU = relativeError(results[0], results[2])
+        #expect(vsFloat < 1e-6, "n=\(n): the int8 copy of quantize_k vs its f32 copy \(vsFloat)")
+        #expect(vsCPU < 1e-3, "n=\(n): vs CPU \(vsCPU)")
+    }
+}
