@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs ON the lent GPU machine (carry .gl and the bundle): matmul_cmd (batched-decode Q4_K products with the
+# Runs ON the lent GPU machine (carry .gl and the bundle): matmul_cmd (batched-decode Q4_K / Q6_K products with the
 # weight fragments built in registers; issue 5) against matmul_cm (SHARD_VK_CMD=0) in one call.
 # kernel-bench --decode first (it prints the device's cooperative-matrix element layout and whether matmul_cmd
 # applies, and every path's relative difference from the f32 tiles), then parity (tiny models' greedy tokens vs
-# the CPU; the 7B's top-5 logits after a 4-word and a 32-word prompt under both), then CONFIGS through
+# the CPU; the 7B's top-5 logits after a 4-word and a 32-word prompt, and a 50-word one with LONGER=1, under each setting), then CONFIGS through
 # bench_configs (aggregate decode, 128 + 128 tokens per stream), then a --profile of 16 streams.
 #   run: OUT=$OUT BUNDLE=.gpu bash scripts/gpu-cmd.sh   [KB=0] [PARITY=0] [PROFILE=0] [CONFIGS=...] [LOGITS_KNOBS="K=V,K=V …"]
 #   (LOGITS_KNOBS: one word per setting, commas between its variables; LONGER=1 adds a 50-word prompt)
