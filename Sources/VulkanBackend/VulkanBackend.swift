@@ -1952,18 +1952,25 @@ public final class VulkanBackend: ComputeBackend {
             let reduces = splitReduces
             splitReduces = []
             splitOffset = 0
-            for (i, r) in reduces.enumerated() {
-                let count = r.m * r.n
-                let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
-                dispatch("splitk_reduce", [r.scratch, r.out, r.bias ?? dummy, r.residual ?? dummy],
-                         [UInt32(r.m), UInt32(r.n), UInt32(r.splits), r.flags, UInt32(r.offset)],
-                         groups: (gx, gy, 1), barrierAfter: i == reduces.count - 1, label: "splitk reduce \(r.m)x\(r.n) /\(r.splits)")
-            }
+            emitSplitReduces(reduces)
+        }
+    }
+
+    /// The reductions of a group's K-split products (splitk_reduce.comp), after the group's barrier, in the order of
+    /// the products, one dispatch each (they run side by side), the last followed by a barrier. (Up to three products
+    /// per dispatch gave the same bits and no measurable gain on an H200: BENCHMARKS.md, session 8.)
+    func emitSplitReduces(_ reduces: [SplitReduce]) {
+        for (i, r) in reduces.enumerated() {
+            let count = r.m * r.n
+            let (gx, gy) = grid((count + workgroupSize - 1) / workgroupSize)
+            dispatch("splitk_reduce", [r.scratch, r.out, r.bias ?? dummy, r.residual ?? dummy],
+                     [UInt32(r.m), UInt32(r.n), UInt32(r.splits), r.flags, UInt32(r.offset)],
+                     groups: (gx, gy, 1), barrierAfter: i == reduces.count - 1, label: "splitk reduce \(r.m)x\(r.n) /\(r.splits)")
         }
     }
 
     /// A K-split product's reduction, recorded after the barrier that ends its group.
-    private struct SplitReduce { let scratch: GPUBuffer, out: GPUBuffer, bias: GPUBuffer?, residual: GPUBuffer?, m: Int, n: Int, splits: Int, flags: UInt32, offset: Int }
+    struct SplitReduce { let scratch: GPUBuffer, out: GPUBuffer, bias: GPUBuffer?, residual: GPUBuffer?, m: Int, n: Int, splits: Int, flags: UInt32, offset: Int }
     private var splitReduces: [SplitReduce] = []
     /// Next free float of splitScratch in the current group of products.
     private var splitOffset = 0

@@ -257,3 +257,53 @@ extension VulkanBackendTests {
         }
     }
 }
+
+extension VulkanBackendTests {
+    /// splitk_reduce adds each K-split product's partial sums in split order (+ bias, + into the residual): exactly the
+    /// sums in that order. Lavapipe runs no split product (they need cooperative matrices), so the reductions of a group
+    /// are driven directly: four products of different heights, split counts, biases and residuals, over 3 rows.
+    @Test func splitReducesAddEachProductsSplitsInOrder() throws {
+        let vk = try Shared.vulkan()
+        let n = 3
+        let shapes: [(m: Int, splits: Int, bias: Bool, residual: Bool)] = [(40, 3, true, false), (24, 2, false, true), (56, 4, true, true), (8, 2, false, false)]
+        var offsets: [Int] = [], total = 0
+        for s in shapes { offsets.append(total); total += s.splits * n * s.m }
+        let partials = randomFloats(total, seed: 601, scale: 2)
+        let biasValues = shapes.indices.map { randomFloats(shapes[$0].m, seed: 602 + UInt64($0), scale: 1) }
+        let residualValues = shapes.indices.map { randomFloats(n * shapes[$0].m, seed: 612 + UInt64($0), scale: 1) }
+        let scratch = try vk.makeActivations(rowCapacity: 1, columns: total) as! VulkanActivations
+        let outs = try shapes.map { try vk.makeActivations(rowCapacity: n, columns: $0.m) as! VulkanActivations }
+        let biases = try shapes.map { try vk.makeActivations(rowCapacity: 1, columns: $0.m) as! VulkanActivations }
+        let residuals = try shapes.map { try vk.makeActivations(rowCapacity: n, columns: $0.m) as! VulkanActivations }
+        try vk.beginStep(sequenceBatch(rows: n, pageSize: 4, pages: 4))
+        vk.upload(partials, to: scratch)
+        for j in shapes.indices {
+            vk.upload(biasValues[j], to: biases[j])
+            vk.upload(residualValues[j], to: residuals[j])
+        }
+        vk.dispatchLog = []
+        vk.emitSplitReduces(shapes.enumerated().map { j, s in
+            VulkanBackend.SplitReduce(scratch: scratch.buffer, out: outs[j].buffer, bias: s.bias ? biases[j].buffer : nil,
+                                      residual: s.residual ? residuals[j].buffer : nil, m: s.m, n: n, splits: s.splits,
+                                      flags: (s.bias ? 1 : 0) | (s.residual ? 2 : 0), offset: offsets[j])
+        })
+        let log = vk.dispatchLog ?? []
+        vk.dispatchLog = nil
+        try vk.endStep()
+        #expect(log.filter { $0.hasPrefix("splitk reduce") }.count == shapes.count, "reduce dispatches: \(log)")
+        for (j, s) in shapes.enumerated() {
+            // The host's f32 additions in the kernel's order.
+            let count = s.m * n
+            var out = [Float](repeating: 0, count: count), res = residualValues[j]
+            for i in 0..<count {
+                var v = partials[offsets[j] + i]
+                for k in 1..<s.splits { v += partials[offsets[j] + k * count + i] }
+                if s.bias { v += biasValues[j][i % s.m] }
+                out[i] = v
+                if s.residual { res[i] += v }
+            }
+            let got = vk.download(outs[j], rows: 0..<n) + vk.download(residuals[j], rows: 0..<n)
+            #expect(zip(got, out + res).allSatisfy { $0.bitPattern == $1.bitPattern }, "product \(j): not the in-order sums")
+        }
+    }
+}
