@@ -1,8 +1,9 @@
 #version 450
 // Batched-decode mat-mat (up to 64 columns: NT 16-column matrices; the host gives it 8…64) of Q4_K or Q6_K weights
-// (TYPE_*) on cooperative matrices, with the weight operands built in registers ("direct"): each lane loads exactly the weight bytes of the matrix elements it holds and
-// decodes them into its fragment, so the weights never pass through shared memory and the K loop has one
-// workgroup barrier per 128 k (for X, which the workgroup stages in shared memory as f16).
+// (TYPE_*) on cooperative matrices, with the weight operands built in registers ("direct"): each lane loads exactly
+// the weight bytes of the matrix elements it holds and decodes them into its fragment, so the weights never pass
+// through shared memory and the K loop has one workgroup barrier per 128 k (for X, which the workgroup stages in
+// shared memory as f16).
 //   Y[c][row] = W[row] . X[c] (+ bias[row]) (+ into Res); with flags bit 2, K split over workgroups (grid z)
 //   into partial sums that splitk_reduce.comp adds, exactly as matmul_cm.comp does (same bindings, push
 //   constants and grid: 64 rows × 16·NT columns per workgroup). K steps of 128 k (half a Q4_K / Q6_K block): each lane
@@ -205,7 +206,8 @@ void main() {
         } \
     }
 
-    // Tile T (0…7) of the step: B from buffer bf, product into c0 / c1 (u: the tile's parity).
+    // Tile T (0…7) of the step: B from buffer bf, products into c0…c(NT−1), one per 16 columns (with NT = 1 the odd
+    // tiles, u = 1, go to c1).
 #define PRODUCT(T, u) { \
         const uint tb = ((bf * 8u + (T)) * TNC) * 2u; \
         F16MAT b; \
