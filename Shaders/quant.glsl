@@ -8,16 +8,7 @@
 // float d) (the block's scale): the rounded block as packed int8 + scale, as matvec_q8.comp -DQX reads
 // it (a whole subgroup per block: 256 a multiple of the subgroup size, which is a multiple of 4).
 #ifdef QSTORE_INT8
-#extension GL_KHR_shader_subgroup_shuffle_relative : require
-// Words per row of an N-row int8 copy (row r at word r · qx_stride(K)): K int8 bytes, then the K/256
-// scales, padded to 16 bytes (matvec_q8_mc.comp reads uvec4s; VulkanBackend.int8RowWords).
-uint qx_stride(uint k) { return (k / 4u + k / 256u + 3u) & ~3u; }
-// Lanes 4k ... 4k + 3 hold consecutive elements: lane 4k writes their bytes as one word.
-void qpack(uint i, int q) {
-    const uint b = uint(q) & 0xFFu;
-    const uint w = b | (subgroupShuffleDown(b, 1u) << 8) | (subgroupShuffleDown(b, 2u) << 16) | (subgroupShuffleDown(b, 3u) << 24);
-    if ((gl_SubgroupInvocationID & 3u) == 0u) qstore8(i, w);
-}
+#include "int8copy.glsl"
 #endif
 #ifndef QV_ID
 #define QV_ID 1

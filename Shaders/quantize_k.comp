@@ -6,21 +6,15 @@
 // r · qx_stride(K), quant.glsl's layout: what matvec_q8_mc and matmul_cm / matmul_cmd's int8 X read), as the fused
 // producers (rms_quant, swiglu_quant, the attention merges) write it; here for inputs no fused op produced (e.g. the
 // o projection after prefill attention).
-#extension GL_KHR_shader_subgroup_shuffle_relative : require
 #include "common.glsl"
 layout(std430, binding = 0) readonly buffer XBuf { float X[]; };
 layout(std430, binding = 1) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 2) writeonly buffer QBuf { uint XQ[]; };
 layout(push_constant) uniform Params { uint blocks, mode, qx; } p;
 
-uint qx_stride(uint k) { return (k / 4u + k / 256u + 3u) & ~3u; }
-// Element i's int8 value q: lanes 4k … 4k + 3 hold consecutive elements (WG and the subgroup size are multiples of 4);
-// lane 4k writes their bytes as one word, low byte first.
-void qpack(uint i, int q) {
-    const uint b = uint(q) & 0xFFu;
-    const uint w = b | (subgroupShuffleDown(b, 1u) << 8) | (subgroupShuffleDown(b, 2u) << 16) | (subgroupShuffleDown(b, 3u) << 24);
-    if ((gl_SubgroupInvocationID & 3u) == 0u) XQ[(i / p.qx) * qx_stride(p.qx) + (i % p.qx) / 4u] = w;
-}
+#include "int8copy.glsl"
+// Invocation j of the block's loop holds element j (WG and the subgroup size are multiples of 4), as qpack needs.
+void qstore8(uint i, uint w) { XQ[(i / p.qx) * qx_stride(p.qx) + (i % p.qx) / 4u] = w; }
 void qscale(uint base, float d) { XQ[(base / p.qx) * qx_stride(p.qx) + p.qx / 4u + (base % p.qx) / 256u] = floatBitsToUint(d); }
 
 float div_rn(float a, float b) {
