@@ -20,8 +20,8 @@
 // as the lane's column slots 0…3. So in tile T slot s of quad t is chunk k 32h + 8t + 4u + s, and X is
 // staged with the same permutation.
 // Numerics: f16 operands, f32 accumulation in another k order than matmul_cm's. X: the int8 copy's float(q)·d
-// rounded to f16 (as matmul_cm_pk). Weights: with H2 = 0 d·sc·q − dmin·m rounded to f16 from f32 (as matmul_cm_pk),
-// with H2 = 1 (the host's default) the same in f16 arithmetic (below).
+// rounded to f16 (as matmul_cm_pk). Weights: with H2 = 0 d·sc·q − dmin·m (Q6_K: d·scale·(q − 32)) rounded to f16
+// from f32 (as matmul_cm_pk), with H2 = 1 (the host's default) the same in f16 arithmetic (below).
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -44,9 +44,9 @@ layout(constant_id = 2) const uint ALAY = 0u;   // the fragment's element layout
 // Ablations for timing only (wrong results; kernel-bench's SHARD_VK_CMD_ABL): bit 0 no weight scales (raw nibbles),
 // bit 1 no X staging (B from whatever the shared tiles hold), bit 2 no workgroup barrier either.
 layout(constant_id = 3) const uint ABL = 0u;
-// H2 = 1: build the weight values in f16 pairs — nibble pairs ORed into f16 1024 + q (exact), minus 1024, times the
-// sub-block's d·sc and minus its dmin·m, both rounded to f16 (half2 arithmetic, ~2.4× fewer instructions per value);
-// H2 = 0: each value as f32 d·sc·q − dmin·m rounded to f16 (matmul_cm_pk's operands exactly).
+// H2 = 1: build the weight values in f16 pairs — quant pairs ORed into f16 1024 + q (exact), minus 1024 (Q6_K: 1056),
+// times the scale (Q4_K: d·sc, minus dmin·m), each rounded to f16 (half2 arithmetic, ~2.4× fewer instructions per
+// value); H2 = 0: each value in f32, rounded to f16 once (matmul_cm_pk's operands exactly).
 layout(constant_id = 4) const uint H2 = 0u;
 
 const uint TK = 128u;                           // k per step: two 64-k chunks, 8 tiles

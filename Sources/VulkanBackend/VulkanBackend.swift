@@ -304,7 +304,6 @@ public final class VulkanBackend: ComputeBackend {
         stepStats[phase] = (old.count + 1, old.ns + total)
     }
 
-    /// A table of GPU time per op kind (per phase), and the GPU span of the steps.
     /// "pipeline NAME: statistic=value, …" for every pipeline created so far, by name, where the device captures
     /// the driver's statistics (register count, shared memory, …; env SHARD_VK_PIPELINE_STATS=1); [] elsewhere.
     func pipelineStatisticsLines() -> [String] {
@@ -314,6 +313,7 @@ public final class VulkanBackend: ComputeBackend {
         }
     }
 
+    /// A table of GPU time per op kind (per phase), and the GPU span of the steps.
     public func profileReport() -> String {
         var lines: [String] = []
         for phase in ["prefill", "decode"] {
@@ -2337,7 +2337,7 @@ public final class VulkanBackend: ComputeBackend {
     /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
     /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
     public var cmSplitTarget = 256
-    /// Q4_K decode products of cmDirectMin…cmDirectMax columns with the int8 copy of X take matmul_cmd.comp (weight
+    /// Q4_K and Q6_K decode products (`takesDirect`) with the int8 copy of X take matmul_cmd.comp (weight
     /// fragments built in registers, no shared weight tiles; ahead of matvec_q8_mc and matmul_cm) where the device's
     /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once; `takesDirect`); env
     /// SHARD_VK_CMD=0: off, matvec_q8_mc / matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams): GPU per step
@@ -2358,9 +2358,9 @@ public final class VulkanBackend: ComputeBackend {
     /// Most columns a Q4_K product of 8192+ rows takes matmul_cmd with (env SHARD_VK_CMD_TALL_MAX): above it
     /// matmul_cm's 128-row tall tile was faster on an H200 (72 against 68 µs for 11008 × 4096 at ~62 columns).
     public var cmDirectTallMax = 32
-    /// Fewest columns matmul_cmd takes (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards on two H200s at 16
-    /// streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against 1496–1502 on
-    /// matvec_q8_mc; Q6_K's stay on matvec_q8_mc (faster than matmul_cm there: kernel-bench 28 against 40 µs, 4096²).
+    /// Fewest columns a Q4_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards
+    /// on two H200s at 16 streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against
+    /// 1496–1502 on matvec_q8_mc. Q6_K: cmDirectMinQ6K.
     public var cmDirectMin = 8
     /// Whether an n-column product with w takes matmul_cmd: Q4_K or Q6_K, cmDirectMin (Q6_K: cmDirectMinQ6K)…cmDirectMax columns (the shader holds 64),
     /// the int8 copy of X, and a device whose probed layout is the kernel's (probed on the first call).
