@@ -17,7 +17,7 @@
 #                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE
 #   start_models         the GPU's name into $out/gpu.txt, t0 set, synth_models, its time logged (exits when the 7B failed)
 #   logits_parity KNOBS…  the 7B's top-5 logits after a 4-word and a 32-word prompt (and a 50-word one with LONGER=1), CPU against Vulkan under each
-#                        KNOBS setting ("ENV=V ENV=V"), one line each into $out/parity.txt
+#                        KNOBS setting (one word each: "ENV=V,ENV=V"), one line each into $out/parity.txt
 #   field JSON KEY       a number of a `--json` answer, one decimal ("-" when missing)
 #   step_ms JSON         wall / record / GPU wait ms per step of a `bench --json` answer ("- | - | -")
 # and the Vulkan loader and GLVND libraries unpacked from .gl/, with NVIDIA's ICD chosen.
