@@ -43,8 +43,8 @@ $S bench $B > "$out/b1-warm-3.json" 2>>"$out/err.txt"
 for r in 1 2; do $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 1 --gen-tokens 128 --ctx 2048 --json > "$out/b1-tg128-$r.json" 2>>"$out/err.txt"; done
 
 # Issue 5.
-echo "| run | streams | aggregate decode tok/s | TTFT p50 ms | ITL p50 / p99 ms | GPU wait ms/step |" > "$out/conc.md"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |" >> "$out/conc.md"
+echo "| run | streams | aggregate decode tok/s | steady decode tok/s | TTFT p50 ms | ITL p50 / p99 ms | GPU wait ms/step |" > "$out/conc.md"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" >> "$out/conc.md"
 runs=("1 GPU|--shards 1")
 [ "$gpus" -ge 2 ] && runs+=("2 shards, 2 GPUs|--shards 2 --devices 0,1")
 for r in "${runs[@]}"; do
@@ -53,7 +53,7 @@ for r in "${runs[@]}"; do
     f="$out/conc-${name//[ ,]/_}-$c.json"
     timeout 200 $S bench --model /tmp/7b.gguf --backend vulkan $args --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$f" 2>>"$out/err.txt"
     gw=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=d.get('steps',0); print('%.2f' % (1000*d['vulkan_gpu_wait_seconds']/n) if n else '-')" "$f" 2>/dev/null || echo -)
-    echo "| $name | $c | $(field $f aggregate_decode_tokens_per_s) | $(field $f ttft_ms_p50) | $(field $f itl_ms_p50) / $(field $f itl_ms_p99) | $gw |" >> "$out/conc.md"
+    echo "| $name | $c | $(field $f aggregate_decode_tokens_per_s) | $(field $f steady_decode_tokens_per_s) | $(field $f ttft_ms_p50) | $(field $f itl_ms_p50) / $(field $f itl_ms_p99) | $gw |" >> "$out/conc.md"
   done
 done
 

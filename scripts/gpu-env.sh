@@ -14,7 +14,7 @@
 #   hashes JSON          a short digest of a `bench --concurrency --json` answer's stream_token_hashes ("-" when missing)
 #   bench_configs TABLE CONFIGS   CONFIGS "name|ENV=V,ENV=V|streams …;…": for each config and stream count,
 #                        bench --concurrency (128 + 128 tokens; bench warms up in its own process first) into
-#                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE
+#                        $out/c-NAME-C.json(.err), one row each of the markdown table TABLE (aggregate and steady decode)
 #   start_models         the GPU's name into $out/gpu.txt, t0 set, synth_models, its time logged (exits when the 7B failed)
 #   logits_parity KNOBS…  the 7B's top-5 logits after a 4-word and a 32-word prompt (and a 50-word one with LONGER=1), CPU against Vulkan under each
 #                        KNOBS setting (one word each: "ENV=V,ENV=V"), one line each into $out/parity.txt
@@ -48,8 +48,8 @@ tiny_parity() {
 }
 hashes() { python3 -c "import json,sys,hashlib; d=json.load(open(sys.argv[1])); print(hashlib.sha1(json.dumps(d.get('stream_token_hashes')).encode()).hexdigest()[:10])" "$1" 2>/dev/null || echo "-"; }
 bench_configs() {
-  echo "| config | streams | aggregate decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait | token hashes |" > "$1"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" >> "$1"
+  echo "| config | streams | aggregate decode tok/s | steady decode tok/s | ITL p50 ms | wall ms/step | record | GPU wait | token hashes |" > "$1"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" >> "$1"
   local cfgs cfg name envs list c j
   IFS=';' read -ra cfgs <<< "$2"
   for cfg in "${cfgs[@]}"; do
@@ -57,7 +57,7 @@ bench_configs() {
     for c in $list; do
       j="$out/c-$name-$c.json"
       env $envs timeout 100 $S bench --model /tmp/7b.gguf --backend vulkan --concurrency $c --prompt-tokens 128 --gen-tokens 128 --ctx 2048 --json > "$j" 2> "$j.err"
-      echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) | $(hashes $j) |" >> "$1"
+      echo "| $name | $c | $(field $j aggregate_decode_tokens_per_s) | $(field $j steady_decode_tokens_per_s) | $(field $j itl_ms_p50) | $(step_ms $j) | $(hashes $j) |" >> "$1"
     done
     echo "$name done: $(( $(date +%s) - ${t0:-0} )) s" | tee -a "$out/gpu.txt"
   done

@@ -185,6 +185,7 @@ extension Shardctl.Bench {
                 ("load_seconds", JSON.number(loadSeconds)),
                 ("device_memory", deviceMemoryJSON(vulkan)),
                 ("aggregate_decode_tokens_per_s", JSON.number(r.aggregateDecode)),
+                ("steady_decode_tokens_per_s", JSON.number(r.steadyDecode)),
                 ("aggregate_tokens_per_s", JSON.number(r.aggregateThroughput)),
                 ("per_stream_decode_tokens_per_s_min", JSON.number(r.perStreamDecode.min)),
                 ("per_stream_decode_tokens_per_s_mean", JSON.number(r.perStreamDecode.mean)),
@@ -218,6 +219,7 @@ extension Shardctl.Bench {
                                      tok/s
             aggregate prefill     \(fixed(r.aggregatePrefill, 1).padding(10))  (all prompts until every stream has its first token)
             aggregate decode      \(fixed(r.aggregateDecode, 1).padding(10))  (tokens after every stream started decoding)
+            steady decode         \(fixed(r.steadyDecode, 1).padding(10))  (while every stream decodes: until the first one ends)
             aggregate end-to-end  \(fixed(r.aggregateThroughput, 1).padding(10))  (generated tokens / wall time)
             per-stream decode     min \(fixed(r.perStreamDecode.min, 1))  mean \(fixed(r.perStreamDecode.mean, 1))  max \(fixed(r.perStreamDecode.max, 1))
 
@@ -276,6 +278,10 @@ struct BenchReport {
     struct Spread { var min = 0.0, mean = 0.0, max = 0.0 }
     var aggregatePrefill = 0.0
     var aggregateDecode = 0.0
+    /// Decode while every stream decodes: the tokens after every stream had its first one, up to the first stream's
+    /// last token, over that span — llama-batched-bench's decode phase (all B sequences in every step); 0 where
+    /// no such span exists (a stream finished before the last one started).
+    var steadyDecode = 0.0
     var aggregateThroughput = 0.0
     var perStreamDecode = Spread()
     var ttft = Percentiles()
@@ -294,6 +300,11 @@ struct BenchReport {
         // Decode: the tokens that came after every stream had its first one, over that span.
         let decodeTokens = streams.map { $0.tokenTimes.filter { secs($0) > allStarted }.count }.reduce(0, +)
         aggregateDecode = wall > allStarted ? Double(decodeTokens) / (wall - allStarted) : 0
+        let firstDone = lasts.min() ?? 0
+        if firstDone > allStarted {
+            let steadyTokens = streams.map { $0.tokenTimes.filter { secs($0) > allStarted && secs($0) <= firstDone }.count }.reduce(0, +)
+            steadyDecode = Double(steadyTokens) / (firstDone - allStarted)
+        }
         aggregateThroughput = wall > 0 ? Double(generated) / wall : 0
         let rates = streams.compactMap { s -> Double? in
             guard s.tokenTimes.count > 1 else { return nil }
