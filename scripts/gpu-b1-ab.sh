@@ -7,15 +7,20 @@
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"
 start_models
-echo "| config | round | decode after 512 tok/s | prefill 512 tok/s | tg128 tok/s |" > "$out/b1.md"
-echo "| --- | ---: | ---: | ---: | ---: |" >> "$out/b1.md"
+# decode_host: ms per token after the first one — wall / record / GPU wait / read-back / the rest (bench --json).
+host() { python3 -c "
+import json,sys; h=json.load(open(sys.argv[1])).get('decode_host') or {}
+print(' / '.join('%.3f' % h[k] if k in h else '-' for k in ('ms_per_token','record','gpu_wait','download','rest'))
+      + ' (record: ops %.3f, dispatch %s, %d dispatches)' % (h.get('record_ops', 0), '%.3f' % h['record_dispatch'] if h.get('record_dispatch') else '-', h.get('dispatches_per_token', 0)))" "$1" 2>/dev/null || echo "-"; }
+echo "| config | round | decode after 512 tok/s | its ms/token: wall / record / GPU wait / read-back / rest | prefill 512 tok/s | tg128 tok/s | tg128 ms/token: wall / record / GPU wait / read-back / rest |" > "$out/b1.md"
+echo "| --- | ---: | ---: | --- | ---: | ---: | --- |" >> "$out/b1.md"
 for r in $(seq 1 "${ROUNDS:-3}"); do
   for cfg in $CONFIGS; do
     IFS='|' read -r name envs <<< "$cfg"; envs=${envs//,/ }
     a="$out/b1-$name-$r.json"; b="$out/tg-$name-$r.json"
     env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 512 --gen-tokens 128 --ctx 2048 --json > "$a" 2> "$a.err"
     env $envs timeout 60 $S bench --model /tmp/7b.gguf --backend vulkan --prompt-tokens 1 --gen-tokens 128 --ctx 2048 --json > "$b" 2> "$b.err"
-    echo "| $name | $r | $(field $a decode_tokens_per_s) | $(field $a prefill_tokens_per_s) | $(field $b decode_tokens_per_s) |" >> "$out/b1.md"
+    echo "| $name | $r | $(field $a decode_tokens_per_s) | $(host $a) | $(field $a prefill_tokens_per_s) | $(field $b decode_tokens_per_s) | $(host $b) |" >> "$out/b1.md"
   done
 done
 echo "bench done: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu.txt"

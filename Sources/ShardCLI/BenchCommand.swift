@@ -67,9 +67,15 @@ extension Shardctl {
                                              isEndOfGeneration: { _ in false }, onToken: { _ in true })
             }
             if profile { for b in vulkan { b.profile = true } }
-            // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop.
+            // Prefill: the whole prompt; decode: exactly genTokens steps, no early stop. The in-process Vulkan shards'
+            // host times at the first token, so that the decode steps' share can be told apart (JSON decode_host).
+            var atFirstToken: (times: [VulkanBackend.HostTimes], at: ContinuousClock.Instant)?
             let result = try m.generator.generate(prompt: prompt, maxTokens: genTokens, sampling: greedy,
-                                                  isEndOfGeneration: { _ in false }, onToken: { _ in true })
+                                                  isEndOfGeneration: { _ in false }, onToken: { _ in
+                if atFirstToken == nil { atFirstToken = (vulkan.map(\.hostTimes), clock.now) }
+                return true
+            })
+            let decodeEnd = clock.now
             if profile {
                 let report = vulkan.enumerated().map { "GPU profile, shard \($0.offset):\n" + $0.element.profileReport() }.joined(separator: "\n")
                 if json { Terminal.error(report) } else { Terminal.write(report + "\n") }
@@ -88,6 +94,7 @@ extension Shardctl {
                     ("warmup_runs", "\(warmup)"),
                     ("load_seconds", JSON.number(loadSeconds)),
                     ("device_memory", deviceMemoryJSON(vulkan)),
+                    ("decode_host", decodeHostJSON(vulkan, from: atFirstToken, to: decodeEnd, tokens: result.generated.count - 1)),
                 ]) + "\n")
             } else {
                 Terminal.write("""
@@ -104,6 +111,29 @@ extension Shardctl {
             }
         }
     }
+}
+
+/// Where a single stream's decode steps (after its first token) spent their wall time, in ms per token: the steps'
+/// recording or matching and host writes, the submit and the wait for the GPU, and the read-back, summed over the
+/// in-process Vulkan shards, and the rest of the token (sampling, scheduling, everything between steps). The GPU
+/// works only inside `gpu_wait`, so the rest is what keeping the GPU busy between steps could save. null without
+/// in-process Vulkan shards.
+func decodeHostJSON(_ backends: [VulkanBackend], from first: (times: [VulkanBackend.HostTimes], at: ContinuousClock.Instant)?,
+                    to end: ContinuousClock.Instant, tokens: Int) -> String {
+    guard !backends.isEmpty, let first, first.times.count == backends.count, tokens > 0 else { return "null" }
+    let now = backends.map(\.hostTimes)
+    func sum(_ key: KeyPath<VulkanBackend.HostTimes, Double>) -> Double {
+        zip(now, first.times).map { $0[keyPath: key] - $1[keyPath: key] }.reduce(0, +) * 1000 / Double(tokens)
+    }
+    let wall = (end - first.at).seconds * 1000 / Double(tokens)
+    let (record, gpu, download) = (sum(\.record), sum(\.gpu), sum(\.download))
+    let dispatches = Double(zip(now, first.times).map { $0.dispatches - $1.dispatches }.reduce(0, +)) / Double(tokens)
+    return JSON.object([("ms_per_token", JSON.number(wall)), ("record", JSON.number(record)), ("gpu_wait", JSON.number(gpu)),
+                        ("download", JSON.number(download)), ("rest", JSON.number(wall - record - gpu - download)),
+                        // record's parts: beginStep, the ops, endStep to the submit; inside the ops, `dispatch` calls.
+                        ("record_begin", JSON.number(sum(\.begin))), ("record_ops", JSON.number(sum(\.ops))),
+                        ("record_end", JSON.number(sum(\.end))), ("record_dispatch", JSON.number(sum(\.dispatch))),
+                        ("dispatches_per_token", JSON.number(dispatches))])
 }
 
 /// Device memory of each in-process Vulkan shard by purpose, in MiB (`VulkanBackend.memoryReport`):

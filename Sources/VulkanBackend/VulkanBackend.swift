@@ -1334,13 +1334,21 @@ public final class VulkanBackend: ComputeBackend {
     /// Where a step's wall time goes on the host (seconds, summed over steps): recording or matching its
     /// commands and writing its host data (beginStep to the submit), the submit and the wait for the GPU,
     /// and the read-back of the step's results. `bench --concurrency` reports them.
-    public struct HostTimes: Sendable { public var record = 0.0, gpu = 0.0, download = 0.0, steps = 0 }
+    public struct HostTimes: Sendable {
+        public var record = 0.0, gpu = 0.0, download = 0.0, steps = 0
+        /// Parts of `record`: beginStep itself, the ops between beginStep and endStep, and endStep up to the submit;
+        /// and, inside the ops, the time spent in `dispatch` (pipeline and descriptor-set lookups, matching or
+        /// encoding; measured only with env SHARD_VK_HOST_TIMES=1) over `dispatches` calls.
+        public var begin = 0.0, ops = 0.0, end = 0.0, dispatch = 0.0, dispatches = 0
+    }
     public private(set) var hostTimes = HostTimes()
     /// The first step's host times (record: beginStep to the submit; gpu: the submit and the wait), and the
     /// pipelines created so far (lazily, while steps record) with the time that took: `profileReport` prints them.
     public private(set) var firstStepHost: (record: Double, gpu: Double)?
     public private(set) var pipelineCreation = (count: 0, seconds: 0.0)
-    private var stepStarted = ContinuousClock.now
+    private var stepStarted = ContinuousClock.now, opsStarted = ContinuousClock.now, endStarted = ContinuousClock.now
+    /// hostTimes.dispatch is measured (two clock reads per dispatch) only with env SHARD_VK_HOST_TIMES=1.
+    private let timesDispatch = getenv("SHARD_VK_HOST_TIMES").map { String(cString: $0) == "1" } ?? false
     private static func since(_ t: ContinuousClock.Instant) -> Double {
         let d = (ContinuousClock.now - t).components
         return Double(d.seconds) + Double(d.attoseconds) * 1e-18
@@ -1349,6 +1357,7 @@ public final class VulkanBackend: ComputeBackend {
     private func submitStep(_ cmd: VkCommandBuffer?, end: Bool = true) throws {
         let recorded = Self.since(stepStarted)
         hostTimes.record += recorded
+        hostTimes.end += Self.since(endStarted)
         let submitted = ContinuousClock.now
         defer {
             let gpu = Self.since(submitted)
@@ -1415,6 +1424,7 @@ public final class VulkanBackend: ComputeBackend {
 
     public func beginStep(_ batch: StepBatch) throws {
         stepStarted = ContinuousClock.now
+        defer { opsStarted = ContinuousClock.now; hostTimes.begin += Self.since(stepStarted) }
         precondition(!recording, "beginStep inside a step")
         try releaseUploadSlots()
         self.batch = batch
@@ -1473,6 +1483,8 @@ public final class VulkanBackend: ComputeBackend {
 
     public func endStep() throws {
         precondition(recording, "endStep without beginStep")
+        hostTimes.ops += Self.since(opsStarted)
+        endStarted = ContinuousClock.now
         flushPending()
         emit(.barrier(2))
         recording = false
@@ -1560,6 +1572,9 @@ public final class VulkanBackend: ComputeBackend {
                           barrierAfter: Bool = true, label: @autoclosure () -> String? = nil) {
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard deferredError == nil, groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
+        hostTimes.dispatches += 1
+        let entered = timesDispatch ? ContinuousClock.now : nil
+        defer { if let entered { hostTimes.dispatch += Self.since(entered) } }
         do {
             let p = try pipeline(name)
             let set = try descriptors.set(for: p, buffers)
