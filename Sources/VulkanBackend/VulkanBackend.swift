@@ -1347,6 +1347,17 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var firstStepHost: (record: Double, gpu: Double)?
     public private(set) var pipelineCreation = (count: 0, seconds: 0.0)
     private var stepStarted = ContinuousClock.now, opsStarted = ContinuousClock.now, endStarted = ContinuousClock.now
+    /// Host time per op kind (seconds, calls) with env SHARD_VK_HOST_TIMES=1 (`opTimesReport`).
+    private var opTimes: [String: (seconds: Double, calls: Int)] = [:]
+    private func noteOp(_ name: String, _ started: ContinuousClock.Instant) {
+        opTimes[name, default: (0, 0)].seconds += Self.since(started)
+        opTimes[name, default: (0, 0)].calls += 1
+    }
+    /// One line per op kind: total host ms and calls (nested ops count in both: matmul calls matmuls).
+    public func opTimesReport() -> String {
+        opTimes.sorted { $0.value.seconds > $1.value.seconds }
+            .map { "\($0.key): \(($0.value.seconds * 1e6).rounded() / 1e3) ms in \($0.value.calls) calls" }.joined(separator: "\n")
+    }
     /// hostTimes.dispatch is measured (two clock reads per dispatch) only with env SHARD_VK_HOST_TIMES=1.
     private let timesDispatch = getenv("SHARD_VK_HOST_TIMES").map { String(cString: $0) == "1" } ?? false
     private static func since(_ t: ContinuousClock.Instant) -> Double {
@@ -1651,6 +1662,8 @@ public final class VulkanBackend: ComputeBackend {
     private var argmaxIDs: GPUBuffer?
 
     public func recordArgmax(_ logits: Activations, rows: Int) -> Bool {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("recordArgmax", opStart) } }
         guard argmaxOnDevice, rows > 0 else { return false }
         let a = logits as! VulkanActivations
         if argmaxIDs == nil {
@@ -1761,6 +1774,8 @@ public final class VulkanBackend: ComputeBackend {
     // MARK: ops
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("embed", opStart) } }
         flushPending()
         if let h = table as? VulkanHostWeight {
             let o = out as! VulkanActivations, n = h.rowLength
@@ -1788,6 +1803,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("rmsNorm", opStart) } }
         flushPending()
         let x = x as! VulkanActivations, o = out as! VulkanActivations, w = weight as! VulkanWeight
         guard w.type == .f32, w.rowLength == x.columns, o.columns == x.columns else {
@@ -1798,6 +1815,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("matmul", opStart) } }
         matmuls(x, [MatmulItem(weight: w, bias: bias, output: out)], rows: rows)
     }
 
@@ -1810,6 +1829,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("matmuls", opStart) } }
         let x = x as! VulkanActivations
         let n = rows ?? batch.rows
         for item in items {
@@ -2490,6 +2511,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("rope", opStart) } }
         let x = x as! VulkanActivations
         let half = params.dims / 2
         guard half > 0, params.dims <= headDim, heads * headDim <= x.columns else {
@@ -2526,6 +2549,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("storeKV", opStart) } }
         let k = k as! VulkanActivations, v = v as! VulkanActivations, s = storage as! VulkanKVStorage
         guard k.columns == s.shape.kvDim, v.columns == s.shape.kvDim, let step = stepBuffer else {
             flushPending()
@@ -2606,6 +2631,8 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var attentionPositions = 2
 
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("attention", opStart) } }
         flushPending()
         let q = q as! VulkanActivations, o = out as! VulkanActivations, s = storage as! VulkanKVStorage
         guard let step = stepBuffer, p.headDim % 2 == 0, p.headDim <= min(256, 8 * attentionWorkgroupSize),
@@ -2775,6 +2802,8 @@ public final class VulkanBackend: ComputeBackend {
     static func decodeMaxPairs(_ subgroupSize: Int) -> Int { max(1, (128 + subgroupSize - 1) / subgroupSize) }
 
     public func swiglu(gate: Activations, up: Activations, into out: Activations) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("swiglu", opStart) } }
         let g = gate as! VulkanActivations, u = up as! VulkanActivations, o = out as! VulkanActivations
         if case let .pair(a, b) = pending, a.out === g, b.out === u, o === g {
             // matvec_q8 PAIR: gate and up rows in one workgroup, out = silu(gate) * up, up written too.
@@ -2794,6 +2823,8 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func add(_ x: Activations, _ y: Activations) {
+        let opStart = timesDispatch ? ContinuousClock.now : nil
+        defer { if let opStart { noteOp("add", opStart) } }
         let x = x as! VulkanActivations, y = y as! VulkanActivations
         if case let .matmul(job) = pending, job.out === y, job.input !== x.buffer, job.out !== x,
            job.n == batch.rows, x.columns == y.columns {
