@@ -20,10 +20,8 @@ extension VulkanBackendTests {
     func multiColumnInt8MatvecMatchesCPUAndFloatPath(n: Int, columns: Int, rows: Int, preload: Bool) throws {
         let vk = try Shared.vulkan(), cpu = Shared.cpu
         #expect(vk.dotProducts, "the device (lavapipe in CI) should offer VK_KHR_shader_integer_dot_product")
-        let dim = 768, ff = 1280
-        let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
-                              ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K)],
-                             seed: 421)
+        let (dim, ff) = (Int8ProducerLayerFile.dim, Int8ProducerLayerFile.ff)
+        let g = try Int8ProducerLayerFile(seed: 421)
         let saved = (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload)
         defer { (vk.dotProducts, vk.mcDotMax, vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload) = saved }
         (vk.mcDotColumns, vk.mcDotRows, vk.mcDotPreload) = (columns, rows, preload)
@@ -31,7 +29,7 @@ extension VulkanBackendTests {
         var results: [[Float]] = []
         for (i, b) in [vk as any ComputeBackend, vk, cpu].enumerated() {
             vk.mcDotMax = i == 0 ? 64 : 0
-            let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4"].map { try b.loadWeight(g.tensor($0), of: g.file) }
+            let w = try g.weights(on: b, floatTail: false)
             vk.dispatchLog = []
             let got = try int8ProducerLayer(b, weights: w, x: x, dim: dim, ff: ff, batch: sequenceBatch(rows: n, pageSize: 4, pages: 32))
             let log = vk.dispatchLog ?? []
@@ -134,10 +132,8 @@ extension VulkanBackendTests {
     @Test(arguments: [2, 5, 16])
     func quantizeKWritesTheInt8CopyForInputsWithoutAProducer(n: Int) throws {
         let vk = try Shared.vulkan(), cpu = Shared.cpu
-        let dim = 768, ff = 1280
-        let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
-                              ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K),
-                              ("wo", [dim, dim], .q4_K)], seed: 521)
+        let (dim, ff) = (Int8ProducerLayerFile.dim, Int8ProducerLayerFile.ff)
+        let g = try Int8ProducerLayerFile(seed: 521)
         let saved = (vk.quantizeWritesInt8, vk.mcDotMax)
         defer { (vk.quantizeWritesInt8, vk.mcDotMax) = saved }
         vk.mcDotMax = 64
@@ -145,7 +141,7 @@ extension VulkanBackendTests {
         var results: [[Float]] = []
         for (i, b) in [vk as any ComputeBackend, vk, cpu].enumerated() {
             vk.quantizeWritesInt8 = i == 0
-            let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4", "wo"].map { try b.loadWeight(g.tensor($0), of: g.file) }
+            let w = try g.weights(on: b, floatTail: true)
             vk.dispatchLog = []
             let got = try int8ProducerLayer(b, weights: w, x: x, dim: dim, ff: ff, batch: sequenceBatch(rows: n, pageSize: 4, pages: 32),
                                             floatTail: true)

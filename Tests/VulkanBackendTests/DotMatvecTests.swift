@@ -148,10 +148,8 @@ extension VulkanBackendTests {
     /// 5-block rows, bias, residual adds) against the same ops with dotProducts off and the CPU.
     @Test func int8InputMatvecMatchesCPUAndFloatPath() throws {
         let vk = try Shared.vulkan(), cpu = Shared.cpu
-        let dim = 768, ff = 1280
-        let g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
-                              ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K),
-                              ("wo", [dim, dim], .q4_K)], seed: 321)
+        let (dim, ff) = (Int8ProducerLayerFile.dim, Int8ProducerLayerFile.ff)
+        let g = try Int8ProducerLayerFile(seed: 321)
         let saved = (vk.dotProducts, vk.dotSubgroupRows)
         defer { (vk.dotProducts, vk.dotSubgroupRows) = saved }
         for pos in 0..<2 {
@@ -161,7 +159,7 @@ extension VulkanBackendTests {
             for (i, b) in [vk as any ComputeBackend, vk, cpu, vk].enumerated() {
                 vk.dotProducts = i == 0 || i == 3
                 vk.dotSubgroupRows = i == 3
-                let w = try ["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4", "wo"].map { try b.loadWeight(g.tensor($0), of: g.file) }
+                let w = try g.weights(on: b, floatTail: true)
                 var log: [String] = []
                 vk.dispatchLog = []
                 let got = try int8ProducerLayer(b, weights: w, x: x, dim: dim, ff: ff,

@@ -128,6 +128,22 @@ func sequenceBatch(rows: Int, start: Int = 0, pageSize: Int, pages: Int) -> Step
               pageTables: [(0..<pages).map { Int32(pages - 1 - $0) }])
 }
 
+/// int8ProducerLayer's weight file (dim 768, ff 1280, written with `seed`) and its weights loaded onto a backend in the
+/// layer's order (wo last, only with `floatTail`). wo is the file's last tensor: the others' values do not depend on it.
+struct Int8ProducerLayerFile {
+    static let dim = 768, ff = 1280
+    let g: TempGGUF
+    init(seed: UInt64) throws {
+        let (dim, ff) = (Self.dim, Self.ff)
+        g = try TempGGUF([("norm", [dim], .f32), ("wa", [dim, 45], .q4_K), ("wb", [dim, 29], .q6_K), ("bias", [45], .f32),
+                          ("wg", [dim, ff], .q4_K), ("wu", [dim, ff], .q4_K), ("wd", [ff, dim], .q6_K), ("wd4", [ff, dim], .q4_K),
+                          ("wo", [dim, dim], .q4_K)], seed: seed)
+    }
+    func weights(on b: any ComputeBackend, floatTail: Bool) throws -> [Weight] {
+        try (["norm", "wa", "wb", "bias", "wg", "wu", "wd", "wd4"] + (floatTail ? ["wo"] : [])).map { try b.loadWeight(g.tensor($0), of: g.file) }
+    }
+}
+
 /// The layer the int8-producer tests run (DotMatvecTests: one row, DotMatvecMCTests: n rows) on weights
 /// [norm, wa (Q4_K), wb (Q6_K), bias, wg, wu (Q4_K), wd (Q6_K), wd4 (Q4_K)] (+ wo with `floatTail`):
 /// rmsNorm → wa + bias, wb; rmsNorm → gate, up → swiglu → Q6_K down added into x; swiglu(up, up) → Q4_K
