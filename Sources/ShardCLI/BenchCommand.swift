@@ -76,9 +76,7 @@ extension Shardctl {
                 return true
             })
             let decodeEnd = clock.now
-            if getenv("SHARD_VK_HOST_TIMES").map({ String(cString: $0) == "1" }) ?? false {
-                for b in vulkan { Terminal.error("host time per op kind:\n" + b.opTimesReport() + "\n") }
-            }
+            for b in vulkan where b.timesHost { Terminal.error("host time per op kind:\n" + b.opTimesReport() + "\n") }
             if profile {
                 let report = vulkan.enumerated().map { "GPU profile, shard \($0.offset):\n" + $0.element.profileReport() }.joined(separator: "\n")
                 if json { Terminal.error(report) } else { Terminal.write(report + "\n") }

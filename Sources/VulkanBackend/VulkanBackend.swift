@@ -1358,8 +1358,9 @@ public final class VulkanBackend: ComputeBackend {
         opTimes.sorted { $0.value.seconds > $1.value.seconds }
             .map { "\($0.key): \(($0.value.seconds * 1e6).rounded() / 1e3) ms in \($0.value.calls) calls" }.joined(separator: "\n")
     }
-    /// hostTimes.dispatch is measured (two clock reads per dispatch) only with env SHARD_VK_HOST_TIMES=1.
-    private let timesDispatch = getenv("SHARD_VK_HOST_TIMES").map { String(cString: $0) == "1" } ?? false
+    /// hostTimes.dispatch and the time per op kind (`opTimesReport`) are measured (two clock reads per dispatch and per
+    /// op) only with env SHARD_VK_HOST_TIMES=1.
+    public let timesHost = getenv("SHARD_VK_HOST_TIMES").map { String(cString: $0) == "1" } ?? false
     private static func since(_ t: ContinuousClock.Instant) -> Double {
         let d = (ContinuousClock.now - t).components
         return Double(d.seconds) + Double(d.attoseconds) * 1e-18
@@ -1584,7 +1585,7 @@ public final class VulkanBackend: ComputeBackend {
         guard recording else { preconditionFailure("VulkanBackend: ops run between beginStep and endStep") }
         guard deferredError == nil, groups.0 > 0, groups.1 > 0, groups.2 > 0 else { return }
         hostTimes.dispatches += 1
-        let entered = timesDispatch ? ContinuousClock.now : nil
+        let entered = timesHost ? ContinuousClock.now : nil
         defer { if let entered { hostTimes.dispatch += Self.since(entered) } }
         do {
             let p = try pipeline(name)
@@ -1662,7 +1663,7 @@ public final class VulkanBackend: ComputeBackend {
     private var argmaxIDs: GPUBuffer?
 
     public func recordArgmax(_ logits: Activations, rows: Int) -> Bool {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("recordArgmax", opStart) } }
         guard argmaxOnDevice, rows > 0 else { return false }
         let a = logits as! VulkanActivations
@@ -1774,7 +1775,7 @@ public final class VulkanBackend: ComputeBackend {
     // MARK: ops
 
     public func embed(_ table: Weight, tokens: [Int32], into out: Activations) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("embed", opStart) } }
         flushPending()
         if let h = table as? VulkanHostWeight {
@@ -1803,7 +1804,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func rmsNorm(_ x: Activations, weight: Weight, eps: Float, into out: Activations) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("rmsNorm", opStart) } }
         flushPending()
         let x = x as! VulkanActivations, o = out as! VulkanActivations, w = weight as! VulkanWeight
@@ -1815,7 +1816,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func matmul(_ w: Weight, _ x: Activations, bias: Weight?, into out: Activations, rows: Int?) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("matmul", opStart) } }
         matmuls(x, [MatmulItem(weight: w, bias: bias, output: out)], rows: rows)
     }
@@ -1829,7 +1830,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func matmuls(_ x: Activations, _ items: [MatmulItem], rows: Int?) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("matmuls", opStart) } }
         let x = x as! VulkanActivations
         let n = rows ?? batch.rows
@@ -2511,7 +2512,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func rope(_ x: Activations, heads: Int, headDim: Int, params: RopeParams) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("rope", opStart) } }
         let x = x as! VulkanActivations
         let half = params.dims / 2
@@ -2549,7 +2550,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func storeKV(k: Activations, v: Activations, storage: KVStorage, layer: Int) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("storeKV", opStart) } }
         let k = k as! VulkanActivations, v = v as! VulkanActivations, s = storage as! VulkanKVStorage
         guard k.columns == s.shape.kvDim, v.columns == s.shape.kvDim, let step = stepBuffer else {
@@ -2631,7 +2632,7 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var attentionPositions = 2
 
     public func attention(q: Activations, storage: KVStorage, layer: Int, params p: AttentionParams, into out: Activations) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("attention", opStart) } }
         flushPending()
         let q = q as! VulkanActivations, o = out as! VulkanActivations, s = storage as! VulkanKVStorage
@@ -2802,7 +2803,7 @@ public final class VulkanBackend: ComputeBackend {
     static func decodeMaxPairs(_ subgroupSize: Int) -> Int { max(1, (128 + subgroupSize - 1) / subgroupSize) }
 
     public func swiglu(gate: Activations, up: Activations, into out: Activations) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("swiglu", opStart) } }
         let g = gate as! VulkanActivations, u = up as! VulkanActivations, o = out as! VulkanActivations
         if case let .pair(a, b) = pending, a.out === g, b.out === u, o === g {
@@ -2823,7 +2824,7 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     public func add(_ x: Activations, _ y: Activations) {
-        let opStart = timesDispatch ? ContinuousClock.now : nil
+        let opStart = timesHost ? ContinuousClock.now : nil
         defer { if let opStart { noteOp("add", opStart) } }
         let x = x as! VulkanActivations, y = y as! VulkanActivations
         if case let .matmul(job) = pending, job.out === y, job.input !== x.buffer, job.out !== x,
