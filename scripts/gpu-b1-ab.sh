@@ -11,7 +11,7 @@ start_models
 host() { python3 -c "
 import json,sys; h=json.load(open(sys.argv[1])).get('decode_host') or {}
 print(' / '.join('%.3f' % h[k] if k in h else '-' for k in ('ms_per_token','record','gpu_wait','download','rest'))
-      + ' (record: ops %.3f, dispatch %s, %d dispatches)' % (h.get('record_ops', 0), '%.3f' % h['record_dispatch'] if h.get('record_dispatch') else '-', h.get('dispatches_per_token', 0)))" "$1" 2>/dev/null || echo "-"; }
+      + ' (record: ops %.3f, dispatch %s, %d dispatches; %s steps skipped their ops)' % (h.get('record_ops', 0), '%.3f' % h['record_dispatch'] if h.get('record_dispatch') else '-', h.get('dispatches_per_token', 0), h.get('skipped_steps', '-')))" "$1" 2>/dev/null || echo "-"; }
 echo "| config | round | decode after 512 tok/s | its ms/token: wall / record / GPU wait / read-back / rest | prefill 512 tok/s | tg128 tok/s | tg128 ms/token: wall / record / GPU wait / read-back / rest |" > "$out/b1.md"
 echo "| --- | ---: | ---: | --- | ---: | ---: | --- |" >> "$out/b1.md"
 for r in $(seq 1 "${ROUNDS:-3}"); do

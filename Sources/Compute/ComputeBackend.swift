@@ -220,6 +220,11 @@ public protocol ComputeBackend: AnyObject {
     /// A step is about to start (its frame has arrived): a backend may get ready meanwhile (the CPU
     /// backend wakes its worker threads). Default: nothing.
     func prepareForStep()
+    /// Inside a step: the caller's op calls from here to `endStep` repeat, call for call and argument for
+    /// argument, those of an earlier step in which it passed the same `key` here. True: the backend has the
+    /// rest of that step already (the caller makes no more op calls and goes to `endStep`); false: the caller
+    /// makes them. Default: false (the CPU backend runs each op as it is called).
+    func repeatsOps(_ key: [Int]) -> Bool
 }
 
 /// What a `reserveMemory` hint announces.
@@ -238,4 +243,5 @@ extension ComputeBackend {
         try loadWeight(tensor, of: file)
     }
     public func prepareForStep() {}
+    public func repeatsOps(_ key: [Int]) -> Bool { false }
 }

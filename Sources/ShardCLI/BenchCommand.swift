@@ -134,7 +134,11 @@ func decodeHostJSON(_ backends: [VulkanBackend], from first: (times: [VulkanBack
                         // record's parts: beginStep, the ops, endStep to the submit; inside the ops, `dispatch` calls.
                         ("record_begin", JSON.number(sum(\.begin))), ("record_ops", JSON.number(sum(\.ops))),
                         ("record_end", JSON.number(sum(\.end))), ("record_dispatch", JSON.number(sum(\.dispatch))),
-                        ("dispatches_per_token", JSON.number(dispatches))])
+                        ("dispatches_per_token", JSON.number(dispatches)),
+                        // Decode steps whose op calls the shards skipped (a repeated step: VulkanBackend.repeatsOps), and
+                        // the repeats that a periodic check found differing from their recording (0 unless a bug).
+                        ("skipped_steps", "\(zip(now, first.times).map { $0.skipped - $1.skipped }.reduce(0, +))"),
+                        ("skip_mismatches", "\(backends.map(\.skipMismatches).reduce(0, +))")])
 }
 
 /// Device memory of each in-process Vulkan shard by purpose, in MiB (`VulkanBackend.memoryReport`):
@@ -185,6 +189,7 @@ extension Shardctl.Bench {
         let forward0 = local.map(\.counters.snapshot.busySeconds).reduce(0, +)
         let host0 = vulkan.map(\.hostTimes)
         let recorded0 = vulkan.map(\.recordedSteps).reduce(0, +), replayed0 = vulkan.map(\.replayedSteps).reduce(0, +)
+        let skipped0 = vulkan.map(\.skippedSteps).reduce(0, +)
         let start = clock.now
         let streams = try runStreams(salt0: 0, tokens: genTokens)
         if profile {
@@ -237,6 +242,9 @@ extension Shardctl.Bench {
                 // Steps whose command buffer was recorded anew / replayed from the shape cache (in-process shards).
                 ("vulkan_recorded_steps", "\(vulkan.map(\.recordedSteps).reduce(0, +) - recorded0)"),
                 ("vulkan_replayed_steps", "\(vulkan.map(\.replayedSteps).reduce(0, +) - replayed0)"),
+                // Of those, steps whose op calls were skipped (VulkanBackend.repeatsOps); checks that found a difference.
+                ("vulkan_skipped_steps", "\(vulkan.map(\.skippedSteps).reduce(0, +) - skipped0)"),
+                ("vulkan_skip_mismatches", "\(vulkan.map(\.skipMismatches).reduce(0, +))"),
                 ("stream_token_hashes", "[" + streams.map { "\"\(String($0.tokenHash, radix: 16))\"" }.joined(separator: ",") + "]"),
             ]) + "\n")
         } else {

@@ -33,6 +33,8 @@ public enum ShardInput {
     case tokens([Int32])
     /// rows × embeddingLength, row-major.
     case hidden([Float])
+
+    var isTokens: Bool { if case .tokens = self { return true } else { return false } }
 }
 
 /// What a shard returns: hidden states for the next shard, or (last shard) logits of the requested rows.
@@ -131,6 +133,8 @@ public final class ModelShard {
     private let x, xn, q, k, v, attn, proj, gate, up: Activations
     private let headInput: Activations?
     private let logits: Activations?
+    /// Whether the backend recorded the argmax the last time it was asked (the same answer every time).
+    private var argmaxOffered = false
 
     /// Loads layers `layers` of the model in `file` onto `backend`. `progress` is called with (done, total) weights.
     public init(file: GGUFFile, config: ModelConfig, layers: Range<Int>, backend: any ComputeBackend,
@@ -217,6 +221,9 @@ public final class ModelShard {
         guard n > 0, n <= options.maxBatchRows else {
             throw ComputeError("a step carries \(n) rows; this shard takes 1...\(options.maxBatchRows)")
         }
+        if ownsHead, let bad = logitRows.first(where: { $0 < 0 || $0 >= n }) {
+            throw ComputeError("logit row \(bad) is outside the step's \(n) rows")
+        }
         // Pages for every row's position, then the batch's page tables.
         var tableIndex: [SequenceID: Int32] = [:]
         var tables: [[Int32]] = [], windowTables: [[Int32]] = []
@@ -246,14 +253,22 @@ public final class ModelShard {
             }
             backend.upload(h, to: x)
         }
+        // The rest of the step depends only on this key (and the batch, which the backend compares itself):
+        // a backend that has an earlier such step's commands runs them without the op calls.
+        let head = ownsHead && !logitRows.isEmpty
+        if !head || logitRows.count <= (headInput?.rowCapacity ?? 0) {
+            let key = [input.isTokens ? 1 : 0, n, picksOnly ? 1 : 0] + (head ? logitRows : [])
+            if backend.repeatsOps(key) {
+                try backend.endStep()
+                guard head else { return .hidden(backend.download(x, rows: 0..<n)) }
+                if picksOnly && argmaxOffered { return .picks(backend.downloadArgmax(rows: logitRows.count)) }
+                return .logits(backend.download(logits!, rows: 0..<logitRows.count))
+            }
+        }
         for (i, l) in layerWeights.enumerated() {
             runLayer(l, index: i)
         }
         if ownsHead, let outputNorm, let output, let headInput, let logits, !logitRows.isEmpty {
-            if let bad = logitRows.first(where: { $0 < 0 || $0 >= n }) {
-                try backend.endStep()
-                throw ComputeError("logit row \(bad) is outside the step's \(n) rows")
-            }
             // At most `headInput.rowCapacity` rows per pass; further passes are steps of their own
             // (buffers stay on the backend between steps). Ops run over the step's n rows: a step of
             // more rows than the head's buffers hold normalizes every row into xn first.
@@ -271,6 +286,7 @@ public final class ModelShard {
                 backend.matmul(output, normFirst ? headInput : xn, bias: nil, into: logits, rows: chunk.count)
                 // Every chunk alike: the backend offers the argmax for all of them or for none.
                 let picked = picksOnly && backend.recordArgmax(logits, rows: chunk.count)
+                if picksOnly { argmaxOffered = picked }
                 try backend.endStep()
                 if picked { picks += backend.downloadArgmax(rows: chunk.count) } else { values += backend.download(logits, rows: 0..<chunk.count) }
                 start += chunk.count

@@ -210,7 +210,7 @@ public final class VulkanBackend: ComputeBackend {
     /// attn_decode.comp's workgroup (a few subgroups, each walking its own positions).
     let decodeAttentionWorkgroupSize: Int
     /// Record each step shape's command buffer once and replay it (env SHARD_VK_NO_REPLAY=1: off).
-    public var replays = true
+    public var replays = true { didSet { knobChanged() } }
 
     private var cmd: VkCommandBuffer?
     private var oneShot: VkCommandBuffer?
@@ -219,7 +219,7 @@ public final class VulkanBackend: ComputeBackend {
     /// A copy was recorded since the last barrier (the next barrier must cover the transfer stage).
     private var pendingTransfer = false
     /// Every barrier covers compute and transfer stages (env SHARD_VK_FULL_BARRIERS=1).
-    public var fullBarriers = false
+    public var fullBarriers = false { didSet { knobChanged() } }
     private var deferredError: Error?
     private var batch = StepBatch(positions: [], tableIndex: [], pageTables: [])
 
@@ -243,13 +243,13 @@ public final class VulkanBackend: ComputeBackend {
     /// Round activations to the 8-bit grid of the weight's int8 dot product before quantized
     /// matmuls, as the CPU backend and llama.cpp do (default). Off: plain f32 activations, which is
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
-    public var roundsActivations = true
+    public var roundsActivations = true { didSet { knobChanged() } }
     private var readback: GPUBuffer?
 
     // MARK: profiling
     /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
     /// (decode: steps of one row; prefill: more). Read with `profileReport()`. Costs a little per dispatch.
-    public var profile = false
+    public var profile = false { didSet { knobChanged() } }
     private var queryPool: VkQueryPool?
     private static let maxQueries: UInt32 = 8192
     private var queryNames: [String] = []
@@ -431,6 +431,8 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CM_I8X"), (0...2).contains(v) { cmInt8X = v }
         if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
+        if env("SHARD_VK_NO_SKIP") == 1 { skipsRepeatedOps = false }
+        if let v = env("SHARD_VK_SKIP_CHECK"), v >= 0 { skipCheckInterval = v }
         if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
         if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
@@ -481,7 +483,7 @@ public final class VulkanBackend: ComputeBackend {
         if let left = ctx.reserved[.weights], left > 0 { ctx.reserved[.weights] = max(0, left - tensor.byteCount - 16 - 256) }
         return VulkanHostWeight(tensor, file: file)
     }
-    public var embedOnDevice = false
+    public var embedOnDevice = false { didSet { knobChanged() } }
 
     // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
     // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
@@ -1211,12 +1213,12 @@ public final class VulkanBackend: ComputeBackend {
     var rmsQuantWorkgroupSize: Int { device.type == "cpu" ? workgroupSize : min(1024, max(workgroupSize, 8 * device.subgroupSize)) }
 
     /// Tiled mat-mat for more than 8 rows (env SHARD_VK_NO_TILED=1: the row-per-workgroup matmul.comp).
-    public var tiles = true
+    public var tiles = true { didSet { knobChanged() } }
     /// Prefill mat-mat on cooperative matrices where the device has them (f16 operands: ~1e-3 relative
     /// error per product instead of f32's; env SHARD_VK_NO_COOPMAT=1 leaves the f32 tiles).
-    public var cooperativeMatrix: Bool
+    public var cooperativeMatrix: Bool { didSet { knobChanged() } }
     /// Cooperative-matrix tile: 1 = 64 × 64 (matmul_coop.comp), 2 = 64 × 128 (matmul_coop2.comp; env SHARD_VK_COOP_TILE).
-    public var coopTile = 1
+    public var coopTile = 1 { didSet { knobChanged() } }
 
     /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
     public private(set) var matvecWorkgroupSize = 0
@@ -1317,7 +1319,28 @@ public final class VulkanBackend: ComputeBackend {
         let cmd: VkCommandBuffer?
         var cmds: [Cmd] = []
         var rows = 0, tables = 0, lastUse = 0
+        /// The step's host data copies, in the order the last walk of this buffer wrote them.
+        var hostWrites: [HostWrite] = []
+        /// Where the last walk of this buffer asked `repeatsOps`: a later step that asks there with the same key may skip its ops.
+        var skip: SkipPoint?
         init(_ cmd: VkCommandBuffer?) { self.cmd = cmd }
+    }
+
+    /// One staged host data copy of a step: the copy command's index, its staging bytes, and (for data the
+    /// backend derives from the step's batch alone, such as rope tables) how to write them again for another batch.
+    struct HostWrite {
+        let index: Int, src: GPUBuffer, offset: Int, bytes: Int
+        let refill: ((UnsafeMutableRawPointer, StepBatch) -> Void)?
+        func sameCopy(_ o: HostWrite) -> Bool { index == o.index && src === o.src && offset == o.offset && bytes == o.bytes }
+    }
+
+    /// The state of a step's walk where the caller asked `repeatsOps(key)`.
+    struct SkipPoint: Equatable {
+        let key: [Int]
+        /// What the ops read of the batch besides its shape (see `batchSignature`).
+        let signature: [Int]
+        let index: Int
+        let pendingBarrier: Bool, pendingTransfer: Bool
     }
 
     /// Record-once command buffers, most recently used last.
@@ -1329,6 +1352,104 @@ public final class VulkanBackend: ComputeBackend {
     private var checking: Recording?
     private var checkIndex = 0
     private var caching: Bool { replays && !profile }
+
+    // MARK: repeated steps
+    //
+    // Matching a replayed step's commands still walks its ops on the host: ~355 op calls (routing, fusion, the
+    // match) per decode token of a 7B, 0.5–0.8 ms with the GPU idle (BENCHMARKS.md, session 9). A caller whose
+    // ops from some point to `endStep` repeat an earlier step's calls (ModelShard: the layers and the head of a
+    // step with the same rows, logit rows and input kind) says so with `repeatsOps(key)`. If the cached
+    // buffer being matched was walked to its end from the same point with the same key, the same batch
+    // signature and the same pending state, the rest of its commands are taken as they are: the backend
+    // writes only the host data that follows (rope tables, from the batch) and the caller goes to `endStep`.
+    // What the ops read of the batch beyond its shape (positions: attn_decode_vec's split count and the
+    // prefill attention's one-run test) is in the step's signature; every `skipCheckInterval`-th repeat is
+    // walked anyway and compared, and a difference turns skipping off (`skipMismatches`).
+
+    /// Let callers skip the op walk of repeated steps (env SHARD_VK_NO_SKIP=1: off).
+    public var skipsRepeatedOps = true
+    /// Walk every this-many-th repeatable step anyway and check that it matches (env SHARD_VK_SKIP_CHECK; 1: every
+    /// step, as the tests do, which then never skips; 0: never check).
+    public var skipCheckInterval = 64
+    /// Steps whose ops were skipped; checks that found a repeatable step's walk differing from its recording.
+    public private(set) var skippedSteps = 0, skipMismatches = 0
+    /// Repeatable steps walked anyway and compared with their recording.
+    public private(set) var skipChecks = 0
+    private var stepHostWrites: [HostWrite] = []
+    private var skipCandidate: SkipPoint?
+    private var checkingSkip = false, opsSkipped = false
+    private var repeatsSinceCheck = 0
+    private var batchSignature: [Int] = []
+    /// A tuning knob was set: what the ops record may differ now, so no cached step may skip its walk until walked again.
+    private func knobChanged() { for r in cache { r.skip = nil } }
+    /// Where the step's next command goes in its command list.
+    private var streamIndex: Int { checking != nil ? checkIndex : (current?.cmds.count ?? 0) }
+
+    /// Says that the ops from here to `endStep` repeat, call for call and argument for argument, those of an
+    /// earlier step that asked here with the same `key`. True: the backend has the rest of the step (the
+    /// caller makes no more op calls and goes to `endStep`); false: the caller makes the calls as usual.
+    public func repeatsOps(_ key: [Int]) -> Bool {
+        guard recording, caching, skipsRepeatedOps, deferredError == nil, case .none = pending else { return false }
+        let here = SkipPoint(key: key, signature: batchSignature, index: streamIndex,
+                             pendingBarrier: pendingBarrier, pendingTransfer: pendingTransfer)
+        skipCandidate = here
+        guard var chk = checking else { return false }
+        if chk.skip != here {
+            // Another buffer of this shape with the same commands so far may have been walked from here with this key
+            // (the most recently used one of a shape is matched first; decode steps change split counts as they grow).
+            let i = here.index, old = chk
+            guard let other = cache.last(where: { $0 !== old && $0.skip == here && $0.rows == old.rows && $0.tables == old.tables
+                                                  && $0.cmds[0..<i] == old.cmds[0..<i] }) else { return false }
+            checking = other
+            chk = other
+        }
+        repeatsSinceCheck += 1
+        if skipCheckInterval > 0 && repeatsSinceCheck >= skipCheckInterval {
+            repeatsSinceCheck = 0
+            checkingSkip = true
+            return false
+        }
+        for w in chk.hostWrites where w.index >= here.index { w.refill!(w.src.mapped! + w.offset, batch) }
+        checkIndex = chk.cmds.count
+        opsSkipped = true
+        return true
+    }
+
+    /// What ops read of a batch besides its row and table counts: the padded table lengths (the step buffer's
+    /// layout), whether its rows are one run of one sequence (prefill attention), and its longest context rounded
+    /// up to a power of two (attn_decode_vec's split count).
+    private static func signature(_ b: StepBatch) -> [Int] {
+        var longest = 1
+        while longest < Int(b.positions.max() ?? 0) + 1 { longest *= 2 }
+        var oneRun = 1
+        if let p0 = b.positions.first, let t0 = b.tableIndex.first {
+            for i in b.positions.indices where b.positions[i] != p0 + Int32(i) || b.tableIndex[i] != t0 { oneRun = 0; break }
+        }
+        return [b.rows, b.pageTables.count, b.windowPageTables.count, oneRun, longest]
+            + (b.pageTables + b.windowPageTables).map { paddedCount($0.count) }
+    }
+
+    /// After a walk that submitted `rec`: keeps the walk's host writes and skip point with it, and checks a
+    /// repeat that was walked to be compared.
+    private func finishWalk(_ rec: Recording, replayed: Bool) {
+        if checkingSkip {
+            checkingSkip = false
+            skipChecks += 1
+            let old = rec.skip.map { s in rec.hostWrites.filter { $0.index >= s.index } } ?? []
+            let new = skipCandidate.map { s in stepHostWrites.filter { $0.index >= s.index } } ?? []
+            if !replayed || rec.skip != skipCandidate || old.count != new.count || !zip(old, new).allSatisfy({ $0.sameCopy($1) }) {
+                skipMismatches += 1
+                skipsRepeatedOps = false
+                fputs("shard: VulkanBackend: a repeated step's ops differed from its recording; skipping repeated ops is off\n", stderr)
+            }
+        }
+        rec.hostWrites = stepHostWrites
+        if let s = skipCandidate, stepHostWrites.allSatisfy({ $0.index < s.index || $0.refill != nil }) {
+            rec.skip = s
+        } else {
+            rec.skip = nil
+        }
+    }
     /// Steps submitted from a freshly recorded command buffer, and replayed from a cached one.
     public private(set) var recordedSteps = 0, replayedSteps = 0
     /// Where a step's wall time goes on the host (seconds, summed over steps): recording or matching its
@@ -1340,6 +1461,8 @@ public final class VulkanBackend: ComputeBackend {
         /// and, inside the ops, the time spent in `dispatch` (pipeline and descriptor-set lookups, matching or
         /// encoding; measured only with env SHARD_VK_HOST_TIMES=1) over `dispatches` calls.
         public var begin = 0.0, ops = 0.0, end = 0.0, dispatch = 0.0, dispatches = 0
+        /// Steps whose op calls were skipped (`repeatsOps`).
+        public var skipped = 0
     }
     public private(set) var hostTimes = HostTimes()
     /// The first step's host times (record: beginStep to the submit; gpu: the submit and the wait), and the
@@ -1421,8 +1544,18 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Appends a command to the step: records it, or matches it against the cached buffer.
     private func emit(_ c: Cmd, label: @autoclosure () -> String = "") {
+        if opsSkipped { return fail("an op was called after repeatsOps said the step repeats") }
         if let chk = checking {
             if checkIndex < chk.cmds.count && chk.cmds[checkIndex] == c { checkIndex += 1; return }
+            // Another cached buffer of this shape with the same commands so far that goes on with this one (several
+            // shards on one backend: their steps have the same shape but not the same commands).
+            let i = checkIndex
+            if let other = cache.last(where: { $0 !== chk && $0.rows == chk.rows && $0.tables == chk.tables && $0.cmds.count > i
+                                               && $0.cmds[i] == c && $0.cmds[0..<i] == chk.cmds[0..<i] }) {
+                checking = other
+                checkIndex += 1
+                return
+            }
             do { try startRecording(chk.cmds[0..<checkIndex]) } catch { deferredError = error; return }
         }
         guard let rec = current else { return }
@@ -1451,7 +1584,12 @@ public final class VulkanBackend: ComputeBackend {
         current = nil
         checking = nil
         checkIndex = 0
-        if caching, let hit = cache.last(where: { $0.rows == batch.rows && $0.tables == batch.pageTables.count }) {
+        stepHostWrites.removeAll(keepingCapacity: true)
+        skipCandidate = nil
+        checkingSkip = false
+        opsSkipped = false
+        batchSignature = Self.signature(batch)
+        if caching, let hit = cache.filter({ $0.rows == batch.rows && $0.tables == batch.pageTables.count }).max(by: { $0.lastUse < $1.lastUse }) {
             checking = hit
         } else {
             try startRecording([])
@@ -1497,6 +1635,23 @@ public final class VulkanBackend: ComputeBackend {
         precondition(recording, "endStep without beginStep")
         hostTimes.ops += Self.since(opsStarted)
         endStarted = ContinuousClock.now
+        if opsSkipped, let chk = checking {
+            opsSkipped = false
+            recording = false
+            checking = nil
+            if let e = deferredError {
+                deferredError = nil
+                throw e
+            }
+            useTick += 1
+            chk.lastUse = useTick
+            replayedSteps += 1
+            skippedSteps += 1
+            hostTimes.skipped += 1
+            try submitStep(chk.cmd, end: false)
+            return
+        }
+        opsSkipped = false
         flushPending()
         emit(.barrier(2))
         recording = false
@@ -1518,6 +1673,7 @@ public final class VulkanBackend: ComputeBackend {
                 checking = nil
                 chk.lastUse = useTick
                 replayedSteps += 1
+                finishWalk(chk, replayed: true)
                 try submitStep(chk.cmd, end: false)
                 return
             }
@@ -1529,6 +1685,7 @@ public final class VulkanBackend: ComputeBackend {
         try submitStep(rec.cmd)
         if caching {
             rec.lastUse = useTick
+            finishWalk(rec, replayed: false)
             cache.append(rec)
         }
         profileCollect()
@@ -1566,12 +1723,15 @@ public final class VulkanBackend: ComputeBackend {
     }
 
     /// Stages `bytes` (written by `fill`) and records their copy to `dst` at `offset`.
-    private func record(bytes: Int, to dst: GPUBuffer, offset: Int, fill: (UnsafeMutableRawPointer) -> Void) throws {
+    /// `refill` (data derived from the step's batch alone) lets a repeated step whose ops are skipped write it again.
+    private func record(bytes: Int, to dst: GPUBuffer, offset: Int, fill: (UnsafeMutableRawPointer) -> Void,
+                        refill: ((UnsafeMutableRawPointer, StepBatch) -> Void)? = nil) throws {
         guard bytes > 0 else { return }
         let (src, srcOffset) = try staging.allocate(ctx, bytes: bytes)
         fill(src.mapped! + srcOffset)
         barrierIfPending(transfer: true)
         emit(.copy(src, dst, srcOffset, offset, bytes))
+        stepHostWrites.append(HostWrite(index: streamIndex - 1, src: src, offset: srcOffset, bytes: bytes, refill: refill))
         pendingBarrier = true
         pendingTransfer = true
     }
@@ -1657,7 +1817,7 @@ public final class VulkanBackend: ComputeBackend {
     /// Greedy steps pick each logit row's argmax on the device (argmax.comp) and read back one id per
     /// row instead of the logits (at 64 rows × 32000: 8 MB read back and scanned on the host per step);
     /// env SHARD_VK_NO_ARGMAX=1: off, the host picks from the logits as before.
-    public var argmaxOnDevice = true
+    public var argmaxOnDevice = true { didSet { knobChanged() } }
     /// The ids `recordArgmax` writes: allocated once, for the first logits' row capacity (a buffer is
     /// never replaced while recorded steps may refer to it).
     private var argmaxIDs: GPUBuffer?
@@ -1740,7 +1900,7 @@ public final class VulkanBackend: ComputeBackend {
     }
     struct RopeJob { let x: VulkanActivations, heads: Int, headDim: Int, params: RopeParams }
     private var pending = Pending.none
-    public var fuses = true
+    public var fuses = true { didSet { knobChanged() } }
 
     private func flushPending() {
         let p = pending
@@ -2156,18 +2316,18 @@ public final class VulkanBackend: ComputeBackend {
     /// Q8_K grid in each workgroup, 4 × int8 dot products) where the device has
     /// VK_KHR_shader_integer_dot_product and activations are rounded (env SHARD_VK_NO_DP=1: off, the
     /// float mat-vec). Numerically the same as the rounding pass + float mat-vec, to f32 rounding.
-    public var dotProducts = false
+    public var dotProducts = false { didSet { knobChanged() } }
     /// matvec_q8.comp rounds x itself in every workgroup (and the norm / swiglu fusions below apply)
     /// instead of reading the int8 copy its producer wrote (env SHARD_VK_DP_ROUNDX=1). Off: on an H200
     /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
-    public var dotRoundsX = false
+    public var dotRoundsX = false { didSet { knobChanged() } }
     /// Q4_K mat-vecs on int8 input with one subgroup per dotRows rows (matvec_q8.comp -DSGROWS: no
     /// cross-subgroup reduction; env SHARD_VK_DP_SG=0: off, the workgroup per row pair). On an H200
     /// (kernel-bench) 1.1–1.25× faster on 4096 × 4096 and 11008 × 4096, ~3% slower on 4096 × 11008.
-    public var dotSubgroupRows = true
+    public var dotSubgroupRows = true { didSet { knobChanged() } }
     /// The Q4_K q/k/v mat-vecs with the rope + KV store epilogue also a subgroup per row pair
     /// (matvec_q8x_sg_rope_q4_K; env SHARD_VK_DP_SG_ROPE=1). Off: not yet measured on a GPU.
-    public var dotRopeSubgroupRows = false
+    public var dotRopeSubgroupRows = false { didSet { knobChanged() } }
     /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL): 2 beat 4 and 8 on
     /// the 7B's 11008 × 4096 (12.3 against 13.1 and 14.7 µs, H200).
     public private(set) var dotUnitsPerLane = 2
@@ -2176,10 +2336,10 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var dotRows = 2
     /// A pending RMSNorm is applied by the integer-dot mat-vecs that read its output (each workgroup
     /// normalizes x itself; env SHARD_VK_NO_NORM_FUSE=1: rms_norm dispatched on its own).
-    public var normFusion = true
+    public var normFusion = true { didSet { knobChanged() } }
     /// Decode gate and up mat-vecs followed by a swiglu of their outputs run as one matvec_q8 PAIR
     /// dispatch with the swiglu in its epilogue (env SHARD_VK_NO_SWIGLU_FUSE=1: off).
-    public var swigluFusion = true
+    public var swigluFusion = true { didSet { knobChanged() } }
     /// Largest row length matvec_q8.comp holds in shared memory (its MAXK).
     static let dotMaxK = 16384
 
@@ -2207,7 +2367,7 @@ public final class VulkanBackend: ComputeBackend {
     /// quantize_k (the rounding of an input no fused op produced) also writes the int8 copy for the products of 2+
     /// rows that read it — the o projection after prefill attention (env SHARD_VK_QK_I8=0: f32 rounded values only,
     /// as before; one-row steps keep their float mat-vec there).
-    public var quantizeWritesInt8 = true
+    public var quantizeWritesInt8 = true { didSet { knobChanged() } }
     /// 32-bit words per row of an int8 copy: K int8 bytes, then K/256 f32 scales, padded to 16 bytes
     /// (quant.glsl's qx_stride).
     static func int8RowWords(_ k: Int) -> Int { (k / 4 + k / 256 + 3) & ~3 }
@@ -2217,22 +2377,22 @@ public final class VulkanBackend: ComputeBackend {
     /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
     /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm without the K split at 4 streams (2.3×)
     /// and 16 (1.12×) and lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
-    public var mcDotMax = 16
+    public var mcDotMax = 16 { didSet { knobChanged() } }
     /// ... and up to this many rows only where matmul_cm's K-split decode tiles are available (cooperative
     /// matrices, cmSplitTarget > 0; env SHARD_VK_MC8_SPLIT_MAX): on an H200 those beat matvec_q8_mc at 16
     /// columns (kernel-bench: 4096 × 4096 Q4_K 31–34 against 37–39 µs, 11008 × 4096 64–69 against 87–91;
     /// 16 streams 1004 against 875 tok/s) and lose at 8 (23 against 34 µs).
-    public var mcDotSplitMax = 8
+    public var mcDotSplitMax = 8 { didSet { knobChanged() } }
     /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
     /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
     /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
-    public var mcDotColumns = 8
+    public var mcDotColumns = 8 { didSet { knobChanged() } }
     /// Weight rows per matvec_q8_mc workgroup (R; env SHARD_VK_MC8_ROWS).
-    public var mcDotRows = 2
+    public var mcDotRows = 2 { didSet { knobChanged() } }
     /// matvec_q8_mc loads a unit's x words of all its columns before the dot products (XPRE; env
     /// SHARD_VK_MC8_PRE=1). Off: on an H200 it did not pay (Q4_K the same, Q6_K 4096x11008 x16 110 µs
     /// instead of 97; BENCHMARKS.md).
-    public var mcDotPreload = false
+    public var mcDotPreload = false { didSet { knobChanged() } }
     /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
     func mcDotShape(_ n: Int) -> Int? {
         let splitTiles = cmSplitTarget > 0 && cmEnabled && cooperativeMatrix && tiles
@@ -2243,7 +2403,7 @@ public final class VulkanBackend: ComputeBackend {
     }
     /// attention_merge_quant also packs the o projection's input as int8 for matvec_q8x (env SHARD_VK_NO_O_DP=1: off,
     /// the o projection on the float mat-vec as before).
-    public var mergePacksInt8 = true
+    public var mergePacksInt8 = true { didSet { knobChanged() } }
 
     /// Subgroups per mat-vec workgroup (matvec_q8's partial sums per row and subgroup go through red_sh[64]).
     var dotSubgroups: Int { max(1, matvecGroupSize / device.subgroupSize) }
@@ -2255,7 +2415,7 @@ public final class VulkanBackend: ComputeBackend {
     /// -DMC: each weight row loaded and decoded once for 8 columns) instead of matmul.comp (n <= 8) or
     /// the prefill tiles (env SHARD_VK_MULTICOL_MAX; 0 or 1: off). 16: on an H200 (7B Q4_K_M, many
     /// streams) it beat the other paths at 4 and 16 rows and lost to the tiles at 64 (BENCHMARKS.md).
-    public var multiColumnMax = 16
+    public var multiColumnMax = 16 { didSet { knobChanged() } }
     /// Rows per workgroup of the multi-column mat-vec (R of matvec.comp -DMC; env SHARD_VK_MULTICOL_ROWS, 1...4).
     public private(set) var multiColumnRows = 2
     /// Columns per workgroup of the multi-column mat-vec (NC in matvec.comp).
@@ -2299,41 +2459,41 @@ public final class VulkanBackend: ComputeBackend {
     static let cmNames: [GGMLType: String] = [.q4_K: "matmul_cm_q4_K", .q6_K: "matmul_cm_q6_K"]
     /// matmul_cm.comp for steps of cmMinColumns or more columns where the device has cooperative
     /// matrices (env SHARD_VK_CM=0: off, the paths before it: multi-column mat-vec, matmul_coop).
-    public var cmEnabled = true
+    public var cmEnabled = true { didSet { knobChanged() } }
     /// Fewest columns that take matmul_cm (fewer: the multi-column mat-vec; env SHARD_VK_CM_MIN).
-    public var cmMinColumns = 2
+    public var cmMinColumns = 2 { didSet { knobChanged() } }
     /// Up to this many columns a decode shape (cmDecode with nt = columns / 16 rounded up), above it cmPrefill.
-    public var cmDecodeMax = 64
+    public var cmDecodeMax = 64 { didSet { knobChanged() } }
     /// Decode tile: rm, rs, ks (nt from the column count; env SHARD_VK_CM_DEC="rm,0,rs,ks"). 16 rows per
     /// workgroup with K split 4 ways: 256 workgroups for a 4096-row matrix (the SMs need several each).
-    public var cmDecode = CMShape(rm: 1, nt: 1, rs: 1, ks: 4)
+    public var cmDecode = CMShape(rm: 1, nt: 1, rs: 1, ks: 4) { didSet { knobChanged() } }
     /// Prefill tile (env SHARD_VK_CM_PRE="rm,nt,rs,ks"): 64 rows × 128 columns. On an H200 (4096 × 4096 ×
     /// 512, kernel-bench) it beat 128 × 64, 128 × 128, 64 × 64 and 32 × 64 for Q4_K, and was within 6% of
     /// 128 × 64 for Q6_K (BENCHMARKS.md).
-    public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1)
+    public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1) { didSet { knobChanged() } }
     /// Q4_K's prefill tile, nil: cmPrefill (env SHARD_VK_CM_PRE_Q4K="rm,nt,rs,ks,kc"; SHARD_VK_CM_PRE alone sets
     /// both): 64 × 128 with 64 k per step, 101 against 93 TFLOP/s on 4096 × 4096 × 512 (kernel-bench, H200),
     /// where Q6_K was slower with 64 k.
-    public var cmPrefillQ4K: CMShape? = CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64)
+    public var cmPrefillQ4K: CMShape? = CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64) { didSet { knobChanged() } }
     /// Q6_K prefill tiles load each 16 weight bytes as two aligned 16-byte loads, shifted (matmul_cm.comp
     /// Q6W), instead of 4–5 word loads (env SHARD_VK_CM_Q6W=0: off). Decode shapes keep the word loads.
-    public var cmQ6Wide = true
+    public var cmQ6Wide = true { didSet { knobChanged() } }
     /// matmul_cm's packed variant (matmul_cm_pk_*, -DPACK): shared tiles written with 16-byte stores of f16
     /// pairs instead of 2-byte stores, and X from the int8 copy per cmInt8X (env SHARD_VK_CM_PACK=0: off,
     /// matmul_cm as before, f32 X). Same operands and results as the unpacked kernel.
-    public var cmPacked = true
+    public var cmPacked = true { didSet { knobChanged() } }
     /// The packed tiles read X from the n-row int8 copy the fused producers (rms_quant, swiglu_quant,
     /// attention_merge_quant) then write (Q8_K blocks, 4× fewer bytes than the f32 copy, decoded to exactly
     /// its values): 0 never (f32 X), 1 for decode products (≤ cmDecodeMax columns), 2 for every product
     /// (env SHARD_VK_CM_I8X). Products whose input has no such producer keep f32 X.
-    public var cmInt8X = 2
+    public var cmInt8X = 2 { didSet { knobChanged() } }
     /// How the packed tiles give coopMatLoadNV the row stride of their uvec4 shared arrays: 1 in uvec4s
     /// (the array's element type), 0 in f16 values (env SHARD_VK_CM_SU; kernel-bench's relative error
     /// tells which the driver reads).
-    public var cmStrideUnits = 1
+    public var cmStrideUnits = 1 { didSet { knobChanged() } }
     /// Prefill products (more than cmDecodeMax columns) on the packed kernel too (env SHARD_VK_CM_PACK_PRE=0:
     /// the unpacked one, f32 X, for them).
-    public var cmPackPrefill = true
+    public var cmPackPrefill = true { didSet { knobChanged() } }
     /// Whether n-column products take the packed kernel.
     func cmPacks(_ n: Int) -> Bool { cmPacked && (n <= cmDecodeMax || cmPackPrefill) }
     /// Whether a tile shape fits the kernel n-column products take.
@@ -2373,32 +2533,32 @@ public final class VulkanBackend: ComputeBackend {
     /// 256: on an H200 (7B Q4_K_M, bench --concurrency, two calls) 2106–2201 tok/s at 64 streams and 1032
     /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
     /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
-    public var cmSplitTarget = 256
+    public var cmSplitTarget = 256 { didSet { knobChanged() } }
     /// Q4_K and Q6_K decode products (`takesDirect`) with the int8 copy of X take matmul_cmd.comp (weight
     /// fragments built in registers, no shared weight tiles; ahead of matvec_q8_mc and matmul_cm) where the device's
     /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once; `takesDirect`); env
     /// SHARD_VK_CMD=0: off, matvec_q8_mc / matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams): GPU per step
     /// 10.6–10.7 ms against 13.1 (BENCHMARKS.md, session 7).
-    public var cmDirect = true
+    public var cmDirect = true { didSet { knobChanged() } }
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
-    public var cmDirectSplitTarget = 512
+    public var cmDirectSplitTarget = 512 { didSet { knobChanged() } }
     /// The same for products of more than 32 columns (env SHARD_VK_CMD_SPLIT_WIDE): 256 — on an H200 at 64 streams GPU
     /// per step 22.79–22.82 ms against 23.13–23.15 with 512 (at 16 streams 256 lost: 10.06 against 9.93); another
     /// call, 22.91–22.94 against 23.32.
-    public var cmDirectSplitTargetWide = 256
+    public var cmDirectSplitTargetWide = 256 { didSet { knobChanged() } }
     /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 64; more: matmul_cm). 64: on an H200 at 64 streams
     /// GPU per step 23.26 ms against 23.85–23.92 with 32 (in the model at ~62 columns: Q6_K 4096 × 11008 88 µs against
     /// matmul_cm's 121, Q4_K 4096 × 11008 74 against 79, 4096² 34 against 34, 11008 × 4096 72 against 68 — hence
     /// cmDirectTallMax). At 32 streams: 32 against 16 columns, GPU per step 15.4 against 17.0 ms.
-    public var cmDirectMax = 64
+    public var cmDirectMax = 64 { didSet { knobChanged() } }
     /// Most columns a Q4_K product of 8192+ rows takes matmul_cmd with (env SHARD_VK_CMD_TALL_MAX): above it
     /// matmul_cm's 128-row tall tile was faster on an H200 (72 against 68 µs for 11008 × 4096 at ~62 columns).
-    public var cmDirectTallMax = 32
+    public var cmDirectTallMax = 32 { didSet { knobChanged() } }
     /// Fewest columns a Q4_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards
     /// on two H200s at 16 streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against
     /// 1496–1502 on matvec_q8_mc. Q6_K: cmDirectMinQ6K.
-    public var cmDirectMin = 8
+    public var cmDirectMin = 8 { didSet { knobChanged() } }
     /// Whether an n-column product with w takes matmul_cmd: Q4_K or Q6_K, cmDirectMin (Q6_K: cmDirectMinQ6K)…cmDirectMax columns (the shader holds 64),
     /// the int8 copy of X, and a device whose probed layout is the kernel's (probed on the first call).
     func takesDirect(_ w: VulkanWeight, n: Int) -> Bool {
@@ -2409,36 +2569,36 @@ public final class VulkanBackend: ComputeBackend {
     /// Q6_K products take matmul_cmd too (env SHARD_VK_CMD_Q6=0: matvec_q8_mc / matmul_cm as before). On an H200
     /// at 16 streams: GPU per step 10.07 ms against 10.66 (Q6_K 4096 × 11008 at 16 columns 48.6 µs against matmul_cm's
     /// 78.1, 4096² 23.4 against 32.6).
-    public var cmDirectQ6K = true
+    public var cmDirectQ6K = true { didSet { knobChanged() } }
     /// Fewest columns a Q6_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN_Q6). 8: at 8 streams GPU per step
     /// 8.23 ms against 8.37 with the 8-column Q6_K products on matvec_q8_mc (9).
-    public var cmDirectMinQ6K = 8
+    public var cmDirectMinQ6K = 8 { didSet { knobChanged() } }
     /// matmul_cmd builds its weight values with half2 arithmetic (H2; env SHARD_VK_CMD_H2=0: in f32, rounded once,
     /// as matmul_cm's operands). On an H200 at 16 streams: GPU per step 10.68–10.71 ms against 11.05 (f32 values) and
     /// 13.16–13.17 (matmul_cm); outputs 4.4e-4 from the f32 tiles against 2.9e-4 (the scale and min rounded to f16).
-    public var cmDirectHalf2 = true
+    public var cmDirectHalf2 = true { didSet { knobChanged() } }
     /// matmul_cmd's ablation bits (timing experiments only: wrong results; env SHARD_VK_CMD_ABL).
-    var cmDirectAblation = 0
+    var cmDirectAblation = 0 { didSet { knobChanged() } }
     /// The probe's answer: nil not yet probed, .some(nil) the kernel does not apply.
     var directLayoutProbe: UInt32?? = nil
     /// The tile matmul_cmd covers (64 rows, 128 k per step) for cmSplit.
     static let cmDirectShape = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
     /// Decode tile with the K split (env SHARD_VK_CM_DECS="rm,0,rs,ks[,kc]"): 64 weight rows (4 subgroups
     /// along rows) × 16·⌈n/16⌉ columns, 64 k per step.
-    public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64)
+    public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { knobChanged() } }
     /// The split decode tile of matrices of 8192+ rows (env SHARD_VK_CM_DECS_TALL="rm,0,rs,ks[,kc]"; "0":
     /// cmDecodeSplit for them too): 128 rows, 32 k per step. On an H200 (kernel-bench, 64 columns) the
     /// 11008 × 4096 Q4_K product took 97 µs with it (6 splits) against 112 with the 64-row tile (3 splits),
     /// where 4096-row products were faster on 64 rows (47.6–51 against 52 µs).
-    public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32)
+    public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32) { didSet { knobChanged() } }
     /// Q4_K's split decode tiles (nil: cmDecodeSplit / cmDecodeSplitTall; env SHARD_VK_CM_DECS_Q4K /
     /// SHARD_VK_CM_DECS_TALL_Q4K, "0": nil; SHARD_VK_CM_DECS / _DECS_TALL alone set both formats): 64 rows with
     /// 128 k per step, and 128 rows with 64 k for 8192+ rows. Only the packed kernel holds them: the unpacked
     /// one (SHARD_VK_CM_PACK=0) steps down to 64 / 32 k, i.e. cmDecodeSplit / cmDecodeSplitTall. On an H200
     /// (kernel-bench, one call) 4096 × 4096 at 16 columns 32.2 against 37.0 µs, 4096 × 11008 at 64 90.0 against
     /// 101.1, 11008 × 4096 at 16 / 64 56.0 / 79.9 against 65.8 / 88.0; Q6_K was slower with 128 k (BENCHMARKS.md).
-    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
-    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64)
+    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128) { didSet { knobChanged() } }
+    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { knobChanged() } }
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
@@ -2494,12 +2654,11 @@ public final class VulkanBackend: ComputeBackend {
         let half = params.dims / 2
         let rows = batch.rows, bytes = rows * 2 * half * 4
         let (buffer, offset) = try arena.allocate(ctx, bytes: bytes)
-        let positions = batch.positions
-        try record(bytes: bytes, to: buffer, offset: offset) { raw in
-            let t = raw.bindMemory(to: Float.self, capacity: rows * 2 * half)
+        let fill = { (raw: UnsafeMutableRawPointer, batch: StepBatch) in
+            let t = raw.bindMemory(to: Float.self, capacity: batch.rows * 2 * half)
             let thetaScale = powf(params.base, -2 / Float(params.dims))
-            for r in 0..<rows {
-                var theta = Float(positions[r])
+            for r in 0..<batch.rows {
+                var theta = Float(batch.positions[r])
                 for i in 0..<half {
                     t[r * 2 * half + i] = cosf(theta)
                     t[r * 2 * half + half + i] = sinf(theta)
@@ -2507,6 +2666,8 @@ public final class VulkanBackend: ComputeBackend {
                 }
             }
         }
+        let batch = self.batch
+        try record(bytes: bytes, to: buffer, offset: offset, fill: { fill($0, batch) }, refill: fill)
         ropeTables[key] = (buffer, offset)
         return (buffer, offset / 4)
     }
@@ -2611,19 +2772,19 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Splits of decode attention (attn_decode.comp): a fixed count, so the grid does not depend on
     /// the KV length (env SHARD_VK_ATTN_SPLITS).
-    public var attentionSplits: Int
+    public var attentionSplits: Int { didSet { knobChanged() } }
     /// More than 16 rows: attention.comp (one position per invocation) instead of attn_decode.comp
     /// (env SHARD_VK_PREFILL_ATTN_OLD=1).
-    public var prefillAttentionPerPosition = false
+    public var prefillAttentionPerPosition = false { didSet { knobChanged() } }
     /// Decode attention merges in its last workgroups (attn_decode_merge, which also packs the o
     /// projection's int8 input; env SHARD_VK_ATTN_FUSED_MERGE=0: attention_merge_quant dispatched after it).
     /// On: on an H200 it saved ~80 µs of a 4.8 ms decode step (a dispatch and a barrier per layer; BENCHMARKS.md).
-    public var attentionFusedMerge = true
+    public var attentionFusedMerge = true { didSet { knobChanged() } }
     /// Splits attention_merge_quant loads together per output (MB; env SHARD_VK_MERGE_BATCH, 1: one at a time).
     public private(set) var mergeBatch = 8
     /// Decode q, k, v mat-vecs on int8 input rotate q and k and store k and v in their epilogues
     /// (matvec_q8x_rope: no rope_store dispatch; f16 KV, non-neox rope; env SHARD_VK_NO_ROPE_FUSE=1: off).
-    public var ropeStoreFusion = true
+    public var ropeStoreFusion = true { didSet { knobChanged() } }
     /// attn_decode loads the page-table entries of its split's first 4 pages before its loop
     /// (PREFETCH_PAGES; env SHARD_VK_ATTN_PREFETCH=1). Off: on an H200 it made attn_decode ~0.6 µs
     /// slower per call, not faster (BENCHMARKS.md): the page lookups were not what it waits for.
@@ -2722,16 +2883,16 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Prefill attention on attn_prefill.comp (tiled, online softmax) for steps of at least `flashMinRows`
     /// rows of one sequence at consecutive positions over f16 KV (env SHARD_VK_NO_FLASH=1: attn_decode.comp).
-    public var prefillFlash = true
+    public var prefillFlash = true { didSet { knobChanged() } }
     /// Fewest rows that take attn_prefill.comp (env SHARD_VK_FLASH_MIN; default 17: up to 16 rows are decode).
-    public var flashMinRows = 17
+    public var flashMinRows = 17 { didSet { knobChanged() } }
     /// attn_prefill dispatches recorded so far (tests check that the kernel ran).
     public private(set) var flashDispatches = 0
     private var flashUnavailable = false
     /// Prefill attention on cooperative matrices (attn_prefill_cm.comp; env SHARD_VK_FLASH_CM=0: attn_prefill),
     /// where the device has them and the head dim is a multiple of 16 (H200, 7B, 512 tokens: 6.9 ms against
     /// attn_prefill's 9.1 and attn_decode's 24.1; BENCHMARKS.md).
-    public var flashCoopMatrix = true
+    public var flashCoopMatrix = true { didSet { knobChanged() } }
     private var flashCMUnavailable = false
     /// attn_prefill_cm, attn_prefill (KV tiles of 32 positions, 40 KiB of shared memory) or attn_prefill_small
     /// (16, 29 KiB), or nil.
@@ -2759,22 +2920,22 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Decode steps (of at least `attentionVecMinRows` rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0:
     /// attn_decode.comp as before; Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
-    public var attentionVec = true
+    public var attentionVec = true { didSet { knobChanged() } }
     /// Fewest rows of a step that take attn_decode_vec (env SHARD_VK_ATTN_VEC_MIN_ROWS; 2: one-row decode on
     /// attn_decode_merge as before). One row on an H200: 16.7 µs per layer against 21.7–23.5 at 512–768 positions,
     /// 11.2 against 13.5–14.1 at 16–128; decode after a 512-token prompt +1–3% (BENCHMARKS.md).
-    public var attentionVecMinRows = 1
+    public var attentionVecMinRows = 1 { didSet { knobChanged() } }
     /// Positions per lane group per attn_decode_vec iteration (NPV; env SHARD_VK_ATTN_VEC_POS).
-    public var attentionVecPositions = 4
+    public var attentionVecPositions = 4 { didSet { knobChanged() } }
     /// attn_decode_vec's splits: enough for about this many workgroups (rows × heads × splits; env SHARD_VK_ATTN_VEC_WGS) …
-    public var attentionVecWorkgroups = 2048
+    public var attentionVecWorkgroups = 2048 { didSet { knobChanged() } }
     /// … but no more than leave this many positions per split of the step's longest context, rounded up to a power
     /// of two (so that the step's commands change only where that bound does; env SHARD_VK_ATTN_VEC_MINPOS, 0: no bound),
     /// and at most `attentionSplits`.
-    public var attentionVecMinPositions = 32
+    public var attentionVecMinPositions = 32 { didSet { knobChanged() } }
     /// Largest step that merges in attn_decode_vec's last workgroups (attn_decode_vec_merge; env SHARD_VK_ATTN_VEC_FUSED_MAX);
     /// larger ones dispatch attention_merge(_quant) after it.
-    public var attentionVecFusedMaxRows = 64
+    public var attentionVecFusedMaxRows = 64 { didSet { knobChanged() } }
 
     /// attn_decode_vec's lanes per position (LP, a power of two ≤ the subgroup size) and 16-byte chunks per lane
     /// (CPL ≤ 4) for this head dim, or nil (attn_decode.comp then).
