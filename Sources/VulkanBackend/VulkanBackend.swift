@@ -210,7 +210,7 @@ public final class VulkanBackend: ComputeBackend {
     /// attn_decode.comp's workgroup (a few subgroups, each walking its own positions).
     let decodeAttentionWorkgroupSize: Int
     /// Record each step shape's command buffer once and replay it (env SHARD_VK_NO_REPLAY=1: off).
-    public var replays = true { didSet { knobChanged() } }
+    public var replays = true { didSet { invalidateSkips() } }
 
     private var cmd: VkCommandBuffer?
     private var oneShot: VkCommandBuffer?
@@ -219,7 +219,7 @@ public final class VulkanBackend: ComputeBackend {
     /// A copy was recorded since the last barrier (the next barrier must cover the transfer stage).
     private var pendingTransfer = false
     /// Every barrier covers compute and transfer stages (env SHARD_VK_FULL_BARRIERS=1).
-    public var fullBarriers = false { didSet { knobChanged() } }
+    public var fullBarriers = false { didSet { invalidateSkips() } }
     private var deferredError: Error?
     private var batch = StepBatch(positions: [], tableIndex: [], pageTables: [])
 
@@ -243,13 +243,13 @@ public final class VulkanBackend: ComputeBackend {
     /// Round activations to the 8-bit grid of the weight's int8 dot product before quantized
     /// matmuls, as the CPU backend and llama.cpp do (default). Off: plain f32 activations, which is
     /// closer to exact math but gives different logits (and greedy tokens on near-ties) than the CPU.
-    public var roundsActivations = true { didSet { knobChanged() } }
+    public var roundsActivations = true { didSet { invalidateSkips() } }
     private var readback: GPUBuffer?
 
     // MARK: profiling
     /// Per-dispatch GPU timestamps (a query pool around each dispatch), summed per op kind and phase
     /// (decode: steps of one row; prefill: more). Read with `profileReport()`. Costs a little per dispatch.
-    public var profile = false { didSet { knobChanged() } }
+    public var profile = false { didSet { invalidateSkips() } }
     private var queryPool: VkQueryPool?
     private static let maxQueries: UInt32 = 8192
     private var queryNames: [String] = []
@@ -483,7 +483,7 @@ public final class VulkanBackend: ComputeBackend {
         if let left = ctx.reserved[.weights], left > 0 { ctx.reserved[.weights] = max(0, left - tensor.byteCount - 16 - 256) }
         return VulkanHostWeight(tensor, file: file)
     }
-    public var embedOnDevice = false { didSet { knobChanged() } }
+    public var embedOnDevice = false { didSet { invalidateSkips() } }
 
     // Weight upload: two persistent 64 MiB staging slots, each with its own command buffer and fence.
     // A chunk is copied into a free slot (by several threads: page-cache reads are the bottleneck)
@@ -1213,12 +1213,12 @@ public final class VulkanBackend: ComputeBackend {
     var rmsQuantWorkgroupSize: Int { device.type == "cpu" ? workgroupSize : min(1024, max(workgroupSize, 8 * device.subgroupSize)) }
 
     /// Tiled mat-mat for more than 8 rows (env SHARD_VK_NO_TILED=1: the row-per-workgroup matmul.comp).
-    public var tiles = true { didSet { knobChanged() } }
+    public var tiles = true { didSet { invalidateSkips() } }
     /// Prefill mat-mat on cooperative matrices where the device has them (f16 operands: ~1e-3 relative
     /// error per product instead of f32's; env SHARD_VK_NO_COOPMAT=1 leaves the f32 tiles).
-    public var cooperativeMatrix: Bool { didSet { knobChanged() } }
+    public var cooperativeMatrix: Bool { didSet { invalidateSkips() } }
     /// Cooperative-matrix tile: 1 = 64 × 64 (matmul_coop.comp), 2 = 64 × 128 (matmul_coop2.comp; env SHARD_VK_COOP_TILE).
-    public var coopTile = 1 { didSet { knobChanged() } }
+    public var coopTile = 1 { didSet { invalidateSkips() } }
 
     /// Mat-vec workgroup size (0: `workgroupSize`; env SHARD_VK_MATVEC_WG).
     public private(set) var matvecWorkgroupSize = 0
@@ -1378,10 +1378,13 @@ public final class VulkanBackend: ComputeBackend {
     private var stepHostWrites: [HostWrite] = []
     private var skipCandidate: SkipPoint?
     private var checkingSkip = false, opsSkipped = false
+    /// In a checked walk: where it first left the buffer it matched (for the message).
+    private var divergence: (index: Int, recorded: String, walked: String)?
     private var repeatsSinceCheck = 0
     private var batchSignature: [Int] = []
-    /// A tuning knob was set: what the ops record may differ now, so no cached step may skip its walk until walked again.
-    private func knobChanged() { for r in cache { r.skip = nil } }
+    /// A tuning knob was set, or a scratch buffer that steps bind was replaced by a larger one: what the ops record may
+    /// differ now, so no cached step may skip its walk until it is walked again.
+    private func invalidateSkips() { for r in cache { r.skip = nil } }
     /// Where the step's next command goes in its command list.
     private var streamIndex: Int { checking != nil ? checkIndex : (current?.cmds.count ?? 0) }
 
@@ -1431,16 +1434,17 @@ public final class VulkanBackend: ComputeBackend {
 
     /// After a walk that submitted `rec`: keeps the walk's host writes and skip point with it, and checks a
     /// repeat that was walked to be compared.
-    private func finishWalk(_ rec: Recording, replayed: Bool) {
+    private func finishWalk(_ rec: Recording, replayed: Bool, rows: Int) {
         if checkingSkip {
             checkingSkip = false
             skipChecks += 1
             let old = rec.skip.map { s in rec.hostWrites.filter { $0.index >= s.index } } ?? []
             let new = skipCandidate.map { s in stepHostWrites.filter { $0.index >= s.index } } ?? []
-            if !replayed || rec.skip != skipCandidate || old.count != new.count || !zip(old, new).allSatisfy({ $0.sameCopy($1) }) {
+            if !replayed || divergence != nil || rec.skip != skipCandidate || old.count != new.count || !zip(old, new).allSatisfy({ $0.sameCopy($1) }) {
                 skipMismatches += 1
                 skipsRepeatedOps = false
-                fputs("shard: VulkanBackend: a repeated step's ops differed from its recording; skipping repeated ops is off\n", stderr)
+                let at = divergence.map { "at command \($0.index): \($0.recorded) recorded, \($0.walked) now" } ?? "in its host data copies"
+                fputs("shard: VulkanBackend: a repeated step's ops differed from its recording (\(rows) rows, \(at)); skipping repeated ops is off\n", stderr)
             }
         }
         rec.hostWrites = stepHostWrites
@@ -1550,6 +1554,9 @@ public final class VulkanBackend: ComputeBackend {
             // Another cached buffer of this shape with the same commands so far that goes on with this one (several
             // shards on one backend: their steps have the same shape but not the same commands).
             let i = checkIndex
+            if checkingSkip && divergence == nil {
+                divergence = (i, i < chk.cmds.count ? "\(chk.cmds[i])" : "the end", "\(c)")
+            }
             if let other = cache.last(where: { $0 !== chk && $0.rows == chk.rows && $0.tables == chk.tables && $0.cmds.count > i
                                                && $0.cmds[i] == c && $0.cmds[0..<i] == chk.cmds[0..<i] }) {
                 checking = other
@@ -1587,6 +1594,7 @@ public final class VulkanBackend: ComputeBackend {
         stepHostWrites.removeAll(keepingCapacity: true)
         skipCandidate = nil
         checkingSkip = false
+        divergence = nil
         opsSkipped = false
         batchSignature = Self.signature(batch)
         if caching, let hit = cache.filter({ $0.rows == batch.rows && $0.tables == batch.pageTables.count }).max(by: { $0.lastUse < $1.lastUse }) {
@@ -1673,7 +1681,7 @@ public final class VulkanBackend: ComputeBackend {
                 checking = nil
                 chk.lastUse = useTick
                 replayedSteps += 1
-                finishWalk(chk, replayed: true)
+                finishWalk(chk, replayed: true, rows: batch.rows)
                 try submitStep(chk.cmd, end: false)
                 return
             }
@@ -1685,7 +1693,7 @@ public final class VulkanBackend: ComputeBackend {
         try submitStep(rec.cmd)
         if caching {
             rec.lastUse = useTick
-            finishWalk(rec, replayed: false)
+            finishWalk(rec, replayed: false, rows: batch.rows)
             cache.append(rec)
         }
         profileCollect()
@@ -1817,7 +1825,7 @@ public final class VulkanBackend: ComputeBackend {
     /// Greedy steps pick each logit row's argmax on the device (argmax.comp) and read back one id per
     /// row instead of the logits (at 64 rows × 32000: 8 MB read back and scanned on the host per step);
     /// env SHARD_VK_NO_ARGMAX=1: off, the host picks from the logits as before.
-    public var argmaxOnDevice = true { didSet { knobChanged() } }
+    public var argmaxOnDevice = true { didSet { invalidateSkips() } }
     /// The ids `recordArgmax` writes: allocated once, for the first logits' row capacity (a buffer is
     /// never replaced while recorded steps may refer to it).
     private var argmaxIDs: GPUBuffer?
@@ -1900,7 +1908,7 @@ public final class VulkanBackend: ComputeBackend {
     }
     struct RopeJob { let x: VulkanActivations, heads: Int, headDim: Int, params: RopeParams }
     private var pending = Pending.none
-    public var fuses = true { didSet { knobChanged() } }
+    public var fuses = true { didSet { invalidateSkips() } }
 
     private func flushPending() {
         let p = pending
@@ -1984,7 +1992,10 @@ public final class VulkanBackend: ComputeBackend {
     /// A buffer for activations rounded to grid `mode`, at least `bytes` long.
     private func roundedBuffer(_ mode: Int, bytes: Int) throws -> GPUBuffer {
         if (rounded[mode]?.size ?? 0) < bytes + 16 {
+            // The old buffer stays alive: cached steps (and their descriptor sets) bind it.
+            if let old = rounded[mode] { retiredScratch.append(old) }
             rounded[mode] = try GPUBuffer(ctx, size: bytes + 16, hostVisible: false, use: .scratch)
+            invalidateSkips()
         }
         return rounded[mode]!
     }
@@ -2194,6 +2205,7 @@ public final class VulkanBackend: ComputeBackend {
                 do {
                     if let old = splitScratch { retiredScratch.append(old) }
                     splitScratch = try GPUBuffer(ctx, size: max(need * 4, 16 << 20) + 16, hostVisible: false, use: .scratch)
+                    invalidateSkips()
                 } catch { deferredError = error; return }
             }
             let scratch = splitScratch!
@@ -2316,18 +2328,18 @@ public final class VulkanBackend: ComputeBackend {
     /// Q8_K grid in each workgroup, 4 × int8 dot products) where the device has
     /// VK_KHR_shader_integer_dot_product and activations are rounded (env SHARD_VK_NO_DP=1: off, the
     /// float mat-vec). Numerically the same as the rounding pass + float mat-vec, to f32 rounding.
-    public var dotProducts = false { didSet { knobChanged() } }
+    public var dotProducts = false { didSet { invalidateSkips() } }
     /// matvec_q8.comp rounds x itself in every workgroup (and the norm / swiglu fusions below apply)
     /// instead of reading the int8 copy its producer wrote (env SHARD_VK_DP_ROUNDX=1). Off: on an H200
     /// every workgroup re-rounding x cost more than the dot products saved (BENCHMARKS.md).
-    public var dotRoundsX = false { didSet { knobChanged() } }
+    public var dotRoundsX = false { didSet { invalidateSkips() } }
     /// Q4_K mat-vecs on int8 input with one subgroup per dotRows rows (matvec_q8.comp -DSGROWS: no
     /// cross-subgroup reduction; env SHARD_VK_DP_SG=0: off, the workgroup per row pair). On an H200
     /// (kernel-bench) 1.1–1.25× faster on 4096 × 4096 and 11008 × 4096, ~3% slower on 4096 × 11008.
-    public var dotSubgroupRows = true { didSet { knobChanged() } }
+    public var dotSubgroupRows = true { didSet { invalidateSkips() } }
     /// The Q4_K q/k/v mat-vecs with the rope + KV store epilogue also a subgroup per row pair
     /// (matvec_q8x_sg_rope_q4_K; env SHARD_VK_DP_SG_ROPE=1). Off: not yet measured on a GPU.
-    public var dotRopeSubgroupRows = false { didSet { knobChanged() } }
+    public var dotRopeSubgroupRows = false { didSet { invalidateSkips() } }
     /// Units per lane SGROWS loads before using them (its UPL; env SHARD_VK_DP_UPL): 2 beat 4 and 8 on
     /// the 7B's 11008 × 4096 (12.3 against 13.1 and 14.7 µs, H200).
     public private(set) var dotUnitsPerLane = 2
@@ -2336,10 +2348,10 @@ public final class VulkanBackend: ComputeBackend {
     public private(set) var dotRows = 2
     /// A pending RMSNorm is applied by the integer-dot mat-vecs that read its output (each workgroup
     /// normalizes x itself; env SHARD_VK_NO_NORM_FUSE=1: rms_norm dispatched on its own).
-    public var normFusion = true { didSet { knobChanged() } }
+    public var normFusion = true { didSet { invalidateSkips() } }
     /// Decode gate and up mat-vecs followed by a swiglu of their outputs run as one matvec_q8 PAIR
     /// dispatch with the swiglu in its epilogue (env SHARD_VK_NO_SWIGLU_FUSE=1: off).
-    public var swigluFusion = true { didSet { knobChanged() } }
+    public var swigluFusion = true { didSet { invalidateSkips() } }
     /// Largest row length matvec_q8.comp holds in shared memory (its MAXK).
     static let dotMaxK = 16384
 
@@ -2360,6 +2372,7 @@ public final class VulkanBackend: ComputeBackend {
             // The old buffer stays alive: recorded steps (and their cached descriptor sets) bind it.
             if let old = int8Buffer { retiredScratch.append(old) }
             int8Buffer = try GPUBuffer(ctx, size: max(bytes, 1 << 20) + 16, hostVisible: false)
+            invalidateSkips()
         }
         return int8Buffer
     }
@@ -2367,7 +2380,7 @@ public final class VulkanBackend: ComputeBackend {
     /// quantize_k (the rounding of an input no fused op produced) also writes the int8 copy for the products of 2+
     /// rows that read it — the o projection after prefill attention (env SHARD_VK_QK_I8=0: f32 rounded values only,
     /// as before; one-row steps keep their float mat-vec there).
-    public var quantizeWritesInt8 = true { didSet { knobChanged() } }
+    public var quantizeWritesInt8 = true { didSet { invalidateSkips() } }
     /// 32-bit words per row of an int8 copy: K int8 bytes, then K/256 f32 scales, padded to 16 bytes
     /// (quant.glsl's qx_stride).
     static func int8RowWords(_ k: Int) -> Int { (k / 4 + k / 256 + 3) & ~3 }
@@ -2377,22 +2390,22 @@ public final class VulkanBackend: ComputeBackend {
     /// instead of matmul_cm / the float multi-column mat-vec (env SHARD_VK_MC8_MAX; 0 or 1: off). 16: on
     /// an H200 (7B Q4_K_M, bench --concurrency) it beat matmul_cm without the K split at 4 streams (2.3×)
     /// and 16 (1.12×) and lost at 32 (0.84×) and 64 (0.69×): its time grows with the columns (BENCHMARKS.md).
-    public var mcDotMax = 16 { didSet { knobChanged() } }
+    public var mcDotMax = 16 { didSet { invalidateSkips() } }
     /// ... and up to this many rows only where matmul_cm's K-split decode tiles are available (cooperative
     /// matrices, cmSplitTarget > 0; env SHARD_VK_MC8_SPLIT_MAX): on an H200 those beat matvec_q8_mc at 16
     /// columns (kernel-bench: 4096 × 4096 Q4_K 31–34 against 37–39 µs, 11008 × 4096 64–69 against 87–91;
     /// 16 streams 1004 against 875 tok/s) and lose at 8 (23 against 34 µs).
-    public var mcDotSplitMax = 8 { didSet { knobChanged() } }
+    public var mcDotSplitMax = 8 { didSet { invalidateSkips() } }
     /// Most columns per matvec_q8_mc workgroup (NC; env SHARD_VK_MC8_COLS): a step of n rows uses
     /// min(this, n rounded up to a power of 2) and ceil(n / NC) workgroups per row group. 8: 16 and 4
     /// were slower at 16 and 64 streams, as were 4 rows per workgroup (SHARD_VK_MC8_ROWS=4).
-    public var mcDotColumns = 8 { didSet { knobChanged() } }
+    public var mcDotColumns = 8 { didSet { invalidateSkips() } }
     /// Weight rows per matvec_q8_mc workgroup (R; env SHARD_VK_MC8_ROWS).
-    public var mcDotRows = 2 { didSet { knobChanged() } }
+    public var mcDotRows = 2 { didSet { invalidateSkips() } }
     /// matvec_q8_mc loads a unit's x words of all its columns before the dot products (XPRE; env
     /// SHARD_VK_MC8_PRE=1). Off: on an H200 it did not pay (Q4_K the same, Q6_K 4096x11008 x16 110 µs
     /// instead of 97; BENCHMARKS.md).
-    public var mcDotPreload = false { didSet { knobChanged() } }
+    public var mcDotPreload = false { didSet { invalidateSkips() } }
     /// NC of matvec_q8_mc for an n-row step, or nil where it does not apply.
     func mcDotShape(_ n: Int) -> Int? {
         let splitTiles = cmSplitTarget > 0 && cmEnabled && cooperativeMatrix && tiles
@@ -2403,7 +2416,7 @@ public final class VulkanBackend: ComputeBackend {
     }
     /// attention_merge_quant also packs the o projection's input as int8 for matvec_q8x (env SHARD_VK_NO_O_DP=1: off,
     /// the o projection on the float mat-vec as before).
-    public var mergePacksInt8 = true { didSet { knobChanged() } }
+    public var mergePacksInt8 = true { didSet { invalidateSkips() } }
 
     /// Subgroups per mat-vec workgroup (matvec_q8's partial sums per row and subgroup go through red_sh[64]).
     var dotSubgroups: Int { max(1, matvecGroupSize / device.subgroupSize) }
@@ -2415,7 +2428,7 @@ public final class VulkanBackend: ComputeBackend {
     /// -DMC: each weight row loaded and decoded once for 8 columns) instead of matmul.comp (n <= 8) or
     /// the prefill tiles (env SHARD_VK_MULTICOL_MAX; 0 or 1: off). 16: on an H200 (7B Q4_K_M, many
     /// streams) it beat the other paths at 4 and 16 rows and lost to the tiles at 64 (BENCHMARKS.md).
-    public var multiColumnMax = 16 { didSet { knobChanged() } }
+    public var multiColumnMax = 16 { didSet { invalidateSkips() } }
     /// Rows per workgroup of the multi-column mat-vec (R of matvec.comp -DMC; env SHARD_VK_MULTICOL_ROWS, 1...4).
     public private(set) var multiColumnRows = 2
     /// Columns per workgroup of the multi-column mat-vec (NC in matvec.comp).
@@ -2459,41 +2472,41 @@ public final class VulkanBackend: ComputeBackend {
     static let cmNames: [GGMLType: String] = [.q4_K: "matmul_cm_q4_K", .q6_K: "matmul_cm_q6_K"]
     /// matmul_cm.comp for steps of cmMinColumns or more columns where the device has cooperative
     /// matrices (env SHARD_VK_CM=0: off, the paths before it: multi-column mat-vec, matmul_coop).
-    public var cmEnabled = true { didSet { knobChanged() } }
+    public var cmEnabled = true { didSet { invalidateSkips() } }
     /// Fewest columns that take matmul_cm (fewer: the multi-column mat-vec; env SHARD_VK_CM_MIN).
-    public var cmMinColumns = 2 { didSet { knobChanged() } }
+    public var cmMinColumns = 2 { didSet { invalidateSkips() } }
     /// Up to this many columns a decode shape (cmDecode with nt = columns / 16 rounded up), above it cmPrefill.
-    public var cmDecodeMax = 64 { didSet { knobChanged() } }
+    public var cmDecodeMax = 64 { didSet { invalidateSkips() } }
     /// Decode tile: rm, rs, ks (nt from the column count; env SHARD_VK_CM_DEC="rm,0,rs,ks"). 16 rows per
     /// workgroup with K split 4 ways: 256 workgroups for a 4096-row matrix (the SMs need several each).
-    public var cmDecode = CMShape(rm: 1, nt: 1, rs: 1, ks: 4) { didSet { knobChanged() } }
+    public var cmDecode = CMShape(rm: 1, nt: 1, rs: 1, ks: 4) { didSet { invalidateSkips() } }
     /// Prefill tile (env SHARD_VK_CM_PRE="rm,nt,rs,ks"): 64 rows × 128 columns. On an H200 (4096 × 4096 ×
     /// 512, kernel-bench) it beat 128 × 64, 128 × 128, 64 × 64 and 32 × 64 for Q4_K, and was within 6% of
     /// 128 × 64 for Q6_K (BENCHMARKS.md).
-    public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1) { didSet { knobChanged() } }
+    public var cmPrefill = CMShape(rm: 2, nt: 4, rs: 2, ks: 1) { didSet { invalidateSkips() } }
     /// Q4_K's prefill tile, nil: cmPrefill (env SHARD_VK_CM_PRE_Q4K="rm,nt,rs,ks,kc"; SHARD_VK_CM_PRE alone sets
     /// both): 64 × 128 with 64 k per step, 101 against 93 TFLOP/s on 4096 × 4096 × 512 (kernel-bench, H200),
     /// where Q6_K was slower with 64 k.
-    public var cmPrefillQ4K: CMShape? = CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64) { didSet { knobChanged() } }
+    public var cmPrefillQ4K: CMShape? = CMShape(rm: 2, nt: 4, rs: 2, ks: 1, kc: 64) { didSet { invalidateSkips() } }
     /// Q6_K prefill tiles load each 16 weight bytes as two aligned 16-byte loads, shifted (matmul_cm.comp
     /// Q6W), instead of 4–5 word loads (env SHARD_VK_CM_Q6W=0: off). Decode shapes keep the word loads.
-    public var cmQ6Wide = true { didSet { knobChanged() } }
+    public var cmQ6Wide = true { didSet { invalidateSkips() } }
     /// matmul_cm's packed variant (matmul_cm_pk_*, -DPACK): shared tiles written with 16-byte stores of f16
     /// pairs instead of 2-byte stores, and X from the int8 copy per cmInt8X (env SHARD_VK_CM_PACK=0: off,
     /// matmul_cm as before, f32 X). Same operands and results as the unpacked kernel.
-    public var cmPacked = true { didSet { knobChanged() } }
+    public var cmPacked = true { didSet { invalidateSkips() } }
     /// The packed tiles read X from the n-row int8 copy the fused producers (rms_quant, swiglu_quant,
     /// attention_merge_quant) then write (Q8_K blocks, 4× fewer bytes than the f32 copy, decoded to exactly
     /// its values): 0 never (f32 X), 1 for decode products (≤ cmDecodeMax columns), 2 for every product
     /// (env SHARD_VK_CM_I8X). Products whose input has no such producer keep f32 X.
-    public var cmInt8X = 2 { didSet { knobChanged() } }
+    public var cmInt8X = 2 { didSet { invalidateSkips() } }
     /// How the packed tiles give coopMatLoadNV the row stride of their uvec4 shared arrays: 1 in uvec4s
     /// (the array's element type), 0 in f16 values (env SHARD_VK_CM_SU; kernel-bench's relative error
     /// tells which the driver reads).
-    public var cmStrideUnits = 1 { didSet { knobChanged() } }
+    public var cmStrideUnits = 1 { didSet { invalidateSkips() } }
     /// Prefill products (more than cmDecodeMax columns) on the packed kernel too (env SHARD_VK_CM_PACK_PRE=0:
     /// the unpacked one, f32 X, for them).
-    public var cmPackPrefill = true { didSet { knobChanged() } }
+    public var cmPackPrefill = true { didSet { invalidateSkips() } }
     /// Whether n-column products take the packed kernel.
     func cmPacks(_ n: Int) -> Bool { cmPacked && (n <= cmDecodeMax || cmPackPrefill) }
     /// Whether a tile shape fits the kernel n-column products take.
@@ -2533,32 +2546,32 @@ public final class VulkanBackend: ComputeBackend {
     /// 256: on an H200 (7B Q4_K_M, bench --concurrency, two calls) 2106–2201 tok/s at 64 streams and 1032
     /// at 16 against 2024–2099 and 1004 with 512 (GPU per step 28.1–28.2 against 28.9 ms at 64); kernel-bench:
     /// 4 splits of a 4096-row product (47.6 µs at 64 columns) beat 8 (51.0) and 16 (56.3).
-    public var cmSplitTarget = 256 { didSet { knobChanged() } }
+    public var cmSplitTarget = 256 { didSet { invalidateSkips() } }
     /// Q4_K and Q6_K decode products (`takesDirect`) with the int8 copy of X take matmul_cmd.comp (weight
     /// fragments built in registers, no shared weight tiles; ahead of matvec_q8_mc and matmul_cm) where the device's
     /// cooperative-matrix layout is the one it assumes (coopmat_layout.comp, probed once; `takesDirect`); env
     /// SHARD_VK_CMD=0: off, matvec_q8_mc / matmul_cm as before. On an H200 (7B Q4_K_M, 16 streams): GPU per step
     /// 10.6–10.7 ms against 13.1 (BENCHMARKS.md, session 7).
-    public var cmDirect = true { didSet { knobChanged() } }
+    public var cmDirect = true { didSet { invalidateSkips() } }
     /// matmul_cmd's K split aims at this many workgroups (env SHARD_VK_CMD_SPLIT; cmSplitTarget's role for it).
     /// 512: at 16 streams on an H200 GPU per step 12.49 ms against 12.81 with 1024, 13.19 with 256, 13.47 with 2048.
-    public var cmDirectSplitTarget = 512 { didSet { knobChanged() } }
+    public var cmDirectSplitTarget = 512 { didSet { invalidateSkips() } }
     /// The same for products of more than 32 columns (env SHARD_VK_CMD_SPLIT_WIDE): 256 — on an H200 at 64 streams GPU
     /// per step 22.79–22.82 ms against 23.13–23.15 with 512 (at 16 streams 256 lost: 10.06 against 9.93); another
     /// call, 22.91–22.94 against 23.32.
-    public var cmDirectSplitTargetWide = 256 { didSet { knobChanged() } }
+    public var cmDirectSplitTargetWide = 256 { didSet { invalidateSkips() } }
     /// Most columns matmul_cmd takes (env SHARD_VK_CMD_MAX, up to 64; more: matmul_cm). 64: on an H200 at 64 streams
     /// GPU per step 23.26 ms against 23.85–23.92 with 32 (in the model at ~62 columns: Q6_K 4096 × 11008 88 µs against
     /// matmul_cm's 121, Q4_K 4096 × 11008 74 against 79, 4096² 34 against 34, 11008 × 4096 72 against 68 — hence
     /// cmDirectTallMax). At 32 streams: 32 against 16 columns, GPU per step 15.4 against 17.0 ms.
-    public var cmDirectMax = 64 { didSet { knobChanged() } }
+    public var cmDirectMax = 64 { didSet { invalidateSkips() } }
     /// Most columns a Q4_K product of 8192+ rows takes matmul_cmd with (env SHARD_VK_CMD_TALL_MAX): above it
     /// matmul_cm's 128-row tall tile was faster on an H200 (72 against 68 µs for 11008 × 4096 at ~62 columns).
-    public var cmDirectTallMax = 32 { didSet { knobChanged() } }
+    public var cmDirectTallMax = 32 { didSet { invalidateSkips() } }
     /// Fewest columns a Q4_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN; fewer: matvec_q8_mc). 8: two shards
     /// on two H200s at 16 streams (8-row micro-batches) 1626–1664 tok/s with 8-row Q4_K products on matmul_cmd against
     /// 1496–1502 on matvec_q8_mc. Q6_K: cmDirectMinQ6K.
-    public var cmDirectMin = 8 { didSet { knobChanged() } }
+    public var cmDirectMin = 8 { didSet { invalidateSkips() } }
     /// Whether an n-column product with w takes matmul_cmd: Q4_K or Q6_K, cmDirectMin (Q6_K: cmDirectMinQ6K)…cmDirectMax columns (the shader holds 64),
     /// the int8 copy of X, and a device whose probed layout is the kernel's (probed on the first call).
     func takesDirect(_ w: VulkanWeight, n: Int) -> Bool {
@@ -2569,36 +2582,36 @@ public final class VulkanBackend: ComputeBackend {
     /// Q6_K products take matmul_cmd too (env SHARD_VK_CMD_Q6=0: matvec_q8_mc / matmul_cm as before). On an H200
     /// at 16 streams: GPU per step 10.07 ms against 10.66 (Q6_K 4096 × 11008 at 16 columns 48.6 µs against matmul_cm's
     /// 78.1, 4096² 23.4 against 32.6).
-    public var cmDirectQ6K = true { didSet { knobChanged() } }
+    public var cmDirectQ6K = true { didSet { invalidateSkips() } }
     /// Fewest columns a Q6_K product takes matmul_cmd with (env SHARD_VK_CMD_MIN_Q6). 8: at 8 streams GPU per step
     /// 8.23 ms against 8.37 with the 8-column Q6_K products on matvec_q8_mc (9).
-    public var cmDirectMinQ6K = 8 { didSet { knobChanged() } }
+    public var cmDirectMinQ6K = 8 { didSet { invalidateSkips() } }
     /// matmul_cmd builds its weight values with half2 arithmetic (H2; env SHARD_VK_CMD_H2=0: in f32, rounded once,
     /// as matmul_cm's operands). On an H200 at 16 streams: GPU per step 10.68–10.71 ms against 11.05 (f32 values) and
     /// 13.16–13.17 (matmul_cm); outputs 4.4e-4 from the f32 tiles against 2.9e-4 (the scale and min rounded to f16).
-    public var cmDirectHalf2 = true { didSet { knobChanged() } }
+    public var cmDirectHalf2 = true { didSet { invalidateSkips() } }
     /// matmul_cmd's ablation bits (timing experiments only: wrong results; env SHARD_VK_CMD_ABL).
-    var cmDirectAblation = 0 { didSet { knobChanged() } }
+    var cmDirectAblation = 0 { didSet { invalidateSkips() } }
     /// The probe's answer: nil not yet probed, .some(nil) the kernel does not apply.
     var directLayoutProbe: UInt32?? = nil
     /// The tile matmul_cmd covers (64 rows, 128 k per step) for cmSplit.
     static let cmDirectShape = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128)
     /// Decode tile with the K split (env SHARD_VK_CM_DECS="rm,0,rs,ks[,kc]"): 64 weight rows (4 subgroups
     /// along rows) × 16·⌈n/16⌉ columns, 64 k per step.
-    public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { knobChanged() } }
+    public var cmDecodeSplit = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { invalidateSkips() } }
     /// The split decode tile of matrices of 8192+ rows (env SHARD_VK_CM_DECS_TALL="rm,0,rs,ks[,kc]"; "0":
     /// cmDecodeSplit for them too): 128 rows, 32 k per step. On an H200 (kernel-bench, 64 columns) the
     /// 11008 × 4096 Q4_K product took 97 µs with it (6 splits) against 112 with the 64-row tile (3 splits),
     /// where 4096-row products were faster on 64 rows (47.6–51 against 52 µs).
-    public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32) { didSet { knobChanged() } }
+    public var cmDecodeSplitTall: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 32) { didSet { invalidateSkips() } }
     /// Q4_K's split decode tiles (nil: cmDecodeSplit / cmDecodeSplitTall; env SHARD_VK_CM_DECS_Q4K /
     /// SHARD_VK_CM_DECS_TALL_Q4K, "0": nil; SHARD_VK_CM_DECS / _DECS_TALL alone set both formats): 64 rows with
     /// 128 k per step, and 128 rows with 64 k for 8192+ rows. Only the packed kernel holds them: the unpacked
     /// one (SHARD_VK_CM_PACK=0) steps down to 64 / 32 k, i.e. cmDecodeSplit / cmDecodeSplitTall. On an H200
     /// (kernel-bench, one call) 4096 × 4096 at 16 columns 32.2 against 37.0 µs, 4096 × 11008 at 64 90.0 against
     /// 101.1, 11008 × 4096 at 16 / 64 56.0 / 79.9 against 65.8 / 88.0; Q6_K was slower with 128 k (BENCHMARKS.md).
-    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128) { didSet { knobChanged() } }
-    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { knobChanged() } }
+    public var cmDecodeSplitQ4K: CMShape? = CMShape(rm: 1, nt: 1, rs: 4, ks: 1, kc: 128) { didSet { invalidateSkips() } }
+    public var cmDecodeSplitTallQ4K: CMShape? = CMShape(rm: 2, nt: 1, rs: 4, ks: 1, kc: 64) { didSet { invalidateSkips() } }
     /// Splits of K over workgroups for a matmul_cm product of shape (rows, columns) and the k each covers
     /// (a multiple of the shape's k per step): (1, k) for prefill shapes, with cmSplitTarget 0, or where
     /// the grid is large enough already.
@@ -2772,19 +2785,19 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Splits of decode attention (attn_decode.comp): a fixed count, so the grid does not depend on
     /// the KV length (env SHARD_VK_ATTN_SPLITS).
-    public var attentionSplits: Int { didSet { knobChanged() } }
+    public var attentionSplits: Int { didSet { invalidateSkips() } }
     /// More than 16 rows: attention.comp (one position per invocation) instead of attn_decode.comp
     /// (env SHARD_VK_PREFILL_ATTN_OLD=1).
-    public var prefillAttentionPerPosition = false { didSet { knobChanged() } }
+    public var prefillAttentionPerPosition = false { didSet { invalidateSkips() } }
     /// Decode attention merges in its last workgroups (attn_decode_merge, which also packs the o
     /// projection's int8 input; env SHARD_VK_ATTN_FUSED_MERGE=0: attention_merge_quant dispatched after it).
     /// On: on an H200 it saved ~80 µs of a 4.8 ms decode step (a dispatch and a barrier per layer; BENCHMARKS.md).
-    public var attentionFusedMerge = true { didSet { knobChanged() } }
+    public var attentionFusedMerge = true { didSet { invalidateSkips() } }
     /// Splits attention_merge_quant loads together per output (MB; env SHARD_VK_MERGE_BATCH, 1: one at a time).
     public private(set) var mergeBatch = 8
     /// Decode q, k, v mat-vecs on int8 input rotate q and k and store k and v in their epilogues
     /// (matvec_q8x_rope: no rope_store dispatch; f16 KV, non-neox rope; env SHARD_VK_NO_ROPE_FUSE=1: off).
-    public var ropeStoreFusion = true { didSet { knobChanged() } }
+    public var ropeStoreFusion = true { didSet { invalidateSkips() } }
     /// attn_decode loads the page-table entries of its split's first 4 pages before its loop
     /// (PREFETCH_PAGES; env SHARD_VK_ATTN_PREFETCH=1). Off: on an H200 it made attn_decode ~0.6 µs
     /// slower per call, not faster (BENCHMARKS.md): the page lookups were not what it waits for.
@@ -2883,16 +2896,16 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Prefill attention on attn_prefill.comp (tiled, online softmax) for steps of at least `flashMinRows`
     /// rows of one sequence at consecutive positions over f16 KV (env SHARD_VK_NO_FLASH=1: attn_decode.comp).
-    public var prefillFlash = true { didSet { knobChanged() } }
+    public var prefillFlash = true { didSet { invalidateSkips() } }
     /// Fewest rows that take attn_prefill.comp (env SHARD_VK_FLASH_MIN; default 17: up to 16 rows are decode).
-    public var flashMinRows = 17 { didSet { knobChanged() } }
+    public var flashMinRows = 17 { didSet { invalidateSkips() } }
     /// attn_prefill dispatches recorded so far (tests check that the kernel ran).
     public private(set) var flashDispatches = 0
     private var flashUnavailable = false
     /// Prefill attention on cooperative matrices (attn_prefill_cm.comp; env SHARD_VK_FLASH_CM=0: attn_prefill),
     /// where the device has them and the head dim is a multiple of 16 (H200, 7B, 512 tokens: 6.9 ms against
     /// attn_prefill's 9.1 and attn_decode's 24.1; BENCHMARKS.md).
-    public var flashCoopMatrix = true { didSet { knobChanged() } }
+    public var flashCoopMatrix = true { didSet { invalidateSkips() } }
     private var flashCMUnavailable = false
     /// attn_prefill_cm, attn_prefill (KV tiles of 32 positions, 40 KiB of shared memory) or attn_prefill_small
     /// (16, 29 KiB), or nil.
@@ -2920,22 +2933,22 @@ public final class VulkanBackend: ComputeBackend {
 
     /// Decode steps (of at least `attentionVecMinRows` rows) over f16 KV on attn_decode_vec.comp (env SHARD_VK_ATTN_VEC=0:
     /// attn_decode.comp as before; Q8_0 KV and head dims that are not a multiple of 8 always take attn_decode).
-    public var attentionVec = true { didSet { knobChanged() } }
+    public var attentionVec = true { didSet { invalidateSkips() } }
     /// Fewest rows of a step that take attn_decode_vec (env SHARD_VK_ATTN_VEC_MIN_ROWS; 2: one-row decode on
     /// attn_decode_merge as before). One row on an H200: 16.7 µs per layer against 21.7–23.5 at 512–768 positions,
     /// 11.2 against 13.5–14.1 at 16–128; decode after a 512-token prompt +1–3% (BENCHMARKS.md).
-    public var attentionVecMinRows = 1 { didSet { knobChanged() } }
+    public var attentionVecMinRows = 1 { didSet { invalidateSkips() } }
     /// Positions per lane group per attn_decode_vec iteration (NPV; env SHARD_VK_ATTN_VEC_POS).
-    public var attentionVecPositions = 4 { didSet { knobChanged() } }
+    public var attentionVecPositions = 4 { didSet { invalidateSkips() } }
     /// attn_decode_vec's splits: enough for about this many workgroups (rows × heads × splits; env SHARD_VK_ATTN_VEC_WGS) …
-    public var attentionVecWorkgroups = 2048 { didSet { knobChanged() } }
+    public var attentionVecWorkgroups = 2048 { didSet { invalidateSkips() } }
     /// … but no more than leave this many positions per split of the step's longest context, rounded up to a power
     /// of two (so that the step's commands change only where that bound does; env SHARD_VK_ATTN_VEC_MINPOS, 0: no bound),
     /// and at most `attentionSplits`.
-    public var attentionVecMinPositions = 32 { didSet { knobChanged() } }
+    public var attentionVecMinPositions = 32 { didSet { invalidateSkips() } }
     /// Largest step that merges in attn_decode_vec's last workgroups (attn_decode_vec_merge; env SHARD_VK_ATTN_VEC_FUSED_MAX);
     /// larger ones dispatch attention_merge(_quant) after it.
-    public var attentionVecFusedMaxRows = 64 { didSet { knobChanged() } }
+    public var attentionVecFusedMaxRows = 64 { didSet { invalidateSkips() } }
 
     /// attn_decode_vec's lanes per position (LP, a power of two ≤ the subgroup size) and 16-byte chunks per lane
     /// (CPL ≤ 4) for this head dim, or nil (attn_decode.comp then).

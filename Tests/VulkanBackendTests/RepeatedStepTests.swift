@@ -57,8 +57,8 @@ extension VulkanBackendTests {
     }
 
     /// With every repeat walked and compared (skipCheckInterval 1): batched decode of sequences that join, leave and
-    /// grow past page and bucket boundaries, with prefill chunks in between, and two shards on one backend (hidden
-    /// states uploaded) — no repeat differs from its recording.
+    /// grow past page and bucket boundaries, with prefill chunks in between (which grow scratch buffers), and two
+    /// shards on one backend (hidden states uploaded) — no repeat differs from its recording.
     @Test func checkedRepeatsMatchTheirRecordings() throws {
         let vk = try Shared.vulkan()
         let saved = (vk.skipsRepeatedOps, vk.skipCheckInterval)
@@ -84,7 +84,9 @@ extension VulkanBackendTests {
             }
             try prefill(1, 9)
             for _ in 0..<30 { try decode([1]) }
+            // A longer step grows the scratch buffers that decode steps bind: their recordings must be walked again.
             try prefill(2, 20)
+            for _ in 0..<5 { try decode([1]) }
             for i in 0..<40 {
                 try decode([1, 2])
                 if i == 20 { try prefill(3, 5) }
