@@ -1384,7 +1384,12 @@ public final class VulkanBackend: ComputeBackend {
     private var batchSignature: [Int] = []
     /// A tuning knob was set, or a scratch buffer that steps bind was replaced by a larger one: what the ops record may
     /// differ now, so no cached step may skip its walk until it is walked again.
-    private func invalidateSkips() { for r in cache { r.skip = nil } }
+    private func invalidateSkips() {
+        for r in cache { r.skip = nil }
+        // The step being walked, too: its commands so far bind the old buffer, a repeat's would bind the new one.
+        stepInvalidated = true
+    }
+    private var stepInvalidated = false
     /// Where the step's next command goes in its command list.
     private var streamIndex: Int { checking != nil ? checkIndex : (current?.cmds.count ?? 0) }
 
@@ -1448,7 +1453,7 @@ public final class VulkanBackend: ComputeBackend {
             }
         }
         rec.hostWrites = stepHostWrites
-        if let s = skipCandidate, stepHostWrites.allSatisfy({ $0.index < s.index || $0.refill != nil }) {
+        if let s = skipCandidate, !stepInvalidated, stepHostWrites.allSatisfy({ $0.index < s.index || $0.refill != nil }) {
             rec.skip = s
         } else {
             rec.skip = nil
@@ -1596,6 +1601,7 @@ public final class VulkanBackend: ComputeBackend {
         checkingSkip = false
         divergence = nil
         opsSkipped = false
+        stepInvalidated = false
         batchSignature = Self.signature(batch)
         if caching, let hit = cache.filter({ $0.rows == batch.rows && $0.tables == batch.pageTables.count }).max(by: { $0.lastUse < $1.lastUse }) {
             checking = hit

@@ -102,6 +102,22 @@ extension VulkanBackendTests {
         #expect(vk.skipsRepeatedOps)
     }
 
+    /// A fresh backend's first step grows its scratch buffers part-way (the rounded activations: the model's width,
+    /// then the FFN's): that step must not be repeated by skipping, since a repeat binds the new buffer throughout.
+    @Test func stepsThatGrowScratchBuffersAreNotSkipPoints() throws {
+        let vk = try VulkanBackend()
+        vk.skipCheckInterval = 1
+        let file = try syntheticTinyModel(arch: "llama", quant: "q4_k_m", seed: 9)
+        let pipeline = try Self.pipeline(file, backend: vk)
+        // The first token of 8 sequences: steps of one shape and signature (position 0) from the first one on.
+        for s in 1...8 as ClosedRange<SequenceID> {
+            _ = try pipeline.step(tokens: [Int32(s * 5 + 1)], rows: [StepRow(sequence: s, position: 0)], logitRows: [0])
+            try pipeline.release(s)
+        }
+        #expect(vk.skipChecks >= 6, "\(vk.skipChecks) repeats checked")
+        #expect(vk.skipMismatches == 0)
+    }
+
     /// A caller that breaks its promise (other ops after the same key) is caught by a checked walk, which turns
     /// skipping off; an op call after `repeatsOps` said yes fails the step, and the next step works.
     @Test func brokenRepeatPromisesAreCaught() throws {
