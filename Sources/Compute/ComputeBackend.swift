@@ -186,6 +186,9 @@ public protocol ComputeBackend: AnyObject {
     func recordArgmax(_ logits: Activations, rows: Int) -> Bool
     /// The ids `recordArgmax` recorded, after `endStep`.
     func downloadArgmax(rows: Int) -> [Int32]
+    /// Inside a step, after the ops that write `a`: the caller will `download(a, rows:)` these rows after
+    /// `endStep`; a backend may copy them out within the step (a GPU: no read-back submit of its own). Default: nothing.
+    func prepareDownload(_ a: Activations, rows: Range<Int>)
 
     /// out[i] = dequantized row `tokens[i]` of `table`.
     func embed(_ table: Weight, tokens: [Int32], into out: Activations)
@@ -236,6 +239,7 @@ public enum ReservedMemory: Sendable {
 extension ComputeBackend {
     public func recordArgmax(_ logits: Activations, rows: Int) -> Bool { false }
     public func downloadArgmax(rows: Int) -> [Int32] { [] }
+    public func prepareDownload(_ a: Activations, rows: Range<Int>) {}
     public var kvCapabilities: KVCapabilities { KVCapabilities(types: [.f16], slidingWindow: false) }
     public var freeMemoryBytes: Int? { nil }
     public func reserveMemory(bytes: Int, buffers: Int, for use: ReservedMemory) {}

@@ -287,6 +287,7 @@ public final class ModelShard {
                 // Every chunk alike: the backend offers the argmax for all of them or for none.
                 let picked = picksOnly && backend.recordArgmax(logits, rows: chunk.count)
                 if picksOnly { argmaxOffered = picked }
+                if !picked { backend.prepareDownload(logits, rows: 0..<chunk.count) }
                 try backend.endStep()
                 if picked { picks += backend.downloadArgmax(rows: chunk.count) } else { values += backend.download(logits, rows: 0..<chunk.count) }
                 start += chunk.count
@@ -294,6 +295,7 @@ public final class ModelShard {
                 try backend.beginStep(batch)
             }
         }
+        backend.prepareDownload(x, rows: 0..<n)
         try backend.endStep()
         return .hidden(backend.download(x, rows: 0..<n))
     }

@@ -161,3 +161,25 @@ extension VulkanBackendTests {
         #expect(!vk.skipsRepeatedOps)
     }
 }
+
+extension VulkanBackendTests {
+    /// Rows copied out inside the step (`prepareDownload`) read back as `download` gives them; rows not prepared,
+    /// and a later step's, still come from the buffer itself.
+    @Test func preparedDownloadsReadTheStepsRows() throws {
+        let vk = try Shared.vulkan()
+        let cols = 40
+        let a = try vk.makeActivations(rowCapacity: 4, columns: cols)
+        let v1 = randomFloats(4 * cols, seed: 3), v2 = randomFloats(4 * cols, seed: 4)
+        let batch = sequenceBatch(rows: 4, pageSize: 16, pages: 1)
+        try vk.beginStep(batch)
+        vk.upload(v1, to: a)
+        vk.prepareDownload(a, rows: 1..<3)
+        try vk.endStep()
+        #expect(vk.download(a, rows: 1..<3) == Array(v1[cols..<3 * cols]))
+        #expect(vk.download(a, rows: 0..<1) == Array(v1[0..<cols]))
+        try vk.beginStep(batch)
+        vk.upload(v2, to: a)
+        try vk.endStep()
+        #expect(vk.download(a, rows: 1..<3) == Array(v2[cols..<3 * cols]))
+    }
+}
