@@ -8,20 +8,12 @@ layout(std430, binding = 0) readonly buffer GBuf { float G[]; };
 layout(std430, binding = 1) readonly buffer UBuf { float U[]; };
 layout(std430, binding = 2) writeonly buffer OBuf { float O[]; };
 layout(std430, binding = 3) writeonly buffer RBuf { float Rnd[]; };
-// splits > 0: G holds the K-split partial sums of the gate and up products (matmul_cm / matmul_cmd, flags bit 2)
-// at gOff and uOff, `count` values per split, added here in split order as splitk_reduce.comp adds them (so the
-// same values), instead of splitk_reduce writing gate and up first; U is not read.
-layout(push_constant) uniform Params { uint blocks, mode, qx, splits, count, gOff, uOff; } p;
+layout(push_constant) uniform Params { uint blocks, mode, qx; } p;
 // qx != 0 (mode 1): also the rounded rows as packed int8 + per-block scales (matvec_q8.comp -DQX), qx
 // being the row length K: row r at word r · qx_stride(K) (matvec_q8_mc.comp).
 layout(std430, binding = 4) writeonly buffer QBuf { uint XQ[]; };
 
-float qval(uint i) {
-    if (p.splits == 0u) { const float x = G[i]; return x / (1.0 + exp(-x)) * U[i]; }
-    float x = G[p.gOff + i], u = G[p.uOff + i];
-    for (uint s = 1u; s < p.splits; s++) { x += G[p.gOff + s * p.count + i]; u += G[p.uOff + s * p.count + i]; }
-    return x / (1.0 + exp(-x)) * u;
-}
+float qval(uint i) { const float x = G[i]; return x / (1.0 + exp(-x)) * U[i]; }
 void qstore(uint i, float v, float r) { O[i] = v; Rnd[i] = r; }
 #define QSTORE_INT8
 bool qint8() { return p.qx != 0u; }

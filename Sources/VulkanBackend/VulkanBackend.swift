@@ -445,7 +445,6 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_DP_ROWS"), v > 0, v <= 16 { dotRows = v }
         if env("SHARD_VK_NO_NORM_FUSE") == 1 { normFusion = false }
         if env("SHARD_VK_NO_SWIGLU_FUSE") == 1 { swigluFusion = false }
-        if env("SHARD_VK_SWIGLU_SPLIT") == 0 { swigluSplitFusion = false }
         if env("SHARD_VK_NO_O_DP") == 1 { mergePacksInt8 = false }
         if let v = env("SHARD_VK_MC8_MAX"), v >= 0 { mcDotMax = v }
         if let v = env("SHARD_VK_MC8_SPLIT_MAX"), v >= 0 { mcDotSplitMax = v }
@@ -1931,11 +1930,6 @@ public final class VulkanBackend: ComputeBackend {
         /// The q, k, v decode mat-vecs on int8 input (matvec_q8x), waiting for the ropes of q and k and the
         /// KV store, which their epilogues then do (matvec_q8x_rope; `ropeStoreFusion`).
         case qkv([MatJob], [RopeJob])
-        /// The reductions of a group of K-split products (after the group's barrier), waiting for a swiglu of
-        /// exactly their gate and up outputs, and then that swiglu, waiting for the down projection's input
-        /// rounding: swiglu_quant then adds the partial sums itself (`swigluSplitFusion`).
-        case reduces([SplitReduce])
-        case splitSwiglu(SplitReduce, SplitReduce, VulkanActivations, VulkanActivations, VulkanActivations)
     }
     struct AttentionJob {
         let kv: GPUBuffer, q: GPUBuffer, step: GPUBuffer, part: GPUBuffer, offset: Int, out: VulkanActivations
@@ -1995,12 +1989,6 @@ public final class VulkanBackend: ComputeBackend {
         case let .qkv(jobs, ropes):
             for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
             for r in ropes { emitRope(r) }
-        case let .reduces(rs):
-            emitSplitReduces(rs)
-        case let .splitSwiglu(rg, ru, g, u, o):
-            emitSplitReduces([rg, ru])
-            pending = .swiglu(g, u, o)
-            flushPending()
         case let .merge(m):
             dispatch("attention_merge", [m.part, m.out.buffer],
                      [UInt32(m.heads), UInt32(m.headDim), UInt32(m.splits), UInt32(m.out.columns), UInt32(m.offset)],
@@ -2165,22 +2153,8 @@ public final class VulkanBackend: ComputeBackend {
                         let blocks = n * x.columns / blockSize
                         let perGroup = max(1, workgroupSize / device.subgroupSize)
                         let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
-                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r, q ?? dummy], [UInt32(blocks), UInt32(mode), q == nil ? 0 : UInt32(x.columns),
-                                 0, 0, 0, 0], groups: (gx, gy, 1))
-                        inputs[mode] = r
-                        qx = q
-                    } catch { deferredError = error; return }
-                case let .splitSwiglu(rg, ru, _, _, o) where o === x && x.columns % blockSize == 0:
-                    pending = .none
-                    do {
-                        let r = try roundedBuffer(mode, bytes: n * x.columns * 4)
-                        let q = try int8Input(mode: mode, n: n, k: x.columns, items: items)
-                        let blocks = n * x.columns / blockSize
-                        let perGroup = max(1, workgroupSize / device.subgroupSize)
-                        let (gx, gy) = grid((blocks + perGroup - 1) / perGroup)
-                        dispatch("swiglu_quant", [rg.scratch, dummy, o.buffer, r, q ?? dummy],
-                                 [UInt32(blocks), UInt32(mode), q == nil ? 0 : UInt32(x.columns), UInt32(rg.splits), UInt32(rg.m * rg.n),
-                                  UInt32(rg.offset), UInt32(ru.offset)], groups: (gx, gy, 1), label: "swiglu_quant (split sums)")
+                        dispatch("swiglu_quant", [g.buffer, u.buffer, o.buffer, r, q ?? dummy], [UInt32(blocks), UInt32(mode), q == nil ? 0 : UInt32(x.columns)],
+                                 groups: (gx, gy, 1))
                         inputs[mode] = r
                         qx = q
                     } catch { deferredError = error; return }
@@ -2230,16 +2204,10 @@ public final class VulkanBackend: ComputeBackend {
             pending = .qkv(jobs, [])
             return
         }
-        // Two products (gate and up) may leave their reductions to the swiglu that follows (swigluSplitFusion).
-        let defer2 = fuses && swigluSplitFusion && jobs.count == 2
-        for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1, deferReduces: defer2) }
+        for (i, job) in jobs.enumerated() { emitMatmul(job, residual: nil, barrierAfter: i == jobs.count - 1) }
     }
 
-    /// Swiglu after gate and up products split over K adds their partial sums itself (swiglu_quant with splits): one
-    /// dependent dispatch (splitk_reduce) less per layer in batched decode (env SHARD_VK_SWIGLU_SPLIT=0: off).
-    public var swigluSplitFusion = true { didSet { invalidateSkips() } }
-
-    private func emitMatmul(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool, deferReduces: Bool = false) {
+    private func emitMatmul(_ job: MatJob, residual: GPUBuffer?, barrierAfter: Bool) {
         emitMatmulBody(job, residual: residual, barrierAfter: barrierAfter)
         // K-split products of this group (dispatched without barriers between them): one barrier, then
         // their reductions (splitk_reduce.comp) in the order of the products.
@@ -2248,7 +2216,7 @@ public final class VulkanBackend: ComputeBackend {
             let reduces = splitReduces
             splitReduces = []
             splitOffset = 0
-            if deferReduces, case .none = pending { pending = .reduces(reduces) } else { emitSplitReduces(reduces) }
+            emitSplitReduces(reduces)
         }
     }
 
@@ -3078,12 +3046,6 @@ public final class VulkanBackend: ComputeBackend {
                      [w.buffer, a.input, o.buffer, dummy, u.buffer, a.norm?.weight ?? dummy, a.norm?.output ?? dummy, b.w.buffer],
                      [UInt32(w.rowCount), UInt32(w.rowLength), UInt32(w.rowBytes), normFlags, (a.norm?.eps ?? 0).bitPattern],
                      groups: (gx, gy, 1), label: "matvec q8 pair+swiglu q4_K \(w.rowCount)x\(w.rowLength)\(a.norm == nil ? "" : " +norm")")
-            return
-        }
-        if case let .reduces(rs) = pending, rs.count == 2, rs[0].out === g.buffer, rs[1].out === u.buffer, o === g,
-           rs.allSatisfy({ $0.bias == nil && $0.residual == nil && $0.scratch === rs[0].scratch && $0.splits == rs[0].splits
-                           && $0.m == g.columns && $0.n == rs[0].n && $0.n == batch.rows }) {
-            pending = .splitSwiglu(rs[0], rs[1], g, u, o)
             return
         }
         flushPending()
