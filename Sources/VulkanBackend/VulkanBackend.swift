@@ -1437,11 +1437,7 @@ public final class VulkanBackend: ComputeBackend {
     private static func signature(_ b: StepBatch) -> [Int] {
         var longest = 1
         while longest < Int(b.positions.max() ?? 0) + 1 { longest *= 2 }
-        var oneRun = 1
-        if let p0 = b.positions.first, let t0 = b.tableIndex.first {
-            for i in b.positions.indices where b.positions[i] != p0 + Int32(i) || b.tableIndex[i] != t0 { oneRun = 0; break }
-        }
-        return [b.rows, b.pageTables.count, b.windowPageTables.count, oneRun, longest]
+        return [b.rows, b.pageTables.count, b.windowPageTables.count, isOneRun(b) ? 1 : 0, longest]
             + (b.pageTables + b.windowPageTables).map { paddedCount($0.count) }
     }
 
@@ -2980,8 +2976,9 @@ public final class VulkanBackend: ComputeBackend {
         return name
     }
     /// The step's rows are one sequence at consecutive positions (what attn_prefill.comp requires).
-    private func batchIsOneRun() -> Bool {
-        let pos = batch.positions, ti = batch.tableIndex
+    private func batchIsOneRun() -> Bool { Self.isOneRun(batch) }
+    static func isOneRun(_ b: StepBatch) -> Bool {
+        let pos = b.positions, ti = b.tableIndex
         guard let p0 = pos.first, let t0 = ti.first else { return false }
         for i in pos.indices where pos[i] != p0 + Int32(i) || ti[i] != t0 { return false }
         return true
