@@ -438,6 +438,7 @@ public final class VulkanBackend: ComputeBackend {
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_SKIP") == 1 { skipsRepeatedOps = false }
         if let v = env("SHARD_VK_SKIP_CHECK"), v >= 0 { skipCheckInterval = v }
+        if env("SHARD_VK_SKIP_STRICT") == 1 { skipMismatchIsFatal = true }
         if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
         if env("SHARD_VK_EMBED_ON_DEVICE") == 1 { embedOnDevice = true }
         if env("SHARD_VK_NO_FUSE") == 1 { fuses = false }
@@ -1378,6 +1379,9 @@ public final class VulkanBackend: ComputeBackend {
     /// Walk every this-many-th repeatable step anyway and check that it matches (env SHARD_VK_SKIP_CHECK; 1: every
     /// step, as the tests do, which then never skips; 0: never check).
     public var skipCheckInterval = 64
+    /// A checked repeat that differs stops the process instead (tests: every Vulkan test runs with checks on every
+    /// second repeat, so that a missing signature or key part fails loudly; env SHARD_VK_SKIP_STRICT=1).
+    public var skipMismatchIsFatal = false
     /// Steps whose ops were skipped; checks that found a repeatable step's walk differing from its recording.
     public private(set) var skippedSteps = 0, skipMismatches = 0
     /// Repeatable steps walked anyway and compared with their recording.
@@ -1453,6 +1457,7 @@ public final class VulkanBackend: ComputeBackend {
                 skipMismatches += 1
                 skipsRepeatedOps = false
                 let at = divergence.map { "at command \($0.index): \($0.recorded) recorded, \($0.walked) now" } ?? "in its host data copies"
+                if skipMismatchIsFatal { preconditionFailure("VulkanBackend: a repeated step's ops differed from its recording (\(rows) rows, \(at))") }
                 fputs("shard: VulkanBackend: a repeated step's ops differed from its recording (\(rows) rows, \(at)); skipping repeated ops is off\n", stderr)
             }
         }

@@ -116,7 +116,7 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         let tokens = try r.lines.dropLast().map { try #require(try CLI.json($0) as? [String: Any])["token"] as? Int }
         #expect(tokens == [7042, 30, 198, 198])
-        let b = try CLI.run(["bench", "--model", smol, "--prompt-tokens", "4", "--gen-tokens", "6", "--json", "--backend", "vulkan"])
+        let b = try CLI.run(["bench", "--model", smol, "--prompt-tokens", "4", "--gen-tokens", "10", "--json", "--backend", "vulkan"])
         let o = try #require(try CLI.json(b.stdout) as? [String: Any])
         #expect(o["backend"] as? String == "vulkan")
         // Decode steps that repeat an earlier one skip their ops' host walk (VulkanBackend.repeatsOps), and none of the
