@@ -589,8 +589,20 @@ final class VulkanContext {
         }
     }
 
+    /// Poll a step's fence for up to this many seconds before sleeping in vkWaitForFences (env SHARD_VK_FENCE_SPIN_MS;
+    /// 0: sleep at once, the default): the driver's wake-up after a sleep adds latency to every step.
+    var fenceSpinSeconds = getenv("SHARD_VK_FENCE_SPIN_MS").flatMap { Double(String(cString: $0)) }.map { max(0, $0) / 1000 } ?? 0
+
     func wait(_ f: VkFence?) throws {
         var f = f
+        if fenceSpinSeconds > 0 {
+            let start = DispatchTimeShim.now()
+            while DispatchTimeShim.now() - start < fenceSpinSeconds {
+                let r = vkGetFenceStatus(device, f)
+                if r == VK_SUCCESS { try check(vkResetFences(device, 1, &f), "vkResetFences"); return }
+                if r != VK_NOT_READY { try check(r, "vkGetFenceStatus") }
+            }
+        }
         try check(vkWaitForFences(device, 1, &f, VkBool32(VK_TRUE), UInt64.max), "vkWaitForFences")
         try check(vkResetFences(device, 1, &f), "vkResetFences")
     }
