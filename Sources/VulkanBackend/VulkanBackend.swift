@@ -437,6 +437,10 @@ public final class VulkanBackend: ComputeBackend {
         if let v = env("SHARD_VK_CM_SU"), (0...1).contains(v) { cmStrideUnits = v }
         if env("SHARD_VK_NO_REPLAY") == 1 { replays = false }
         if env("SHARD_VK_NO_SKIP") == 1 { skipsRepeatedOps = false }
+        // A GPU's steps end with the host polling the fence for up to 20 ms before it sleeps: on an H200 +3% at batch 1,
+        // +7% with two shard processes on one GPU, +2–3% at 16 streams (BENCHMARKS.md, session 10). Not on a CPU device
+        // (lavapipe), whose threads need the cores.
+        if getenv("SHARD_VK_FENCE_SPIN_MS") == nil && device.type != "cpu" { ctx.fenceSpinSeconds = 0.02 }
         if let v = env("SHARD_VK_SKIP_CHECK"), v >= 0 { skipCheckInterval = v }
         if env("SHARD_VK_SKIP_STRICT") == 1 { skipMismatchIsFatal = true }
         if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
