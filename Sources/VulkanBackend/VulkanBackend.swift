@@ -440,7 +440,8 @@ public final class VulkanBackend: ComputeBackend {
         // A GPU's steps end with the host polling the fence for up to 20 ms before it sleeps: on an H200 +3% at batch 1,
         // +7% with two shard processes on one GPU, +2–3% at 16 streams (BENCHMARKS.md, session 10). Not on a CPU device
         // (lavapipe), whose threads need the cores.
-        if getenv("SHARD_VK_FENCE_SPIN_MS") == nil && device.type != "cpu" { ctx.fenceSpinSeconds = 0.02 }
+        ctx.fenceSpinSeconds = getenv("SHARD_VK_FENCE_SPIN_MS").flatMap { Double(String(cString: $0)) }.map { max(0, $0) / 1000 }
+            ?? (device.type == "cpu" ? 0 : 0.02)
         if let v = env("SHARD_VK_SKIP_CHECK"), v >= 0 { skipCheckInterval = v }
         if env("SHARD_VK_SKIP_STRICT") == 1 { skipMismatchIsFatal = true }
         if env("SHARD_VK_NO_ARGMAX") == 1 { argmaxOnDevice = false }
@@ -1349,7 +1350,7 @@ public final class VulkanBackend: ComputeBackend {
     /// The state of a step's walk where the caller asked `repeatsOps(key)`.
     struct SkipPoint: Equatable {
         let key: [Int]
-        /// What the ops read of the batch besides its shape (see `batchSignature`).
+        /// What the ops read of the batch besides its shape (see `signature`).
         let signature: [Int]
         let index: Int
         let pendingBarrier: Bool, pendingTransfer: Bool
@@ -1387,7 +1388,8 @@ public final class VulkanBackend: ComputeBackend {
     /// second repeat, so that a missing signature or key part fails loudly; env SHARD_VK_SKIP_STRICT=1).
     public var skipMismatchIsFatal = false
     /// Steps whose ops were skipped; checks that found a repeatable step's walk differing from its recording.
-    public private(set) var skippedSteps = 0, skipMismatches = 0
+    public private(set) var skipMismatches = 0
+    public var skippedSteps: Int { hostTimes.skipped }
     /// Repeatable steps walked anyway and compared with their recording.
     public private(set) var skipChecks = 0
     private var stepHostWrites: [HostWrite] = []
@@ -1396,7 +1398,6 @@ public final class VulkanBackend: ComputeBackend {
     /// In a checked walk: where it first left the buffer it matched (for the message).
     private var divergence: (index: Int, recorded: String, walked: String)?
     private var repeatsSinceCheck = 0
-    private var batchSignature: [Int] = []
     /// A tuning knob was set, or a scratch buffer that steps bind was replaced by a larger one: what the ops record may
     /// differ now, so no cached step may skip its walk until it is walked again.
     private func invalidateSkips() {
@@ -1405,6 +1406,12 @@ public final class VulkanBackend: ComputeBackend {
         stepInvalidated = true
     }
     private var stepInvalidated = false
+    /// Another cached buffer of `chk`'s shape whose first `count` commands are `chk`'s and that satisfies `also`
+    /// (checked first: it is the cheap part).
+    private func sibling(of chk: Recording, sharing count: Int, where also: (Recording) -> Bool) -> Recording? {
+        cache.last { $0 !== chk && also($0) && $0.rows == chk.rows && $0.tables == chk.tables && $0.cmds.count >= count
+                     && $0.cmds[0..<count] == chk.cmds[0..<count] }
+    }
     /// Where the step's next command goes in its command list.
     private var streamIndex: Int { checking != nil ? checkIndex : (current?.cmds.count ?? 0) }
 
@@ -1413,16 +1420,14 @@ public final class VulkanBackend: ComputeBackend {
     /// caller makes no more op calls and goes to `endStep`); false: the caller makes the calls as usual.
     public func repeatsOps(_ key: [Int]) -> Bool {
         guard recording, caching, skipsRepeatedOps, deferredError == nil, case .none = pending else { return false }
-        let here = SkipPoint(key: key, signature: batchSignature, index: streamIndex,
+        let here = SkipPoint(key: key, signature: Self.signature(batch), index: streamIndex,
                              pendingBarrier: pendingBarrier, pendingTransfer: pendingTransfer)
         skipCandidate = here
         guard var chk = checking else { return false }
         if chk.skip != here {
             // Another buffer of this shape with the same commands so far may have been walked from here with this key
             // (the most recently used one of a shape is matched first; decode steps change split counts as they grow).
-            let i = here.index, old = chk
-            guard let other = cache.last(where: { $0 !== old && $0.skip == here && $0.rows == old.rows && $0.tables == old.tables
-                                                  && $0.cmds[0..<i] == old.cmds[0..<i] }) else { return false }
+            guard let other = sibling(of: chk, sharing: here.index, where: { $0.skip == here }) else { return false }
             checking = other
             chk = other
         }
@@ -1451,7 +1456,7 @@ public final class VulkanBackend: ComputeBackend {
 
     /// After a walk that submitted `rec`: keeps the walk's host writes and skip point with it, and checks a
     /// repeat that was walked to be compared.
-    private func finishWalk(_ rec: Recording, replayed: Bool, rows: Int) {
+    private func finishWalk(_ rec: Recording, replayed: Bool) {
         if checkingSkip {
             checkingSkip = false
             skipChecks += 1
@@ -1461,8 +1466,8 @@ public final class VulkanBackend: ComputeBackend {
                 skipMismatches += 1
                 skipsRepeatedOps = false
                 let at = divergence.map { "at command \($0.index): \($0.recorded) recorded, \($0.walked) now" } ?? "in its host data copies"
-                if skipMismatchIsFatal { preconditionFailure("VulkanBackend: a repeated step's ops differed from its recording (\(rows) rows, \(at))") }
-                fputs("shard: VulkanBackend: a repeated step's ops differed from its recording (\(rows) rows, \(at)); skipping repeated ops is off\n", stderr)
+                if skipMismatchIsFatal { preconditionFailure("VulkanBackend: a repeated step's ops differed from its recording (\(batch.rows) rows, \(at))") }
+                fputs("shard: VulkanBackend: a repeated step's ops differed from its recording (\(batch.rows) rows, \(at)); skipping repeated ops is off\n", stderr)
             }
         }
         rec.hostWrites = stepHostWrites
@@ -1577,8 +1582,7 @@ public final class VulkanBackend: ComputeBackend {
             if checkingSkip && divergence == nil {
                 divergence = (i, i < chk.cmds.count ? "\(chk.cmds[i])" : "the end", "\(c)")
             }
-            if let other = cache.last(where: { $0 !== chk && $0.rows == chk.rows && $0.tables == chk.tables && $0.cmds.count > i
-                                               && $0.cmds[i] == c && $0.cmds[0..<i] == chk.cmds[0..<i] }) {
+            if let other = sibling(of: chk, sharing: i, where: { $0.cmds.count > i && $0.cmds[i] == c }) {
                 checking = other
                 checkIndex += 1
                 return
@@ -1619,8 +1623,7 @@ public final class VulkanBackend: ComputeBackend {
         stepInvalidated = false
         stepDownload = nil
         readyDownload = nil
-        batchSignature = Self.signature(batch)
-        if caching, let hit = cache.filter({ $0.rows == batch.rows && $0.tables == batch.pageTables.count }).max(by: { $0.lastUse < $1.lastUse }) {
+        if caching, let hit = cache.lazy.filter({ $0.rows == batch.rows && $0.tables == batch.pageTables.count }).max(by: { $0.lastUse < $1.lastUse }) {
             checking = hit
         } else {
             try startRecording([])
@@ -1677,7 +1680,6 @@ public final class VulkanBackend: ComputeBackend {
             useTick += 1
             chk.lastUse = useTick
             replayedSteps += 1
-            skippedSteps += 1
             hostTimes.skipped += 1
             try submitStep(chk.cmd, end: false)
             return
@@ -1704,7 +1706,7 @@ public final class VulkanBackend: ComputeBackend {
                 checking = nil
                 chk.lastUse = useTick
                 replayedSteps += 1
-                finishWalk(chk, replayed: true, rows: batch.rows)
+                finishWalk(chk, replayed: true)
                 try submitStep(chk.cmd, end: false)
                 return
             }
@@ -1716,7 +1718,7 @@ public final class VulkanBackend: ComputeBackend {
         try submitStep(rec.cmd)
         if caching {
             rec.lastUse = useTick
-            finishWalk(rec, replayed: false, rows: batch.rows)
+            finishWalk(rec, replayed: false)
             cache.append(rec)
         }
         profileCollect()
@@ -1825,8 +1827,7 @@ public final class VulkanBackend: ComputeBackend {
         if let d = readyDownload, d.activations == ObjectIdentifier(a), d.rows == rows, let buffer = downloadBuffer {
             let started = ContinuousClock.now
             defer { hostTimes.download += Self.since(started) }
-            let count = rows.count * a.columns
-            return Array(UnsafeBufferPointer(start: buffer.mapped!.bindMemory(to: Float.self, capacity: count), count: count))
+            return Self.mappedValues(buffer, count: rows.count * a.columns, as: Float.self)
         }
         return readBack(a.buffer, offset: rows.lowerBound * a.columns * 4, count: rows.count * a.columns, as: Float.self)
     }
@@ -1858,6 +1859,11 @@ public final class VulkanBackend: ComputeBackend {
         stepDownload = PreparedDownload(activations: ObjectIdentifier(a), rows: rows)
     }
 
+    /// The first `count` values of a host-visible buffer (after the fence of the step that wrote them).
+    static func mappedValues<T>(_ b: GPUBuffer, count: Int, as type: T.Type) -> [T] {
+        Array(UnsafeBufferPointer(start: b.mapped!.bindMemory(to: T.self, capacity: count), count: count))
+    }
+
     /// `count` values of `type` at byte `offset` of `buffer`, copied through the host-visible readback buffer.
     func readBack<T>(_ buffer: GPUBuffer, offset: Int, count: Int, as type: T.Type) -> [T] {
         let bytes = count * MemoryLayout<T>.stride
@@ -1871,8 +1877,7 @@ public final class VulkanBackend: ComputeBackend {
                 var region = VkBufferCopy(srcOffset: VkDeviceSize(offset), dstOffset: 0, size: VkDeviceSize(bytes))
                 vkCmdCopyBuffer(cmd, buffer.buffer, rb.buffer, 1, &region)
             }
-            let p = rb.mapped!.bindMemory(to: T.self, capacity: count)
-            return Array(UnsafeBufferPointer(start: p, count: count))
+            return Self.mappedValues(rb, count: count, as: T.self)
         } catch {
             preconditionFailure("VulkanBackend.download: \(error)")
         }
@@ -1908,7 +1913,7 @@ public final class VulkanBackend: ComputeBackend {
         let started = ContinuousClock.now
         defer { hostTimes.download += Self.since(started) }
         // endStep's last barrier made the shader's writes visible to the host, and its fence has signalled.
-        return Array(UnsafeBufferPointer(start: ids.mapped!.bindMemory(to: Int32.self, capacity: rows), count: rows))
+        return Self.mappedValues(ids, count: rows, as: Int32.self)
     }
 
     // MARK: fusion

@@ -589,9 +589,9 @@ final class VulkanContext {
         }
     }
 
-    /// Poll a step's fence for up to this many seconds before sleeping in vkWaitForFences (env SHARD_VK_FENCE_SPIN_MS;
-    /// 0: sleep at once; VulkanBackend sets 20 ms on GPUs): the driver's wake-up after a sleep adds latency to every step.
-    var fenceSpinSeconds = getenv("SHARD_VK_FENCE_SPIN_MS").flatMap { Double(String(cString: $0)) }.map { max(0, $0) / 1000 } ?? 0
+    /// Poll a step's fence for up to this many seconds before sleeping in vkWaitForFences (0: sleep at once; VulkanBackend
+    /// sets it: 20 ms on GPUs, env SHARD_VK_FENCE_SPIN_MS): the driver's wake-up after a sleep adds latency to every step.
+    var fenceSpinSeconds = 0.0
 
     func wait(_ f: VkFence?) throws {
         var f = f
